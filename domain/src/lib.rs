@@ -1,0 +1,84 @@
+//! Orders domain: aggregates, commands, events and value types for an event-sourced,
+//! multi-tenant order-management service for meat traders.
+//!
+//! The crate is pure: no I/O, nothing of HTTP, SQL or NATS. It decides; the services crate
+//! stores, relays, projects and serves. Every business rule lives in an aggregate's
+//! `handle`, which validates everything first and only then writes events; `apply` only
+//! assigns. Events are past tense and carry the derived facts (line amounts, totals, amount
+//! due, payment status) so that read models stay simple.
+//!
+//! # Layout
+//!
+//! - [`values`]: value types that cannot hold invalid values (weights, prices, money,
+//!   currency, names, codes, choice lists) and the PATCH serde helpers.
+//! - [`changes`]: before/after maps carried by "changed" events, for history.
+//! - [`error`]: [`error::DomainError`], the one error all aggregates return.
+//! - [`services`]: what `handle` may consult (lookups of other aggregates, today's date).
+//! - [`reference`]: one generic aggregate for suppliers, customers, products, plants and
+//!   carriers.
+//! - [`order`]: pieces shared by purchase and sales orders (payments, notes).
+//! - [`purchase_order`]: the purchase order aggregate (buying from suppliers).
+//! - [`sales_order`]: the sales order aggregate (selling to customers).
+//!
+//! Uniqueness that spans aggregates (order numbers, invoice numbers, codes) is declared by
+//! each event through [`UniqueKeys`]; the event store enforces it in the append transaction.
+
+pub mod changes;
+pub mod error;
+pub mod order;
+pub mod purchase_order;
+pub mod reference;
+pub mod sales_order;
+pub mod services;
+pub mod values;
+
+#[cfg(test)]
+mod fixtures;
+
+/// A per-tenant uniqueness key that an event takes or gives up (order numbers, invoice
+/// numbers, reference codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UniqueKeyChange {
+    /// The event takes the key; the append fails if another aggregate holds it.
+    Claim {
+        /// The kind of key, such as "purchase_order_number" or "product_code".
+        scope: &'static str,
+        /// The key itself.
+        key: String,
+    },
+    /// The event gives the key up.
+    Release {
+        /// The kind of key.
+        scope: &'static str,
+        /// The key itself.
+        key: String,
+    },
+}
+
+/// Implemented by every event enum; the event store writes these in the append transaction.
+pub trait UniqueKeys {
+    /// The keys this event claims or releases, in order (releases before claims).
+    fn unique_key_changes(&self) -> Vec<UniqueKeyChange>;
+}
+
+/// Every uniqueness scope an event may name.
+pub const UNIQUE_SCOPES: &[&str] = &[
+    "purchase_order_number",
+    "sales_order_number",
+    "invoice_number",
+    "supplier_code",
+    "customer_code",
+    "product_code",
+    "plant_code",
+    "carrier_code",
+];
+
+/// The request field a conflict on `scope` should be reported on: "order_number",
+/// "invoice_number" or "code".
+pub fn scope_field(scope: &str) -> &'static str {
+    match scope {
+        "purchase_order_number" | "sales_order_number" => "order_number",
+        "invoice_number" => "invoice_number",
+        _ => "code",
+    }
+}

@@ -1,0 +1,1064 @@
+//! Given/when/then specifications of the purchase order, one rule per test.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use cqrs_es::{Aggregate, DomainEvent};
+
+use super::*;
+use crate::error::FieldError;
+use crate::fixtures::*;
+use crate::services::InMemoryLookups;
+use crate::values::{Money, PaymentMethod};
+
+use PurchaseOrderStatus as S;
+
+fn header() -> PurchaseOrderHeader {
+    PurchaseOrderHeader {
+        supplier_id: SUPPLIER,
+        order_date: date("2024-06-01"),
+        currency: Currency::default(),
+        weight_unit: WeightUnit::Lb,
+        logistics: Logistics::SupplierDelivery,
+        plant_id: Some(PLANT),
+        carrier_id: None,
+        pickup_date: None,
+        delivery_date: Some(date("2024-06-10")),
+        payment_terms: None,
+        supplier_confirmation_number: None,
+        carrier_release_number: None,
+        notes: None,
+    }
+}
+
+fn new_line(line_id: Uuid, product_id: Uuid, w: &str, p: &str) -> NewLine {
+    NewLine {
+        line_id,
+        product_id,
+        weight: weight(w),
+        price_per_unit: price(p),
+        quantity: None,
+        description: None,
+    }
+}
+
+fn order_line(line_id: Uuid, product_id: Uuid, w: &str, p: &str, amount: &str) -> OrderLine {
+    OrderLine {
+        line_id,
+        product_id,
+        weight: weight(w),
+        price_per_unit: price(p),
+        quantity: None,
+        description: None,
+        amount: money(amount),
+    }
+}
+
+/// 40000 LB × 2.1575 = 86300.00 and 10000.5 LB × 1.3333 = 13333.67; total 99633.67.
+fn create() -> PurchaseOrderCommand {
+    PurchaseOrderCommand::Create(NewPurchaseOrder {
+        order_number: OrderNumber::assigned("PO", 1),
+        header: header(),
+        lines: vec![
+            new_line(LINE_1, BEEF, "40000", "2.1575"),
+            new_line(LINE_2, PORK, "10000.5", "1.3333"),
+        ],
+    })
+}
+
+fn reason(text: &str) -> Reason {
+    Reason::parse(text).unwrap()
+}
+
+fn receipt(id: u128, complete: bool, lines: &[(Uuid, &str)]) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RecordReceipt {
+        receipt_id: Uuid::from_u128(id),
+        received_on: date("2024-06-12"),
+        complete,
+        lines: lines
+            .iter()
+            .map(|&(line_id, w)| ReceiptLineInput {
+                line_id,
+                weight: weight(w),
+                quantity: None,
+            })
+            .collect(),
+    }
+}
+
+fn payment(id: u128, amount: &str, paid_on: &str) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RecordPayment(NewPayment {
+        payment_id: Uuid::from_u128(id),
+        amount: Money::parse(amount).unwrap(),
+        paid_on: date(paid_on),
+        method: PaymentMethod::Wire,
+        reference: None,
+    })
+}
+
+/// The commands that bring a new order to `status`.
+///
+/// Received: 39990 LB of line 1 (86278.43) and 10000.5 LB of line 2 (13333.67) = 99612.10.
+fn commands_to(status: PurchaseOrderStatus) -> Vec<PurchaseOrderCommand> {
+    let mut commands = vec![create()];
+    let approved = [PurchaseOrderCommand::Submit, PurchaseOrderCommand::Approve];
+    match status {
+        S::Draft => {}
+        S::Submitted => commands.push(PurchaseOrderCommand::Submit),
+        S::Approved => commands.extend(approved),
+        S::PartiallyReceived => {
+            commands.extend(approved);
+            commands.push(receipt(1, false, &[(LINE_1, "20000")]));
+        }
+        S::Received => {
+            commands.extend(approved);
+            commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
+        }
+        S::Closed => {
+            commands.extend(approved);
+            commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
+            commands.push(payment(1, "99612.10", TODAY));
+            commands.push(PurchaseOrderCommand::Close);
+        }
+        S::Cancelled => commands.push(PurchaseOrderCommand::Cancel {
+            reason: reason("supplier out of stock"),
+        }),
+    }
+    commands
+}
+
+/// Runs commands through `handle` and returns the order and every event written.
+async fn run(commands: Vec<PurchaseOrderCommand>) -> (PurchaseOrder, Vec<PurchaseOrderEvent>) {
+    let services = services();
+    let mut order = PurchaseOrder::default();
+    let mut events = Vec::new();
+    for command in commands {
+        let sink = EventSink::default();
+        order
+            .handle(command.clone(), &services, &sink)
+            .await
+            .unwrap_or_else(|e| panic!("setup command {command:?} failed: {e}"));
+        events.extend(sink.collect().await);
+    }
+    (order, events)
+}
+
+async fn history(status: PurchaseOrderStatus) -> Vec<PurchaseOrderEvent> {
+    run(commands_to(status)).await.1
+}
+
+async fn state(status: PurchaseOrderStatus) -> PurchaseOrder {
+    run(commands_to(status)).await.0
+}
+
+async fn given(status: PurchaseOrderStatus) -> AggregateTestExecutor<PurchaseOrder> {
+    TestFramework::<PurchaseOrder>::with(services()).given(history(status).await)
+}
+
+/// The state after `commands`, followed by `command`; the events `command` wrote.
+async fn after(
+    commands: Vec<PurchaseOrderCommand>,
+    command: PurchaseOrderCommand,
+) -> (PurchaseOrder, Vec<PurchaseOrderEvent>) {
+    let (mut order, _) = run(commands).await;
+    let sink = EventSink::default();
+    order.handle(command, &services(), &sink).await.unwrap();
+    (order, sink.collect().await)
+}
+
+/// Checks that `command` is refused as `NotAllowed { action }` in every status outside
+/// `allowed`.
+async fn refused_outside(
+    allowed: &[PurchaseOrderStatus],
+    action: &'static str,
+    command: impl Fn() -> PurchaseOrderCommand,
+) {
+    for &status in PurchaseOrderStatus::ALL {
+        if allowed.contains(&status) {
+            continue;
+        }
+        given(status)
+            .await
+            .when_async(command())
+            .await
+            .then_expect_error(DomainError::NotAllowed {
+                action,
+                status: status.to_string(),
+            });
+    }
+}
+
+fn invalid(errors: &[(&str, &str)]) -> DomainError {
+    DomainError::Invalid(
+        errors
+            .iter()
+            .map(|(field, message)| FieldError::new(*field, *message))
+            .collect(),
+    )
+}
+
+// --- create ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_records_lines_with_half_up_amounts_and_their_total() {
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(create())
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::Created {
+            order_number: OrderNumber::assigned("PO", 1),
+            header: header(),
+            lines: vec![
+                order_line(LINE_1, BEEF, "40000", "2.1575", "86300.00"),
+                order_line(LINE_2, PORK, "10000.5", "1.3333", "13333.67"),
+            ],
+            total: money("99633.67"),
+        }]);
+}
+
+#[tokio::test]
+async fn create_claims_the_order_number_and_starts_in_draft() {
+    let (order, events) = run(vec![create()]).await;
+    assert_eq!(order.status, Some(S::Draft));
+    assert_eq!(order.payment_status(), PaymentStatus::Unpaid);
+    assert_eq!(order.amount_due(), money("99633.67"));
+    assert_eq!(events[0].event_type(), "PurchaseOrderCreated");
+    assert_eq!(events[0].event_version(), "1.0");
+    assert_eq!(
+        events[0].unique_key_changes(),
+        vec![UniqueKeyChange::Claim {
+            scope: "purchase_order_number",
+            key: "PO-000001".to_owned(),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn create_may_start_without_lines() {
+    let (order, _) = run(vec![PurchaseOrderCommand::Create(NewPurchaseOrder {
+        order_number: OrderNumber::assigned("PO", 2),
+        header: header(),
+        lines: vec![],
+    })])
+    .await;
+    assert_eq!(order.total, Money::zero());
+}
+
+#[tokio::test]
+async fn create_on_an_existing_order_is_already_exists() {
+    given(S::Draft)
+        .await
+        .when_async(create())
+        .await
+        .then_expect_error(DomainError::AlreadyExists);
+}
+
+#[tokio::test]
+async fn create_requires_usable_supplier_plant_carrier_and_products() {
+    let mut header = header();
+    header.supplier_id = INACTIVE_SUPPLIER;
+    header.plant_id = Some(UNKNOWN);
+    header.carrier_id = Some(INACTIVE_CARRIER);
+    let command = PurchaseOrderCommand::Create(NewPurchaseOrder {
+        order_number: OrderNumber::assigned("PO", 1),
+        header,
+        lines: vec![
+            new_line(LINE_1, BEEF, "1", "1"),
+            new_line(LINE_2, INACTIVE_PRODUCT, "1", "1"),
+            new_line(LINE_3, UNKNOWN, "1", "1"),
+        ],
+    });
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(command)
+        .await
+        .then_expect_error(invalid(&[
+            ("supplier_id", "supplier is inactive"),
+            ("plant_id", "no such plant"),
+            ("carrier_id", "carrier is inactive"),
+            ("lines[1].product_id", "product is inactive"),
+            ("lines[2].product_id", "no such product"),
+        ]));
+}
+
+#[tokio::test]
+async fn create_refuses_an_unknown_supplier() {
+    let mut header = header();
+    header.supplier_id = UNKNOWN;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::assigned("PO", 1),
+            header,
+            lines: vec![],
+        }))
+        .await
+        .then_expect_error(invalid(&[("supplier_id", "no such supplier")]));
+}
+
+#[tokio::test]
+async fn create_refuses_delivery_before_the_order_date_and_repeated_line_ids() {
+    let mut header = header();
+    header.delivery_date = Some(date("2024-05-31"));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::assigned("PO", 1),
+            header,
+            lines: vec![
+                new_line(LINE_1, BEEF, "1", "1"),
+                new_line(LINE_1, PORK, "2", "1"),
+            ],
+        }))
+        .await
+        .then_expect_error(invalid(&[
+            ("delivery_date", "must not be before the order date"),
+            ("lines[1].line_id", "repeats an earlier line's id"),
+        ]));
+}
+
+#[tokio::test]
+async fn create_reports_a_failed_lookup_as_unavailable() {
+    TestFramework::<PurchaseOrder>::with(services_with(
+        InMemoryLookups::new().failing("connection refused"),
+    ))
+    .given_no_previous_events()
+    .when_async(create())
+    .await
+    .then_expect_error(DomainError::Unavailable("connection refused".to_owned()));
+}
+
+#[tokio::test]
+async fn every_other_command_on_a_missing_order_is_not_found() {
+    let commands = vec![
+        PurchaseOrderCommand::ChangeHeader(PurchaseOrderHeaderPatch::default()),
+        PurchaseOrderCommand::AddLine(new_line(LINE_3, BEEF, "1", "1")),
+        PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_1,
+            patch: LinePatch::default(),
+        },
+        PurchaseOrderCommand::RemoveLine { line_id: LINE_1 },
+        PurchaseOrderCommand::Submit,
+        PurchaseOrderCommand::Approve,
+        PurchaseOrderCommand::Reject {
+            reason: reason("no"),
+        },
+        PurchaseOrderCommand::Cancel {
+            reason: reason("no"),
+        },
+        receipt(1, false, &[(LINE_1, "1")]),
+        payment(1, "1.00", TODAY),
+        PurchaseOrderCommand::AddNote {
+            note_id: Uuid::from_u128(1),
+            text: NoteText::parse("hello").unwrap(),
+        },
+        PurchaseOrderCommand::Close,
+    ];
+    for command in commands {
+        TestFramework::<PurchaseOrder>::with(services())
+            .given_no_previous_events()
+            .when_async(command)
+            .await
+            .then_expect_error(DomainError::NotFound);
+    }
+}
+
+// --- header ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn change_header_in_draft_records_before_and_after() {
+    let patch: PurchaseOrderHeaderPatch = serde_json::from_value(serde_json::json!({
+        "carrier_id": CARRIER,
+        "plant_id": null,
+        "weight_unit": "KG",
+    }))
+    .unwrap();
+    let mut expected = header();
+    expected.carrier_id = Some(CARRIER);
+    expected.plant_id = None;
+    expected.weight_unit = WeightUnit::Kg;
+    let changes = diff(&header(), &expected);
+    assert_eq!(
+        changes.keys().collect::<Vec<_>>(),
+        ["carrier_id", "plant_id", "weight_unit"]
+    );
+    assert_eq!(changes["weight_unit"].from, serde_json::json!("LB"));
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeHeader(patch))
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::HeaderChanged {
+            changes,
+            header: expected,
+        }]);
+}
+
+#[tokio::test]
+async fn change_header_that_changes_nothing_writes_nothing() {
+    let patch = PurchaseOrderHeaderPatch {
+        supplier_id: Some(SUPPLIER),
+        plant_id: Some(Some(PLANT)),
+        ..Default::default()
+    };
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeHeader(patch))
+        .await
+        .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn change_header_requires_a_usable_new_supplier_and_carrier() {
+    let patch = PurchaseOrderHeaderPatch {
+        supplier_id: Some(INACTIVE_SUPPLIER),
+        carrier_id: Some(Some(UNKNOWN)),
+        ..Default::default()
+    };
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeHeader(patch))
+        .await
+        .then_expect_error(invalid(&[
+            ("supplier_id", "supplier is inactive"),
+            ("carrier_id", "no such carrier"),
+        ]));
+}
+
+#[tokio::test]
+async fn change_header_checks_the_delivery_date_against_the_new_order_date() {
+    let patch = PurchaseOrderHeaderPatch {
+        order_date: Some(date("2024-06-11")),
+        ..Default::default()
+    };
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeHeader(patch))
+        .await
+        .then_expect_error(invalid(&[(
+            "delivery_date",
+            "must not be before the order date",
+        )]));
+}
+
+#[tokio::test]
+async fn change_header_requires_draft() {
+    refused_outside(&[S::Draft], "change the header of", || {
+        PurchaseOrderCommand::ChangeHeader(PurchaseOrderHeaderPatch {
+            notes: Some(LongText::parse("x").ok()),
+            ..Default::default()
+        })
+    })
+    .await;
+}
+
+#[test]
+fn header_patch_refuses_unknown_fields_and_null_for_required_fields() {
+    let unknown = serde_json::from_value::<PurchaseOrderHeaderPatch>(
+        serde_json::json!({"supplier": SUPPLIER}),
+    );
+    assert!(unknown.is_err());
+    let null = serde_json::from_value::<PurchaseOrderHeaderPatch>(
+        serde_json::json!({"supplier_id": null}),
+    );
+    assert!(null.is_err());
+    let absent: PurchaseOrderHeaderPatch = serde_json::from_value(serde_json::json!({})).unwrap();
+    assert_eq!(absent, PurchaseOrderHeaderPatch::default());
+}
+
+// --- lines ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn add_line_in_draft_adds_its_amount_to_the_total() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::AddLine(new_line(
+            LINE_3, BEEF, "20", "1.3333",
+        )))
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::LineAdded {
+            line: order_line(LINE_3, BEEF, "20", "1.3333", "26.67"),
+            total: money("99660.34"),
+        }]);
+}
+
+#[tokio::test]
+async fn add_line_refuses_a_repeated_line_id_and_an_inactive_product() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::AddLine(new_line(
+            LINE_1,
+            INACTIVE_PRODUCT,
+            "1",
+            "1",
+        )))
+        .await
+        .then_expect_error(invalid(&[
+            ("line_id", "a line with this id is already on the order"),
+            ("product_id", "product is inactive"),
+        ]));
+}
+
+#[tokio::test]
+async fn add_line_requires_draft() {
+    refused_outside(&[S::Draft], "add a line to", || {
+        PurchaseOrderCommand::AddLine(new_line(LINE_3, BEEF, "1", "1"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn change_line_recomputes_its_amount_and_the_total() {
+    let patch = LinePatch {
+        weight: Some(weight("39990")),
+        quantity: Some(Some(Quantity::new(1200))),
+        ..Default::default()
+    };
+    let mut line = order_line(LINE_1, BEEF, "39990", "2.1575", "86278.43");
+    line.quantity = Some(Quantity::new(1200));
+    let changes = diff(
+        &order_line(LINE_1, BEEF, "40000", "2.1575", "86300.00"),
+        &line,
+    );
+    assert_eq!(
+        changes.keys().collect::<Vec<_>>(),
+        ["amount", "quantity", "weight"]
+    );
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_1,
+            patch,
+        })
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::LineChanged {
+            line_id: LINE_1,
+            changes,
+            line,
+            total: money("99612.10"),
+        }]);
+}
+
+#[tokio::test]
+async fn change_line_that_changes_nothing_writes_nothing() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_1,
+            patch: LinePatch {
+                product_id: Some(BEEF),
+                ..Default::default()
+            },
+        })
+        .await
+        .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn change_line_requires_an_active_new_product() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_1,
+            patch: LinePatch {
+                product_id: Some(UNKNOWN),
+                ..Default::default()
+            },
+        })
+        .await
+        .then_expect_error(invalid(&[("product_id", "no such product")]));
+}
+
+#[tokio::test]
+async fn change_or_remove_of_an_unknown_line_is_line_not_found() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_3,
+            patch: LinePatch::default(),
+        })
+        .await
+        .then_expect_error(DomainError::LineNotFound(LINE_3));
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::RemoveLine { line_id: LINE_3 })
+        .await
+        .then_expect_error(DomainError::LineNotFound(LINE_3));
+}
+
+#[tokio::test]
+async fn change_line_requires_draft() {
+    refused_outside(&[S::Draft], "change a line of", || {
+        PurchaseOrderCommand::ChangeLine {
+            line_id: LINE_1,
+            patch: LinePatch {
+                weight: Some(weight("1")),
+                ..Default::default()
+            },
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remove_line_in_draft_takes_its_amount_off_the_total() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::RemoveLine { line_id: LINE_1 })
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::LineRemoved {
+            line: order_line(LINE_1, BEEF, "40000", "2.1575", "86300.00"),
+            total: money("13333.67"),
+        }]);
+}
+
+#[tokio::test]
+async fn remove_line_requires_draft() {
+    refused_outside(&[S::Draft], "remove a line from", || {
+        PurchaseOrderCommand::RemoveLine { line_id: LINE_1 }
+    })
+    .await;
+}
+
+// --- submit, approve, reject, cancel --------------------------------------------------
+
+#[tokio::test]
+async fn submit_moves_a_draft_to_submitted() {
+    given(S::Draft)
+        .await
+        .when_async(PurchaseOrderCommand::Submit)
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::Submitted {
+            total: money("99633.67"),
+        }]);
+}
+
+#[tokio::test]
+async fn submit_requires_at_least_one_line() {
+    let commands = vec![
+        create(),
+        PurchaseOrderCommand::RemoveLine { line_id: LINE_1 },
+        PurchaseOrderCommand::RemoveLine { line_id: LINE_2 },
+    ];
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(PurchaseOrderCommand::Submit)
+        .await
+        .then_expect_error(invalid(&[(
+            "lines",
+            "the order needs at least one line to be submitted",
+        )]));
+}
+
+#[tokio::test]
+async fn submit_requires_draft() {
+    refused_outside(&[S::Draft], "submit", || PurchaseOrderCommand::Submit).await;
+}
+
+#[tokio::test]
+async fn approve_moves_a_submitted_order_to_approved() {
+    given(S::Submitted)
+        .await
+        .when_async(PurchaseOrderCommand::Approve)
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::Approved]);
+}
+
+#[tokio::test]
+async fn approve_requires_submitted_order() {
+    refused_outside(&[S::Submitted], "approve", || PurchaseOrderCommand::Approve).await;
+}
+
+#[tokio::test]
+async fn reject_returns_a_submitted_order_to_draft_with_its_reason() {
+    given(S::Submitted)
+        .await
+        .when_async(PurchaseOrderCommand::Reject {
+            reason: reason("price too high"),
+        })
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::Rejected {
+            reason: reason("price too high"),
+        }]);
+    let mut commands = commands_to(S::Submitted);
+    commands.push(PurchaseOrderCommand::Reject {
+        reason: reason("price too high"),
+    });
+    let (order, _) = run(commands).await;
+    assert_eq!(order.status, Some(S::Draft));
+    assert_eq!(order.last_reject_reason, Some(reason("price too high")));
+}
+
+#[tokio::test]
+async fn reject_requires_submitted_order() {
+    refused_outside(&[S::Submitted], "reject", || PurchaseOrderCommand::Reject {
+        reason: reason("no"),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_is_allowed_from_draft_submitted_and_approved() {
+    for status in [S::Draft, S::Submitted, S::Approved] {
+        given(status)
+            .await
+            .when_async(PurchaseOrderCommand::Cancel {
+                reason: reason("supplier out of stock"),
+            })
+            .await
+            .then_expect_events(vec![PurchaseOrderEvent::Cancelled {
+                reason: reason("supplier out of stock"),
+                from_status: status,
+            }]);
+    }
+}
+
+#[tokio::test]
+async fn cancel_is_refused_once_anything_is_received() {
+    refused_outside(&[S::Draft, S::Submitted, S::Approved], "cancel", || {
+        PurchaseOrderCommand::Cancel {
+            reason: reason("too late"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_is_refused_once_something_is_paid() {
+    let mut commands = commands_to(S::Approved);
+    commands.push(payment(1, "50000.00", TODAY));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(PurchaseOrderCommand::Cancel {
+            reason: reason("changed our mind"),
+        })
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "cancel",
+            reason: "50000.00 has been paid on this order".to_owned(),
+        });
+}
+
+// --- receipts -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_partial_receipt_moves_approved_to_partially_received() {
+    given(S::Approved)
+        .await
+        .when_async(receipt(1, false, &[(LINE_1, "20000")]))
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::ReceiptRecorded {
+            receipt_id: Uuid::from_u128(1),
+            received_on: date("2024-06-12"),
+            complete: false,
+            lines: vec![ReceivedLine {
+                line_id: LINE_1,
+                weight: weight("20000"),
+                quantity: None,
+                received_weight_total: weight("20000"),
+                received_quantity_total: None,
+                received_amount: money("43150.00"),
+            }],
+            received_total: money("43150.00"),
+            amount_due: money("43150.00"),
+            outstanding: money("43150.00"),
+            payment_status: PaymentStatus::Unpaid,
+        }]);
+}
+
+#[tokio::test]
+async fn received_weight_accumulates_and_the_amount_is_rounded_on_the_total() {
+    let mut commands = commands_to(S::PartiallyReceived);
+    commands.push(PurchaseOrderCommand::RecordReceipt {
+        receipt_id: Uuid::from_u128(2),
+        received_on: date("2024-06-13"),
+        complete: true,
+        lines: vec![
+            ReceiptLineInput {
+                line_id: LINE_1,
+                weight: weight("19990.5"),
+                quantity: Some(Quantity::new(3)),
+            },
+            ReceiptLineInput {
+                line_id: LINE_2,
+                weight: weight("100"),
+                quantity: None,
+            },
+        ],
+    });
+    let (order, events) = run(commands).await;
+    let PurchaseOrderEvent::ReceiptRecorded {
+        lines,
+        received_total,
+        ..
+    } = events.last().unwrap()
+    else {
+        panic!("expected a receipt");
+    };
+    // 39990.5 × 2.1575 = 86279.50375 → 86279.50; 100 × 1.3333 = 133.33.
+    assert_eq!(lines[0].received_weight_total, weight("39990.5"));
+    assert_eq!(lines[0].received_quantity_total, Some(Quantity::new(3)));
+    assert_eq!(lines[0].received_amount, money("86279.50"));
+    assert_eq!(lines[1].received_amount, money("133.33"));
+    assert_eq!(*received_total, money("86412.83"));
+    assert_eq!(order.status, Some(S::Received));
+    assert_eq!(order.amount_due(), money("86412.83"));
+    assert_eq!(order.receipts.len(), 2);
+    assert_eq!(
+        order.line(LINE_1).unwrap().received_weight,
+        Some(weight("39990.5"))
+    );
+}
+
+#[tokio::test]
+async fn a_complete_receipt_moves_to_received() {
+    let order = state(S::Received).await;
+    assert_eq!(order.status, Some(S::Received));
+    assert_eq!(order.received_total, Some(money("99612.10")));
+    assert_eq!(order.amount_due(), money("99612.10"));
+}
+
+#[tokio::test]
+async fn receipt_refuses_empty_lines() {
+    given(S::Approved)
+        .await
+        .when_async(receipt(1, false, &[]))
+        .await
+        .then_expect_error(invalid(&[("lines", "must name at least one line")]));
+}
+
+#[tokio::test]
+async fn receipt_refuses_unknown_and_repeated_lines_and_a_repeated_receipt_id() {
+    given(S::PartiallyReceived)
+        .await
+        .when_async(receipt(
+            1,
+            false,
+            &[(LINE_1, "1"), (LINE_3, "1"), (LINE_1, "2")],
+        ))
+        .await
+        .then_expect_error(invalid(&[
+            ("receipt_id", "a receipt with this id is already recorded"),
+            ("lines[1].line_id", "no such line on this order"),
+            ("lines[2].line_id", "repeats an earlier line"),
+        ]));
+}
+
+#[tokio::test]
+async fn receipt_refuses_a_running_weight_past_the_limit() {
+    given(S::PartiallyReceived)
+        .await
+        .when_async(receipt(2, false, &[(LINE_1, "999999999")]))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].weight",
+            "must be less than 1000000000",
+        )]));
+}
+
+#[tokio::test]
+async fn receipt_requires_approved_or_partially_received() {
+    refused_outside(
+        &[S::Approved, S::PartiallyReceived],
+        "record a receipt on",
+        || receipt(9, false, &[(LINE_1, "1")]),
+    )
+    .await;
+}
+
+// --- payments -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn payment_before_receipt_is_against_the_ordered_total() {
+    given(S::Approved)
+        .await
+        .when_async(payment(1, "50000", TODAY))
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::PaymentRecorded {
+            payment_id: Uuid::from_u128(1),
+            amount: money("50000.00"),
+            paid_on: date(TODAY),
+            method: PaymentMethod::Wire,
+            reference: None,
+            amount_paid: money("50000.00"),
+            outstanding: money("49633.67"),
+            payment_status: PaymentStatus::Partial,
+        }]);
+}
+
+#[tokio::test]
+async fn paying_what_is_outstanding_makes_it_paid() {
+    let (order, events) = after(commands_to(S::Received), payment(1, "99612.10", TODAY)).await;
+    assert_eq!(order.payment_status(), PaymentStatus::Paid);
+    assert!(order.outstanding().is_zero());
+    assert!(matches!(
+        events[0],
+        PurchaseOrderEvent::PaymentRecorded {
+            payment_status: PaymentStatus::Paid,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn payment_after_a_receipt_is_against_the_received_total() {
+    given(S::PartiallyReceived)
+        .await
+        .when_async(payment(1, "43150.01", TODAY))
+        .await
+        .then_expect_error(invalid(&[(
+            "amount",
+            "must not exceed the outstanding amount of 43150.00",
+        )]));
+}
+
+#[tokio::test]
+async fn payment_must_be_positive_not_in_the_future_and_not_repeated() {
+    let mut commands = commands_to(S::Approved);
+    commands.push(payment(1, "10.00", TODAY));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(payment(1, "0", "2024-06-16"))
+        .await
+        .then_expect_error(invalid(&[
+            ("payment_id", "a payment with this id is already recorded"),
+            ("amount", "must be greater than zero"),
+            ("paid_on", "must not be in the future"),
+        ]));
+}
+
+#[tokio::test]
+async fn payment_requires_approved_or_later() {
+    refused_outside(
+        &[S::Approved, S::PartiallyReceived, S::Received],
+        "record a payment on",
+        || payment(7, "1.00", TODAY),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_short_receipt_after_prepayment_leaves_a_credit_and_blocks_close() {
+    let mut commands = commands_to(S::Approved);
+    commands.push(payment(1, "99633.67", TODAY));
+    commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
+    let (order, events) = run(commands).await;
+    assert!(matches!(
+        events.last().unwrap(),
+        PurchaseOrderEvent::ReceiptRecorded { outstanding, payment_status: PaymentStatus::Paid, .. }
+            if *outstanding == money("-21.57")
+    ));
+    assert_eq!(order.outstanding(), money("-21.57"));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(events)
+        .when_async(PurchaseOrderCommand::Close)
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "close",
+            reason: "-21.57 is outstanding".to_owned(),
+        });
+}
+
+// --- notes and close ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_note_can_be_added_in_every_state() {
+    for &status in PurchaseOrderStatus::ALL {
+        given(status)
+            .await
+            .when_async(PurchaseOrderCommand::AddNote {
+                note_id: Uuid::from_u128(5),
+                text: NoteText::parse("call the plant").unwrap(),
+            })
+            .await
+            .then_expect_events(vec![PurchaseOrderEvent::NoteAdded {
+                note_id: Uuid::from_u128(5),
+                text: NoteText::parse("call the plant").unwrap(),
+            }]);
+    }
+}
+
+#[tokio::test]
+async fn a_note_id_cannot_be_reused() {
+    let text = NoteText::parse("x").unwrap();
+    let mut commands = commands_to(S::Draft);
+    commands.push(PurchaseOrderCommand::AddNote {
+        note_id: Uuid::from_u128(5),
+        text: text.clone(),
+    });
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(PurchaseOrderCommand::AddNote {
+            note_id: Uuid::from_u128(5),
+            text,
+        })
+        .await
+        .then_expect_error(invalid(&[(
+            "note_id",
+            "a note with this id is already on the order",
+        )]));
+}
+
+#[tokio::test]
+async fn close_a_received_and_paid_order() {
+    let mut commands = commands_to(S::Received);
+    commands.push(payment(1, "99612.10", TODAY));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(PurchaseOrderCommand::Close)
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::Closed]);
+    assert_eq!(state(S::Closed).await.status, Some(S::Closed));
+}
+
+#[tokio::test]
+async fn close_needs_nothing_outstanding() {
+    let mut commands = commands_to(S::Received);
+    commands.push(payment(1, "99612.00", TODAY));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(PurchaseOrderCommand::Close)
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "close",
+            reason: "0.10 is outstanding".to_owned(),
+        });
+}
+
+#[tokio::test]
+async fn close_requires_received() {
+    refused_outside(&[S::Received], "close", || PurchaseOrderCommand::Close).await;
+}
+
+// --- events on the wire ---------------------------------------------------------------
+
+#[tokio::test]
+async fn events_carry_money_and_weights_as_strings_and_round_trip() {
+    let events = history(S::Closed).await;
+    let types: Vec<String> = events.iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            "PurchaseOrderCreated",
+            "PurchaseOrderSubmitted",
+            "PurchaseOrderApproved",
+            "PurchaseOrderReceiptRecorded",
+            "PurchaseOrderPaymentRecorded",
+            "PurchaseOrderClosed",
+        ]
+    );
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(json["Created"]["total"], "99633.67");
+    assert_eq!(json["Created"]["lines"][0]["weight"], "40000");
+    assert_eq!(json["Created"]["lines"][0]["price_per_unit"], "2.1575");
+    assert_eq!(json["Created"]["header"]["currency"], "USD");
+    assert_eq!(json["Created"]["header"]["order_date"], "2024-06-01");
+    for event in &events {
+        let text = serde_json::to_string(event).unwrap();
+        assert_eq!(
+            &serde_json::from_str::<PurchaseOrderEvent>(&text).unwrap(),
+            event
+        );
+    }
+    let order = state(S::Closed).await;
+    let text = serde_json::to_string(&order).unwrap();
+    assert_eq!(serde_json::from_str::<PurchaseOrder>(&text).unwrap(), order);
+}

@@ -1,0 +1,122 @@
+//! `POST /api/v1/tenants`, `GET /api/v1/tenants` (platform_admin).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{Authenticated, CommandHeaders, JsonBody};
+use super::reply::send;
+use super::AppState;
+use crate::auth::Permission;
+use crate::idempotency::{self, Recorded, Reply};
+use crate::tenants::{self, Tenant, TenantError};
+
+/// Tenant routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/tenants", get(list).post(create))
+}
+
+/// The body of `POST /tenants`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Display name.
+    pub name: String,
+    /// Unique handle: lowercase letters, digits, '-'.
+    pub slug: String,
+}
+
+/// Idempotency records of platform requests live under the nil tenant.
+const PLATFORM: Uuid = Uuid::nil();
+
+fn require_platform(claims: &crate::auth::Claims) -> Result<(), ApiError> {
+    if claims.may(Permission::Platform) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only platform_admin manages tenants".into(),
+        ))
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(err: TenantError) -> Self {
+        match err {
+            TenantError::Invalid { field, message } => ApiError::invalid(field, message),
+            TenantError::SlugTaken(slug) => ApiError::Conflict {
+                detail: format!("the slug {slug} is taken"),
+                errors: vec![super::error::FieldProblem {
+                    field: "slug".into(),
+                    message: "is taken".into(),
+                }],
+            },
+            TenantError::Database(err) => err.into(),
+        }
+    }
+}
+
+/// Creates a tenant.
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "platform", request_body = NewTenant,
+    responses((status = 201, body = Tenant), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    body: JsonBody<NewTenant>,
+) -> Result<Response, ApiError> {
+    require_platform(&claims)?;
+    let key = headers.idempotency_key(&body.raw);
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = &key {
+        match idempotency::lookup(&mut *tx, PLATFORM, key).await? {
+            Recorded::New => {}
+            Recorded::Replay(reply) => return Ok(send(reply, true)),
+            Recorded::Mismatch => {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "this key was used for a different request in the last 24 hours",
+                ))
+            }
+        }
+    }
+    let tenant = tenants::create_in(&mut tx, &body.value.name, &body.value.slug).await?;
+    let reply = Reply {
+        status: StatusCode::CREATED.as_u16(),
+        body: serde_json::to_value(&tenant).map_err(|e| ApiError::Internal(e.to_string()))?,
+        headers: vec![("location".into(), format!("/api/v1/tenants/{}", tenant.id))],
+    };
+    if let Some(key) = &key {
+        if !idempotency::record(&mut tx, PLATFORM, key, &reply).await? {
+            tx.rollback().await?;
+            return match idempotency::lookup(&state.pool, PLATFORM, key).await? {
+                Recorded::Replay(reply) => Ok(send(reply, true)),
+                _ => Err(ApiError::Conflict {
+                    detail: "a concurrent request used this Idempotency-Key".into(),
+                    errors: Vec::new(),
+                }),
+            };
+        }
+    }
+    tx.commit().await?;
+    Ok(send(reply, false))
+}
+
+/// Lists tenants.
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "platform",
+    responses((status = 200, description = "`{items: [Tenant]}`")), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_platform(&claims)?;
+    let items = tenants::list(&state.pool).await?;
+    Ok(Json(
+        serde_json::json!({ "items": items, "next_cursor": null }),
+    ))
+}

@@ -1,0 +1,208 @@
+//! Tokens and roles. The tenant always comes from the verified token, never from a header or
+//! a parameter.
+
+use chrono::Utc;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A role from shared/DOMAIN.md's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads orders, reference data, history.
+    Readonly,
+    /// Readonly plus raw events, time travel, audit export and verification.
+    Auditor,
+    /// Readonly plus creating and editing drafts, submit, confirm, receipts, ship, deliver, notes.
+    User,
+    /// User plus approve, reject, cancel, close, invoice, payments, reference data.
+    Manager,
+    /// Everything inside its tenant.
+    Admin,
+    /// Creates and lists tenants; no access to a tenant's orders.
+    PlatformAdmin,
+}
+
+/// What a request wants to do, for the role check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read orders, reference data and history.
+    Read,
+    /// Raw events, time travel, export, verification.
+    Audit,
+    /// Create and edit drafts, submit, confirm, receive, ship, deliver, add notes.
+    Operate,
+    /// Approve, reject, cancel, close, invoice, record payments, write reference data.
+    Manage,
+    /// Create and list tenants.
+    Platform,
+}
+
+impl Role {
+    /// Whether this role grants `permission` (exhaustive on both sides: a new role or
+    /// permission forces a decision here).
+    pub fn grants(self, permission: Permission) -> bool {
+        use Permission as P;
+        match self {
+            Role::Readonly => matches!(permission, P::Read),
+            Role::Auditor => matches!(permission, P::Read | P::Audit),
+            Role::User => matches!(permission, P::Read | P::Operate),
+            Role::Manager => matches!(permission, P::Read | P::Operate | P::Manage),
+            Role::Admin => matches!(permission, P::Read | P::Audit | P::Operate | P::Manage),
+            Role::PlatformAdmin => matches!(permission, P::Platform),
+        }
+    }
+}
+
+/// The token's claims (API.md: `sub`, `tenant`, `roles`, `exp`, optional `name`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The actor, recorded on every event.
+    pub sub: String,
+    /// The tenant; absent for platform_admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Uuid>,
+    /// What the actor may do.
+    pub roles: Vec<Role>,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// The actor's display name, recorded with `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Claims {
+    /// Whether any of the token's roles grants `permission`.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.roles.iter().any(|role| role.grants(permission))
+    }
+}
+
+/// Signs and verifies HS256 tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(***)")
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Bad signature, wrong algorithm, missing claims, garbage.
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+}
+
+impl TokenKeys {
+    /// Keys from the shared secret.
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// A signed token for `claims`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing with a byte secret cannot fail")
+    }
+
+    /// The claims of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(err.to_string()),
+            })
+    }
+
+    /// A token for `sub` in `tenant` with `roles`, valid for `ttl`.
+    pub fn mint(
+        &self,
+        sub: &str,
+        name: Option<&str>,
+        tenant: Option<Uuid>,
+        roles: Vec<Role>,
+        ttl: chrono::Duration,
+    ) -> String {
+        self.sign(&Claims {
+            sub: sub.to_string(),
+            tenant,
+            roles,
+            exp: (Utc::now() + ttl).timestamp(),
+            name: name.map(str::to_string),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_managers_and_admins_manage() {
+        for role in [
+            Role::Readonly,
+            Role::Auditor,
+            Role::User,
+            Role::PlatformAdmin,
+        ] {
+            assert!(!role.grants(Permission::Manage), "{role:?}");
+        }
+        assert!(Role::Manager.grants(Permission::Manage));
+        assert!(Role::Admin.grants(Permission::Manage));
+    }
+
+    #[test]
+    fn platform_admin_cannot_read_a_tenants_orders() {
+        assert!(!Role::PlatformAdmin.grants(Permission::Read));
+        assert!(Role::PlatformAdmin.grants(Permission::Platform));
+        assert!(!Role::Admin.grants(Permission::Platform));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_invalid() {
+        let ours = TokenKeys::new("one");
+        let theirs = TokenKeys::new("two");
+        let token = theirs.mint(
+            "mary",
+            None,
+            Some(Uuid::nil()),
+            vec![Role::Admin],
+            chrono::Duration::hours(1),
+        );
+        assert!(matches!(ours.verify(&token), Err(TokenError::Invalid(_))));
+        assert_eq!(theirs.verify(&token).unwrap().sub, "mary");
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let keys = TokenKeys::new("s");
+        let token = keys.mint(
+            "mary",
+            None,
+            None,
+            vec![Role::Admin],
+            chrono::Duration::seconds(-5),
+        );
+        assert_eq!(keys.verify(&token), Err(TokenError::Expired));
+    }
+}

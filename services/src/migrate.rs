@@ -1,0 +1,21 @@
+//! The embedded migrations: one linear sequence, applied by `oms migrate` and at start-up.
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+
+/// Every migration under `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Applies the migrations that are not applied yet. Safe to run concurrently: sqlx takes an
+/// advisory lock.
+pub async fn run(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Whether every embedded migration is applied.
+pub async fn is_up_to_date(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(pool)
+        .await?;
+    Ok(usize::try_from(applied).unwrap_or_default() >= MIGRATOR.iter().count())
+}

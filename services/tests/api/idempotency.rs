@@ -1,0 +1,91 @@
+//! Idempotency-Key: a repeat returns the first response and writes nothing; the same key with
+//! another body is 422.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_repeated_keyed_request_returns_the_identical_response_and_writes_nothing() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let body = json!({"supplier_id": supplier, "order_date": "2026-11-02",
+                      "lines": [{"product_id": product, "weight": "40000", "price_per_unit": "2.1575"}]});
+    let send = || {
+        app.request(Method::POST, "/api/v1/purchase-orders", &app.admin())
+            .header("idempotency-key", "order-2026-11-02-a")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_location = first.headers()["location"].clone();
+    let first_body = first.text().await.unwrap();
+    let after_first = app.write_footprint().await;
+
+    let second = send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["location"], first_location);
+    let second_body = second.text().await.unwrap();
+    let first_json: serde_json::Value = serde_json::from_str(&first_body).unwrap();
+    let second_json: serde_json::Value = serde_json::from_str(&second_body).unwrap();
+    assert_eq!(first_json, second_json);
+    assert_eq!(app.write_footprint().await, after_first);
+
+    // Same key, another body: 422, nothing written.
+    let other = app
+        .request(Method::POST, "/api/v1/purchase-orders", &app.admin())
+        .header("idempotency-key", "order-2026-11-02-a")
+        .json(&json!({"supplier_id": supplier, "order_date": "2026-11-03"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(app.write_footprint().await, after_first);
+}
+
+#[tokio::test]
+async fn a_keyed_refusal_is_not_recorded_so_a_corrected_retry_with_another_key_works() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let po = app.draft_po(&supplier, &product, "1", "1").await;
+    let base = format!("/api/v1/purchase-orders/{}", id_of(&po));
+    // approve a draft: refused, and the key stays unused
+    let refused = app
+        .request(Method::POST, &format!("{base}/approve"), &app.admin())
+        .header("idempotency-key", "k1")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(refused, StatusCode::CONFLICT).await;
+    let submitted = app
+        .request(Method::POST, &format!("{base}/submit"), &app.admin())
+        .header("idempotency-key", "k2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), StatusCode::OK);
+    let approved = app
+        .request(Method::POST, &format!("{base}/approve"), &app.admin())
+        .header("idempotency-key", "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    assert!(approved.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_over_200_characters_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .request(Method::POST, "/api/v1/suppliers", &app.admin())
+        .header("idempotency-key", "k".repeat(201))
+        .json(&json!({"name": "Prairie"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::BAD_REQUEST).await;
+}

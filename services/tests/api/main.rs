@@ -1,0 +1,12 @@
+//! Black-box API tests: the service on a random port over a fresh database, called over HTTP
+//! as a client would.
+
+mod helpers;
+
+mod concurrency;
+mod errors;
+mod idempotency;
+mod lifecycle;
+mod operations;
+mod outage;
+mod reference;
