@@ -14,7 +14,7 @@
 //! - [`changes`]: before/after maps carried by "changed" events, for history.
 //! - [`error`]: [`error::DomainError`], the one error all aggregates return.
 //! - [`services`]: what `handle` may consult (lookups of other aggregates, today's date).
-//! - [`reference`]: one generic aggregate for suppliers, customers, products, plants and
+//! - [`reference`](mod@reference): one generic aggregate for suppliers, customers, products, plants and
 //!   carriers.
 //! - [`order`]: pieces shared by purchase and sales orders (payments, notes).
 //! - [`purchase_order`]: the purchase order aggregate (buying from suppliers).

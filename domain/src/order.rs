@@ -153,8 +153,8 @@ pub(crate) fn check_payment(
     checks.finish()
 }
 
-/// The index-free check that ids in a request are not repeated; returns the positions of
-/// repeats.
+/// The positions of ids that repeat an earlier id in the same request (line ids in a
+/// create, a receipt or a shipment).
 pub(crate) fn repeated_positions(ids: impl IntoIterator<Item = Uuid>) -> Vec<usize> {
     let mut seen = HashSet::new();
     ids.into_iter()

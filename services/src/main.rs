@@ -154,9 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(db) => {
-            let pool = sqlx::PgPool::connect(&db.database_url)
-                .await
-                .context("cannot connect to the database")?;
+            let pool = connect(&db.database_url).await?;
             oms::migrate::run(&pool).await.context("migration failed")?;
             println!("migrations applied");
             Ok(())
@@ -199,10 +197,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn connect_and_migrate(url: &str) -> anyhow::Result<sqlx::PgPool> {
-    let pool = sqlx::PgPool::connect(url)
+/// A small pool for a one-shot command; gives up after a few seconds rather than hanging.
+async fn connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
         .await
-        .context("cannot connect to the database")?;
+        .context("cannot connect to the database")
+}
+
+async fn connect_and_migrate(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let pool = connect(url).await?;
     oms::migrate::run(&pool).await.context("migration failed")?;
     Ok(pool)
 }

@@ -460,7 +460,7 @@ pub async fn record_receipt(
                 .iter()
                 .map(|line| ReceiptLineInput {
                     line_id: line.line_id,
-                    weight: line.weight.clone(),
+                    weight: line.weight,
                     quantity: line.quantity,
                 })
                 .collect(),
@@ -491,7 +491,7 @@ pub async fn record_payment(
         |_| {
             PurchaseOrderCommand::RecordPayment(NewPayment {
                 payment_id,
-                amount: body.value.amount.clone(),
+                amount: body.value.amount,
                 paid_on: body.value.paid_on,
                 method: body.value.method,
                 reference: body.value.reference.clone(),

@@ -449,7 +449,7 @@ pub async fn ship(
                 .iter()
                 .map(|line| ShipLineInput {
                     line_id: line.line_id,
-                    weight: line.weight.clone(),
+                    weight: line.weight,
                     quantity: line.quantity,
                 })
                 .collect(),
@@ -566,7 +566,7 @@ pub async fn record_payment(
         |_| {
             SalesOrderCommand::RecordPayment(NewPayment {
                 payment_id,
-                amount: body.value.amount.clone(),
+                amount: body.value.amount,
                 paid_on: body.value.paid_on,
                 method: body.value.method,
                 reference: body.value.reference.clone(),
