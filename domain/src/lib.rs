@@ -19,6 +19,7 @@
 //! - [`order`]: pieces shared by purchase and sales orders (payments, notes).
 //! - [`purchase_order`]: the purchase order aggregate (buying from suppliers).
 //! - [`sales_order`]: the sales order aggregate (selling to customers).
+//! - [`upcasters`]: how stored events of older versions are read as the current version.
 //!
 //! Uniqueness that spans aggregates (order numbers, invoice numbers, codes) is declared by
 //! each event through [`UniqueKeys`]; the event store enforces it in the append transaction.
@@ -30,6 +31,7 @@ pub mod purchase_order;
 pub mod reference;
 pub mod sales_order;
 pub mod services;
+pub mod upcasters;
 pub mod values;
 
 #[cfg(test)]

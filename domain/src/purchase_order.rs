@@ -479,8 +479,13 @@ impl DomainEvent for PurchaseOrderEvent {
         format!("PurchaseOrder{}", self.name())
     }
 
+    /// 2.0.0 for `Created` (1.0 named the supplier `vendor_id`: see [`crate::upcasters`]);
+    /// 1.0 for the rest.
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            Self::Created { .. } => crate::upcasters::PURCHASE_ORDER_CREATED_VERSION.to_owned(),
+            _ => "1.0".to_owned(),
+        }
     }
 }
 

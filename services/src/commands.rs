@@ -128,6 +128,16 @@ pub struct Loaded<A> {
 }
 
 impl<A> Loaded<A> {
+    /// The id, version and timestamps every document carries.
+    pub fn stamp(&self) -> oms_projections::documents::Stamp {
+        oms_projections::documents::Stamp {
+            id: self.id,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
     /// Whether the aggregate has any event.
     pub fn exists(&self) -> bool {
         self.version > 0

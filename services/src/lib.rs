@@ -22,11 +22,16 @@
 pub mod aggregates;
 pub mod api;
 pub mod app;
+pub mod audit;
+pub mod audit_show;
 pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod idempotency;
 pub mod metrics;
 pub mod migrate;
+pub mod projector;
+pub mod relay;
+pub mod replay;
 pub mod store;
 pub mod tenants;

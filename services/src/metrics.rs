@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::projector::ProjectorMetrics;
+use crate::relay::RelayMetrics;
+use oms_projections::Projection;
 
 /// The service's counters.
 #[derive(Debug, Default)]
@@ -16,9 +20,26 @@ pub struct Metrics {
     commands_replayed: AtomicU64,
     /// Commands refused (any 4xx).
     commands_refused: AtomicU64,
+    /// The relay's counters, when this process runs the relay.
+    relay: OnceLock<Arc<RelayMetrics>>,
+    /// The projector's counters, when this process runs the projector.
+    projector: OnceLock<Arc<std::collections::HashMap<Projection, ProjectorMetrics>>>,
 }
 
 impl Metrics {
+    /// Serves the relay's counters too.
+    pub fn attach_relay(&self, relay: Arc<RelayMetrics>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Serves the projector's counters too.
+    pub fn attach_projector(
+        &self,
+        projector: Arc<std::collections::HashMap<Projection, ProjectorMetrics>>,
+    ) {
+        let _ = self.projector.set(projector);
+    }
+
     /// Counts a response.
     pub fn response(&self, status: u16) {
         if let Ok(mut map) = self.responses.lock() {

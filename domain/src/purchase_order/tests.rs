@@ -222,7 +222,10 @@ async fn create_claims_the_order_number_and_starts_in_draft() {
     assert_eq!(order.payment_status(), PaymentStatus::Unpaid);
     assert_eq!(order.amount_due(), money("99633.67"));
     assert_eq!(events[0].event_type(), "PurchaseOrderCreated");
-    assert_eq!(events[0].event_version(), "1.0");
+    assert_eq!(
+        events[0].event_version(),
+        crate::upcasters::PURCHASE_ORDER_CREATED_VERSION
+    );
     assert_eq!(
         events[0].unique_key_changes(),
         vec![UniqueKeyChange::Claim {

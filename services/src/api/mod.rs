@@ -4,12 +4,14 @@
 //! Handlers are thin: extract (token, tenant, If-Match, Idempotency-Key, body) → build a
 //! command from parsed types → run it through [`crate::commands::Commands`] → map the result.
 
+pub mod audit;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod purchase_orders;
+pub mod queries;
 pub mod reference;
 pub mod reply;
 pub mod sales_orders;
@@ -57,7 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(reference::router())
         .merge(purchase_orders::router())
-        .merge(sales_orders::router());
+        .merge(sales_orders::router())
+        .merge(audit::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::router())

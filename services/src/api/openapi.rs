@@ -26,6 +26,10 @@ header's free-text field.",
     ),
     paths(
         tenants::create, tenants::list,
+        po::list, po::history, po::events, so::list, so::history, so::events,
+        super::reference::list_supplier, super::reference::list_customer, super::reference::list_product,
+        super::reference::list_plant, super::reference::list_carrier,
+        super::audit::events, super::audit::verify,
         po::create, po::show, po::change_header, po::add_line, po::change_line, po::remove_line,
         po::submit, po::approve, po::reject, po::cancel, po::close, po::record_receipt,
         po::record_payment, po::add_note,
@@ -47,6 +51,7 @@ header's free-text field.",
         (name = "reference data", description = "Suppliers, customers, products, plants, carriers"),
         (name = "purchase orders", description = "Buying loads from packing plants"),
         (name = "sales orders", description = "Selling loads to buyers"),
+        (name = "audit", description = "The event feed and hash-chain verification (auditor, admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ use oms_domain::values::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -110,23 +111,10 @@ pub struct WeighedLineRequest {
     pub quantity: Option<Quantity>,
 }
 
-/// `?as_of=<RFC 3339>` on `GET …/{id}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShowQuery {
-    /// Rebuild the order from the events recorded up to this instant.
-    pub as_of: Option<DateTime<Utc>>,
-}
-
-/// Common fields of an order document.
-pub fn stamp<A>(body: &mut Value, loaded: &Loaded<A>, position: Option<i64>) {
+/// Adds `position` (the tenant's position after a command) to a document.
+pub fn with_position(body: &mut Value, position: i64) {
     if let Value::Object(map) = body {
-        map.insert("id".into(), json!(loaded.id));
-        map.insert("version".into(), json!(loaded.version));
-        map.insert("created_at".into(), json!(loaded.created_at));
-        map.insert("updated_at".into(), json!(loaded.updated_at));
-        if let Some(position) = position {
-            map.insert("position".into(), json!(position));
-        }
+        map.insert("position".into(), json!(position));
     }
 }
 
@@ -169,7 +157,7 @@ where
         .commands
         .execute::<A, _, _>(&ctx, id, number, make, |loaded, position| {
             let mut body = view(loaded);
-            stamp(&mut body, loaded, Some(position));
+            with_position(&mut body, position);
             let mut headers = vec![("etag".to_string(), format!("\"{}\"", loaded.version))];
             let status = match outcome {
                 Outcome::Created { collection } => {
@@ -204,12 +192,14 @@ where
     }
 }
 
-/// `GET …/{id}` (optionally `?as_of=`): the order rebuilt from its events.
+/// `GET …/{id}`: the order from the read model (`?min_position=` waits for it), or with
+/// `?as_of=<RFC 3339>` rebuilt from the events recorded up to then.
 pub async fn show<A>(
     state: &AppState,
     user: &TenantUser,
     id: Uuid,
-    as_of: Option<DateTime<Utc>>,
+    params: &BTreeMap<String, String>,
+    resource: oms_projections::queries::Resource,
     view: fn(&Loaded<A>) -> Value,
 ) -> Result<Response, ApiError>
 where
@@ -217,17 +207,19 @@ where
     A::Event: oms_domain::UniqueKeys,
 {
     user.require(Permission::Read)?;
-    let loaded = match as_of {
-        Some(at) => state.commands.load_as_of::<A>(user.tenant, id, at).await?,
-        None => state.commands.load::<A>(user.tenant, id).await?,
+    let Some(as_of) = params.get("as_of") else {
+        return super::queries::show(state, user, resource, id, params).await;
     };
+    let at = DateTime::parse_from_rfc3339(as_of)
+        .map_err(|_| {
+            ApiError::BadRequest(format!("as_of must be an RFC 3339 timestamp, not {as_of}"))
+        })?
+        .with_timezone(&Utc);
+    let loaded = state.commands.load_as_of::<A>(user.tenant, id, at).await?;
     if !loaded.exists() {
-        return Err(ApiError::NotFound(match as_of {
-            Some(at) => format!("no order {id} existed at {at}"),
-            None => format!("no order {id}"),
-        }));
+        return Err(ApiError::NotFound(format!(
+            "no order {id} existed at {as_of}"
+        )));
     }
-    let mut body = view(&loaded);
-    stamp(&mut body, &loaded, None);
-    Ok(document(body, loaded.version))
+    Ok(document(view(&loaded), loaded.version))
 }

@@ -15,14 +15,14 @@ use oms_domain::values::{
     Currency, Logistics, LongText, OrderNumber, PaymentTerms, ShortText, WeightUnit,
 };
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
     self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
-    ShowQuery, WeighedLineRequest,
+    WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -33,8 +33,10 @@ const COLLECTION: &str = "purchase-orders";
 /// Purchase-order routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/purchase-orders", post(create))
+        .route("/purchase-orders", get(list).post(create))
         .route("/purchase-orders/{id}", get(show).patch(change_header))
+        .route("/purchase-orders/{id}/history", get(history))
+        .route("/purchase-orders/{id}/events", get(events))
         .route("/purchase-orders/{id}/lines", post(add_line))
         .route(
             "/purchase-orders/{id}/lines/{line_id}",
@@ -119,31 +121,9 @@ pub struct ReceiptRequest {
     pub lines: Vec<WeighedLineRequest>,
 }
 
-/// The order document (what every purchase-order response carries).
+/// The order document (what every response about the order carries).
 pub fn view(loaded: &Loaded<PurchaseOrder>) -> Value {
-    let order = &loaded.aggregate;
-    let mut body = order
-        .header
-        .as_ref()
-        .and_then(|h| serde_json::to_value(h).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.insert("order_number".into(), json!(order.order_number));
-        map.insert("status".into(), json!(order.status));
-        map.insert("payment_status".into(), json!(order.payment_status()));
-        map.insert("lines".into(), json!(order.lines));
-        map.insert("total".into(), json!(order.total));
-        map.insert("received_total".into(), json!(order.received_total));
-        map.insert("amount_due".into(), json!(order.amount_due()));
-        map.insert("amount_paid".into(), json!(order.amount_paid));
-        map.insert("outstanding".into(), json!(order.outstanding()));
-        map.insert("receipts".into(), json!(order.receipts));
-        map.insert("payments".into(), json!(order.payments));
-        map.insert("order_notes".into(), json!(order.notes));
-        map.insert("cancel_reason".into(), json!(order.cancel_reason));
-        map.insert("reject_reason".into(), json!(order.last_reject_reason));
-    }
-    body
+    oms_projections::documents::purchase_order(&loaded.aggregate, &loaded.stamp())
 }
 
 fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
@@ -241,18 +221,79 @@ pub async fn create(
     .await
 }
 
-/// The order, rebuilt from its events (as it was at `as_of`, when given).
+/// Lists orders: filters `status`, `payment_status`, `supplier_id`, `order_date_from`,
+/// `order_date_to`, `q` (order-number prefix); `sort`, `limit`, `cursor`; CSV with
+/// `Accept: text/csv` or `?format=csv`.
+#[utoipa::path(get, path = "/api/v1/purchase-orders", tag = "purchase orders",
+    params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ("supplier_id" = Option<Uuid>, Query),
+           ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
+           ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
+    responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: TenantUser,
+    headers: axum::http::HeaderMap,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    super::queries::list(
+        &state,
+        &user,
+        oms_projections::queries::Resource::PurchaseOrders,
+        &headers,
+        params,
+    )
+    .await
+}
+
+/// The order from the read model (`?min_position=` waits for it), or as it was at `?as_of=`,
+/// rebuilt from its events.
 #[utoipa::path(get, path = "/api/v1/purchase-orders/{id}", tag = "purchase orders",
-    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant")),
+    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
     responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     user: TenantUser,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<ShowQuery>,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    orders::show::<PurchaseOrder>(&state, &user, id, query.as_of, view).await
+    orders::show::<PurchaseOrder>(
+        &state,
+        &user,
+        id,
+        &params,
+        oms_projections::queries::Resource::PurchaseOrders,
+        view,
+    )
+    .await
+}
+
+/// The order's history: one entry per event, oldest first, with actor, summary and changes.
+#[utoipa::path(get, path = "/api/v1/purchase-orders/{id}/history", tag = "purchase orders",
+    params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
+    responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    super::queries::history(&state, &user, "purchase_order", id, &params).await
+}
+
+/// The order's raw events with metadata and hash (auditor, admin).
+#[utoipa::path(get, path = "/api/v1/purchase-orders/{id}/events", tag = "purchase orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    super::queries::events(&state, &user, "purchase_order", id).await
 }
 
 /// Changes header fields (draft only).

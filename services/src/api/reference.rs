@@ -5,16 +5,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use oms_domain::reference::{
     Carrier, Customer, Plant, Product, Reference, ReferenceCommand, ReferenceKind, Supplier,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{ApiPath, CommandHeaders, JsonBody, TenantUser};
+use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::reply::executed;
 use super::AppState;
 use crate::auth::Permission;
@@ -24,37 +24,23 @@ use crate::idempotency::Reply;
 /// Routes of the five kinds.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/suppliers", post(create_supplier))
+        .route("/suppliers", get(list_supplier).post(create_supplier))
         .route("/suppliers/{id}", get(show_supplier).patch(update_supplier))
-        .route("/customers", post(create_customer))
+        .route("/customers", get(list_customer).post(create_customer))
         .route("/customers/{id}", get(show_customer).patch(update_customer))
-        .route("/products", post(create_product))
+        .route("/products", get(list_product).post(create_product))
         .route("/products/{id}", get(show_product).patch(update_product))
-        .route("/plants", post(create_plant))
+        .route("/plants", get(list_plant).post(create_plant))
         .route("/plants/{id}", get(show_plant).patch(update_plant))
-        .route("/carriers", post(create_carrier))
+        .route("/carriers", get(list_carrier).post(create_carrier))
         .route("/carriers/{id}", get(show_carrier).patch(update_carrier))
 }
 
-/// The response body: the details' fields, `id`, `active`, `version`, timestamps and (for
-/// commands) `position`.
+/// The response body: the item's document and, for commands, `position`.
 pub fn view<K: ReferenceKind>(loaded: &Loaded<Reference<K>>, position: Option<i64>) -> Value {
-    let mut body = loaded
-        .aggregate
-        .details
-        .as_ref()
-        .and_then(|details| serde_json::to_value(details).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.insert("id".into(), json!(loaded.id));
-        map.insert("kind".into(), json!(K::TYPE));
-        map.insert("active".into(), json!(loaded.aggregate.active));
-        map.insert("version".into(), json!(loaded.version));
-        map.insert("created_at".into(), json!(loaded.created_at));
-        map.insert("updated_at".into(), json!(loaded.updated_at));
-        if let Some(position) = position {
-            map.insert("position".into(), json!(position));
-        }
+    let mut body = oms_projections::documents::reference(&loaded.aggregate, &loaded.stamp());
+    if let Some(position) = position {
+        super::orders::with_position(&mut body, position);
     }
     body
 }
@@ -134,27 +120,19 @@ where
     Ok(executed(outcome))
 }
 
-async fn show<K: ReferenceKind>(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Response, ApiError>
-where
-    Reference<K>: OmsAggregate<Command = ReferenceCommand<K>>,
-    <Reference<K> as cqrs_es::Aggregate>::Event: oms_domain::UniqueKeys,
-{
-    user.require(Permission::Read)?;
-    let loaded = state.commands.load::<Reference<K>>(user.tenant, id).await?;
-    if !loaded.exists() {
-        return Err(ApiError::NotFound(format!("no {} {id}", K::TYPE)));
-    }
-    Ok(super::orders::document(view(&loaded, None), loaded.version))
-}
-
 /// Documented per-kind entry points (the routes use the generic handlers; these exist so the
 /// OpenAPI document lists every kind's paths).
 macro_rules! documented_kind {
-    ($kind:ty, $plural:literal, $create:ident, $show:ident, $update:ident) => {
+    ($kind:ty, $plural:literal, $resource:ident, $create:ident, $list:ident, $show:ident, $update:ident) => {
+        #[doc = concat!("Lists ", $plural, ": filters `q` (name or code contains), `active`; `sort`, `limit`, `cursor`; CSV.")]
+        #[utoipa::path(get, path = concat!("/api/v1/", $plural), tag = "reference data",
+            params(("q" = Option<String>, Query), ("active" = Option<bool>, Query), ("sort" = Option<String>, Query, description = "name, code, created_at, updated_at; -field for descending"),
+                   ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query)),
+            responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
+        pub async fn $list(State(state): State<AppState>, user: TenantUser, headers: axum::http::HeaderMap, ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>) -> Result<Response, ApiError> {
+            super::queries::list(&state, &user, oms_projections::queries::Resource::$resource, &headers, params).await
+        }
+
         #[doc = concat!("Creates a ", stringify!($kind), ".")]
         #[utoipa::path(post, path = concat!("/api/v1/", $plural), tag = "reference data",
             request_body(content = Object, description = "the fields of shared/DOMAIN.md for this kind"),
@@ -167,10 +145,10 @@ macro_rules! documented_kind {
 
         #[doc = concat!("Reads a ", stringify!($kind), ".")]
         #[utoipa::path(get, path = concat!("/api/v1/", $plural, "/{id}"), tag = "reference data",
-            params(("id" = Uuid, Path)), responses((status = 200, description = "the document"), (status = 404, body = super::error::Problem)),
+            params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)), responses((status = 200, description = "the document"), (status = 404, body = super::error::Problem)),
             security(("bearer" = [])))]
-        pub async fn $show(state: State<AppState>, user: TenantUser, id: ApiPath<Uuid>) -> Result<Response, ApiError> {
-            show::<$kind>(state, user, id).await
+        pub async fn $show(State(state): State<AppState>, user: TenantUser, ApiPath(id): ApiPath<Uuid>, ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>) -> Result<Response, ApiError> {
+            super::queries::show(&state, &user, oms_projections::queries::Resource::$resource, id, &params).await
         }
 
         #[doc = concat!("Changes some fields of a ", stringify!($kind), "; `{\"active\": false}` deactivates it.")]
@@ -188,29 +166,45 @@ macro_rules! documented_kind {
 documented_kind!(
     Supplier,
     "suppliers",
+    Suppliers,
     create_supplier,
+    list_supplier,
     show_supplier,
     update_supplier
 );
 documented_kind!(
     Customer,
     "customers",
+    Customers,
     create_customer,
+    list_customer,
     show_customer,
     update_customer
 );
 documented_kind!(
     Product,
     "products",
+    Products,
     create_product,
+    list_product,
     show_product,
     update_product
 );
-documented_kind!(Plant, "plants", create_plant, show_plant, update_plant);
+documented_kind!(
+    Plant,
+    "plants",
+    Plants,
+    create_plant,
+    list_plant,
+    show_plant,
+    update_plant
+);
 documented_kind!(
     Carrier,
     "carriers",
+    Carriers,
     create_carrier,
+    list_carrier,
     show_carrier,
     update_carrier
 );

@@ -13,14 +13,14 @@ use oms_domain::sales_order::{
 };
 use oms_domain::values::{Currency, InvoiceNumber, LongText, OrderNumber, ShortText, WeightUnit};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
     self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
-    ShowQuery, WeighedLineRequest,
+    WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -31,8 +31,10 @@ const COLLECTION: &str = "sales-orders";
 /// Sales-order routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sales-orders", post(create))
+        .route("/sales-orders", get(list).post(create))
         .route("/sales-orders/{id}", get(show).patch(change_header))
+        .route("/sales-orders/{id}/history", get(history))
+        .route("/sales-orders/{id}/events", get(events))
         .route("/sales-orders/{id}/lines", post(add_line))
         .route(
             "/sales-orders/{id}/lines/{line_id}",
@@ -132,45 +134,9 @@ pub struct InvoiceRequest {
     pub invoice_number: Option<InvoiceNumber>,
 }
 
-/// The order document (what every sales-order response carries).
+/// The order document (what every response about the order carries).
 pub fn view(loaded: &Loaded<SalesOrder>) -> Value {
-    let order = &loaded.aggregate;
-    let mut body = order
-        .header
-        .as_ref()
-        .and_then(|h| serde_json::to_value(h).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.insert("order_number".into(), json!(order.order_number));
-        map.insert("status".into(), json!(order.status));
-        map.insert("payment_status".into(), json!(order.payment_status()));
-        map.insert("lines".into(), json!(order.lines));
-        map.insert("total".into(), json!(order.total));
-        map.insert("shipment".into(), json!(order.shipment));
-        map.insert("shipped_total".into(), json!(order.shipped_total));
-        map.insert("delivered_on".into(), json!(order.delivered_on));
-        let invoice = order.invoice.as_ref();
-        map.insert(
-            "invoice_number".into(),
-            json!(invoice.map(|i| &i.invoice_number)),
-        );
-        map.insert(
-            "invoice_date".into(),
-            json!(invoice.map(|i| i.invoice_date)),
-        );
-        map.insert("due_date".into(), json!(invoice.map(|i| i.due_date)));
-        map.insert(
-            "invoiced_amount".into(),
-            json!(invoice.map(|i| &i.invoiced_amount)),
-        );
-        map.insert("amount_due".into(), json!(order.amount_due()));
-        map.insert("amount_paid".into(), json!(order.amount_paid));
-        map.insert("outstanding".into(), json!(order.outstanding()));
-        map.insert("payments".into(), json!(order.payments));
-        map.insert("order_notes".into(), json!(order.notes));
-        map.insert("cancel_reason".into(), json!(order.cancel_reason));
-    }
-    body
+    oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
 }
 
 fn new_line(line: LineRequest) -> NewLine {
@@ -255,18 +221,79 @@ pub async fn create(
     .await
 }
 
-/// The order, rebuilt from its events (as it was at `as_of`, when given).
+/// Lists orders: filters `status`, `payment_status`, `customer_id`, `order_date_from`,
+/// `order_date_to`, `q` (order-number prefix); `sort`, `limit`, `cursor`; CSV with
+/// `Accept: text/csv` or `?format=csv`.
+#[utoipa::path(get, path = "/api/v1/sales-orders", tag = "sales orders",
+    params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ("customer_id" = Option<Uuid>, Query),
+           ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
+           ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
+    responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: TenantUser,
+    headers: axum::http::HeaderMap,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    super::queries::list(
+        &state,
+        &user,
+        oms_projections::queries::Resource::SalesOrders,
+        &headers,
+        params,
+    )
+    .await
+}
+
+/// The order from the read model (`?min_position=` waits for it), or as it was at `?as_of=`,
+/// rebuilt from its events.
 #[utoipa::path(get, path = "/api/v1/sales-orders/{id}", tag = "sales orders",
-    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant")),
+    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
     responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     user: TenantUser,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<ShowQuery>,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    orders::show::<SalesOrder>(&state, &user, id, query.as_of, view).await
+    orders::show::<SalesOrder>(
+        &state,
+        &user,
+        id,
+        &params,
+        oms_projections::queries::Resource::SalesOrders,
+        view,
+    )
+    .await
+}
+
+/// The order's history: one entry per event, oldest first, with actor, summary and changes.
+#[utoipa::path(get, path = "/api/v1/sales-orders/{id}/history", tag = "sales orders",
+    params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
+    responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    super::queries::history(&state, &user, "sales_order", id, &params).await
+}
+
+/// The order's raw events with metadata and hash (auditor, admin).
+#[utoipa::path(get, path = "/api/v1/sales-orders/{id}/events", tag = "sales orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    super::queries::events(&state, &user, "sales_order", id).await
 }
 
 /// Changes header fields (draft only).

@@ -186,15 +186,15 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 impl EventStore {
-    /// A store over `pool`, with no upcasters.
+    /// A store over `pool` that reads older event versions through the domain's upcasters.
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            upcasters: Arc::new(Vec::new()),
+            upcasters: Arc::new(oms_domain::upcasters::all()),
         }
     }
 
-    /// Adds the upcasters applied to stored events before they are deserialised.
+    /// Replaces the upcasters applied to stored events before they are deserialised.
     pub fn with_upcasters(mut self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         self.upcasters = Arc::new(upcasters);
         self

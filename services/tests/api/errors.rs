@@ -92,7 +92,8 @@ async fn roles_limit_what_a_token_may_do_with_403() {
     let (supplier, product) = app.reference_data().await;
     let po = app.draft_po(&supplier, &product, "10", "1").await;
     let base = format!("/api/v1/purchase-orders/{}", id_of(&po));
-    app.post_ok(&format!("{base}/submit"), json!({}), StatusCode::OK)
+    let submitted = app
+        .post_ok(&format!("{base}/submit"), json!({}), StatusCode::OK)
         .await;
     let before = app.write_footprint().await;
 
@@ -106,7 +107,11 @@ async fn roles_limit_what_a_token_may_do_with_403() {
     expect_problem(response, StatusCode::FORBIDDEN).await;
     // readonly may read
     let read = app
-        .request(Method::GET, &base, &readonly)
+        .request(
+            Method::GET,
+            &format!("{base}?min_position={}", submitted["position"]),
+            &readonly,
+        )
         .send()
         .await
         .unwrap();

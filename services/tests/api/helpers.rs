@@ -29,8 +29,22 @@ pub struct TestApp {
     pub client: Client,
 }
 
-/// Starts the service over a fresh database with one tenant.
+/// Starts the service over a fresh database with one tenant, with the read models kept up to
+/// date straight from the event store (no NATS: for tests of the API itself).
 pub async fn spawn_app() -> TestApp {
+    let app = spawn_api().await;
+    let store = oms::store::EventStore::new(app.pool.clone());
+    tokio::spawn(async move {
+        loop {
+            let _ = oms::projector::catch_up_all(&store, 500).await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    app
+}
+
+/// Starts the service over a fresh database with one tenant and nothing that projects.
+pub async fn spawn_api() -> TestApp {
     let (name, pool) = fresh_database(40).await;
     spawn_app_on(&database_url(&name), pool).await
 }
@@ -221,4 +235,241 @@ pub async fn expect_problem(response: Response, status: StatusCode) -> Value {
         "{body}"
     );
     body
+}
+
+#[path = "../common_nats.rs"]
+mod common_nats;
+pub use common_nats::NatsServer;
+
+use oms::projector::{Projector, ProjectorConfig};
+use oms::relay::{Relay, RelayConfig};
+use oms::store::EventStore;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The service with its read side: the API, a nats-server of the test's own, and relay and
+/// projector tasks the test can stop and start.
+pub struct Stack {
+    /// The API and the database.
+    pub app: TestApp,
+    /// The test's nats-server.
+    pub nats: NatsServer,
+    /// JetStream on it.
+    pub jetstream: async_nats::jetstream::Context,
+    /// The event store over the app's database.
+    pub store: EventStore,
+    relays: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+    projectors: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// A relay configuration for tests: quick polling.
+pub fn test_relay_config() -> RelayConfig {
+    RelayConfig {
+        poll_interval: Duration::from_millis(50),
+        ack_timeout: Duration::from_secs(2),
+        ..RelayConfig::default()
+    }
+}
+
+/// A projector configuration for tests: quick sweeps and redeliveries.
+pub fn test_projector_config() -> ProjectorConfig {
+    ProjectorConfig {
+        ack_wait: Duration::from_secs(2),
+        sweep_interval: Duration::from_millis(300),
+        ..ProjectorConfig::default()
+    }
+}
+
+/// Starts the API, a nats-server, one relay and one projector.
+pub async fn spawn_stack() -> Stack {
+    let app = spawn_api().await;
+    let nats = NatsServer::start();
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    oms::relay::ensure_stream(&jetstream, &test_relay_config())
+        .await
+        .expect("create the stream");
+    let store = EventStore::new(app.pool.clone());
+    let mut stack = Stack {
+        app,
+        nats,
+        jetstream,
+        store,
+        relays: Vec::new(),
+        projectors: Vec::new(),
+    };
+    stack.start_relay();
+    stack.start_projector();
+    stack
+}
+
+impl Stack {
+    /// A relay over this stack's store and NATS.
+    pub fn relay(&self) -> Relay {
+        Relay::new(
+            self.store.clone(),
+            self.jetstream.clone(),
+            test_relay_config(),
+        )
+    }
+
+    /// A projector over this stack's store and NATS.
+    pub fn projector(&self) -> Projector {
+        Projector::new(
+            self.store.clone(),
+            self.jetstream.clone(),
+            test_projector_config(),
+        )
+    }
+
+    /// Starts one more relay task.
+    pub fn start_relay(&mut self) {
+        let (stop, stopped) = watch::channel(false);
+        let relay = self.relay();
+        let task = tokio::spawn(async move {
+            let _ = relay.run(stopped).await;
+        });
+        self.relays.push((stop, task));
+    }
+
+    /// Starts one more projector task.
+    pub fn start_projector(&mut self) {
+        let (stop, stopped) = watch::channel(false);
+        let projector = self.projector();
+        let task = tokio::spawn(async move {
+            let _ = projector.run(stopped).await;
+        });
+        self.projectors.push((stop, task));
+    }
+
+    /// Aborts every relay task at once (as a crash would).
+    pub fn abort_relays(&mut self) {
+        for (_, task) in self.relays.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Aborts every projector task at once.
+    pub fn abort_projectors(&mut self) {
+        for (_, task) in self.projectors.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Waits until every read model of `tenant` has reached its head (panics after `limit`).
+    pub async fn wait_projected(&self, tenant: Uuid, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let head = self
+                .store
+                .head(tenant)
+                .await
+                .unwrap()
+                .map(|h| h.position)
+                .unwrap_or(0);
+            let projected = oms::projector::read_models_position(&self.app.pool, tenant)
+                .await
+                .unwrap();
+            if projected >= head {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read models of {tenant} stuck at {projected} of {head}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The relay's checkpoint of `tenant`.
+    pub async fn relay_checkpoint(&self, tenant: Uuid) -> i64 {
+        sqlx::query_scalar(
+            "select coalesce((select position from relay_checkpoints where tenant_id = $1), 0)",
+        )
+        .bind(tenant)
+        .fetch_one(&self.app.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Every message in the stream, in stream order, as (tenant, position).
+    pub async fn stream_positions(&self) -> Vec<(Uuid, i64)> {
+        use futures::StreamExt;
+        let mut stream = self.jetstream.get_stream("OMS_EVENTS").await.unwrap();
+        let total = stream.info().await.unwrap().state.messages;
+        let name = format!("check-{}", Uuid::new_v4().simple());
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                name: Some(name),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        if total == 0 {
+            return out;
+        }
+        let mut messages = consumer
+            .fetch()
+            .max_messages(usize::try_from(total).unwrap())
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(Ok(message)) = messages.next().await {
+            let event: oms::relay::EventMessage = serde_json::from_slice(&message.payload).unwrap();
+            out.push((event.tenant_id, event.position));
+            if u64::try_from(out.len()).unwrap() >= total {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Every read-model table's rows, ordered, as JSON (for row-for-row comparisons).
+    pub async fn read_model_snapshot(&self) -> Vec<(String, serde_json::Value)> {
+        let mut out = Vec::new();
+        for projection in oms_projections::Projection::ALL {
+            for table in projection.tables() {
+                let rows: serde_json::Value = sqlx::query_scalar(&format!(
+                    "select coalesce(json_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]'::json)::jsonb from read.{table} t"
+                ))
+                .fetch_one(&self.app.pool)
+                .await
+                .unwrap();
+                out.push((table.to_string(), rows));
+            }
+        }
+        out
+    }
+
+    /// Empties the read models and their checkpoints, and applies the whole event store again
+    /// with the projector's own code, sequentially (the reference a running system must equal).
+    pub async fn rebuild_from_store(&self) {
+        for projection in oms_projections::Projection::ALL {
+            for table in projection.tables() {
+                sqlx::query(&format!("truncate read.{table}"))
+                    .execute(&self.app.pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        sqlx::query("truncate read.checkpoints")
+            .execute(&self.app.pool)
+            .await
+            .unwrap();
+        let tenants: Vec<Uuid> = sqlx::query_scalar("select tenant_id from tenant_heads")
+            .fetch_all(&self.app.pool)
+            .await
+            .unwrap();
+        for tenant in tenants {
+            for projection in oms_projections::Projection::ALL {
+                oms::projector::catch_up(&self.store, projection, tenant, 1000)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }

@@ -3,10 +3,13 @@
 
 mod helpers;
 
+mod audit;
 mod concurrency;
 mod errors;
 mod idempotency;
 mod lifecycle;
 mod operations;
 mod outage;
+mod queries;
+mod readside;
 mod reference;

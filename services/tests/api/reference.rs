@@ -41,7 +41,11 @@ async fn each_reference_kind_is_created_read_and_patched() {
         assert_eq!(created["version"], 1, "{kind}");
         let id = id_of(&created);
         let fetched = expect_json(
-            app.get(&format!("/api/v1/{kind}/{id}")).await,
+            app.get(&format!(
+                "/api/v1/{kind}/{id}?min_position={}",
+                created["position"]
+            ))
+            .await,
             StatusCode::OK,
         )
         .await;

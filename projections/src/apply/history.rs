@@ -1,0 +1,439 @@
+//! The history projection: `read.order_history`, one row per event of an order, with who did
+//! it, a short human summary and `changes` (`{field: {from, to}}` for every field it changed).
+//!
+//! `changes` comes from comparing the order's document before and after the event (so nothing
+//! the event changed can be missed): top-level fields by value, and the keyed lists by element
+//! (`lines[<line_id>]`, `receipts[<receipt_id>]`, `payments[<payment_id>]`,
+//! `order_notes[<note_id>]`, each `{from: <element or null>, to: <element or null>}`). The
+//! `changes` maps that events carry are added on top (a line change's fields as
+//! `lines[<line_id>].<field>`).
+//!
+//! The order's state before each event comes from `read.order_history_states`, this
+//! projection's own fold: the orders projection keeps its own checkpoint and may be ahead or
+//! behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oms_domain::changes::{Changes, FieldChange};
+use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderEvent, PURCHASE_ORDER_TYPE};
+use oms_domain::sales_order::{SalesOrder, SalesOrderEvent, SALES_ORDER_TYPE};
+use oms_domain::values::{Currency, Weight, WeightUnit};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::orders::OrderKind;
+use super::{event_payload, load, payload_error};
+use crate::documents::Stamp;
+use crate::{EventRecord, ProjectionError};
+
+/// Lists in documents whose elements are compared one by one, and their id field.
+const KEYED_LISTS: &[(&str, &str)] = &[
+    ("lines", "line_id"),
+    ("receipts", "receipt_id"),
+    ("payments", "payment_id"),
+    ("order_notes", "note_id"),
+];
+
+/// Longest reason or note text quoted in a summary, in characters.
+const EXCERPT: usize = 100;
+
+/// How an order's events read in history.
+pub(super) trait Narrated: OrderKind {
+    /// The summary of `event`, which led to `after`, done by `who`.
+    fn summary(event: &Self::Event, after: &Self, who: &str) -> String;
+    /// The before/after values the event itself carries.
+    fn event_changes(event: &Self::Event) -> Changes;
+}
+
+/// Applies an order event; other aggregate types change nothing.
+pub(super) async fn apply(
+    conn: &mut PgConnection,
+    event: &EventRecord,
+) -> Result<(), ProjectionError> {
+    match event.aggregate_type.as_str() {
+        PURCHASE_ORDER_TYPE => apply_order::<PurchaseOrder>(conn, event).await,
+        SALES_ORDER_TYPE => apply_order::<SalesOrder>(conn, event).await,
+        _ => Ok(()),
+    }
+}
+
+/// Writes the event's history row and moves the projection's fold of the order.
+async fn apply_order<A: Narrated>(
+    conn: &mut PgConnection,
+    event: &EventRecord,
+) -> Result<(), ProjectionError> {
+    let payload: A::Event = event_payload(event)?;
+    let Some(folded) = load::<A>(conn, event, "order_history_states", "order_id", false).await?
+    else {
+        return Ok(());
+    };
+    let before = folded.state;
+    let mut after = before.clone();
+    after.apply(payload.clone());
+    if !after.created() {
+        return Err(payload_error(event, "the order has not been created"));
+    }
+    let (actor, actor_name) = actor_of(&event.metadata);
+    let summary = A::summary(&payload, &after, actor_name.as_deref().unwrap_or(&actor));
+    let mut changes = document_changes(
+        &before.document(&neutral_stamp(event)),
+        &after.document(&neutral_stamp(event)),
+    );
+    changes.extend(A::event_changes(&payload));
+    let changes = serde_json::to_value(&changes).map_err(|e| payload_error(event, e))?;
+    let state = serde_json::to_value(&after).map_err(|e| payload_error(event, e))?;
+
+    sqlx::query(
+        "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
+             event_type, actor, actor_name, occurred_at, summary, changes) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         on conflict (tenant_id, order_id, sequence) do nothing",
+    )
+    .bind(event.tenant_id)
+    .bind(A::ORDER_TYPE)
+    .bind(event.aggregate_id)
+    .bind(event.position)
+    .bind(event.sequence)
+    .bind(&event.event_type)
+    .bind(&actor)
+    .bind(&actor_name)
+    .bind(event.recorded_at)
+    .bind(&summary)
+    .bind(&changes)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into read.order_history_states (tenant_id, order_id, order_type, version, state) \
+         values ($1, $2, $3, $4, $5) \
+         on conflict (tenant_id, order_id) \
+         do update set version = excluded.version, state = excluded.state",
+    )
+    .bind(event.tenant_id)
+    .bind(event.aggregate_id)
+    .bind(A::ORDER_TYPE)
+    .bind(event.sequence)
+    .bind(&state)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The same stamp for the documents before and after, so that only the event's own changes
+/// differ.
+fn neutral_stamp(event: &EventRecord) -> Stamp {
+    Stamp {
+        id: event.aggregate_id,
+        version: 0,
+        created_at: None,
+        updated_at: None,
+    }
+}
+
+/// The actor (metadata `actor`, else "unknown") and their display name (`actor_name`).
+pub(crate) fn actor_of(metadata: &Value) -> (String, Option<String>) {
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    (
+        text("actor").unwrap_or_else(|| "unknown".to_owned()),
+        text("actor_name"),
+    )
+}
+
+/// Every field whose value differs between two documents; keyed lists element by element.
+pub(crate) fn document_changes(before: &Value, after: &Value) -> Changes {
+    let empty = serde_json::Map::new();
+    let before = before.as_object().unwrap_or(&empty);
+    let after = after.as_object().unwrap_or(&empty);
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let mut changes = Changes::new();
+    for key in keys {
+        let from = before.get(key).unwrap_or(&Value::Null);
+        let to = after.get(key).unwrap_or(&Value::Null);
+        if from == to {
+            continue;
+        }
+        match KEYED_LISTS.iter().find(|(list, _)| list == key) {
+            Some((_, id_field)) => {
+                let from = by_id(from, id_field);
+                let to = by_id(to, id_field);
+                let ids: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+                for id in ids {
+                    let was = from.get(id).cloned().unwrap_or(Value::Null);
+                    let is = to.get(id).cloned().unwrap_or(Value::Null);
+                    if was != is {
+                        changes.insert(format!("{key}[{id}]"), FieldChange { from: was, to: is });
+                    }
+                }
+            }
+            None => {
+                changes.insert(
+                    key.clone(),
+                    FieldChange {
+                        from: from.clone(),
+                        to: to.clone(),
+                    },
+                );
+            }
+        }
+    }
+    changes
+}
+
+/// The elements of a list by their id (by `#<index>` when one has none).
+fn by_id(list: &Value, id_field: &str) -> BTreeMap<String, Value> {
+    let Value::Array(items) = list else {
+        return BTreeMap::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let id = match item.get(id_field) {
+                Some(Value::String(id)) => id.clone(),
+                Some(other) if !other.is_null() => other.to_string(),
+                _ => format!("#{i}"),
+            };
+            (id, item.clone())
+        })
+        .collect()
+}
+
+/// Keys of a line's `changes`, under `lines[<line_id>].`.
+fn line_changes(line_id: &uuid::Uuid, changes: &Changes) -> Changes {
+    changes
+        .iter()
+        .map(|(field, change)| (format!("lines[{line_id}].{field}"), change.clone()))
+        .collect()
+}
+
+/// "1 line", "2 lines".
+fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The first line of `text`, cut to [`EXCERPT`] characters.
+fn excerpt(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut cut: String = line.chars().take(EXCERPT).collect();
+    if cut.len() < line.len() || text.trim().lines().nth(1).is_some() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// The field names of a `changes` map, comma-separated.
+fn fields(changes: &Changes) -> String {
+    changes.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// The sum of some weights, without trailing zeros.
+fn total_weight<'a>(weights: impl Iterator<Item = &'a Weight>) -> Decimal {
+    weights.map(Weight::value).sum::<Decimal>().normalize()
+}
+
+/// The order's currency and weight unit (defaults before the header exists).
+fn units(currency: Option<&Currency>, unit: Option<WeightUnit>) -> (String, String) {
+    (
+        currency.map(Currency::to_string).unwrap_or_default(),
+        unit.unwrap_or_default().to_string(),
+    )
+}
+
+impl Narrated for PurchaseOrder {
+    fn summary(event: &PurchaseOrderEvent, after: &PurchaseOrder, who: &str) -> String {
+        use PurchaseOrderEvent as E;
+        let header = after.header.as_ref();
+        let (currency, unit) = units(header.map(|h| &h.currency), header.map(|h| h.weight_unit));
+        match event {
+            E::Created {
+                order_number,
+                lines,
+                total,
+                ..
+            } => format!(
+                "Created by {who} ({order_number}, {}, {total} {currency})",
+                count(lines.len(), "line")
+            ),
+            E::HeaderChanged { changes, .. } => {
+                format!("Header changed by {who} ({})", fields(changes))
+            }
+            E::LineAdded { line, .. } => format!(
+                "Line added by {who} ({} {unit} at {} {currency}/{unit} = {} {currency})",
+                line.weight, line.price_per_unit, line.amount
+            ),
+            E::LineChanged { changes, .. } => {
+                format!("Line changed by {who} ({})", fields(changes))
+            }
+            E::LineRemoved { line, .. } => format!(
+                "Line removed by {who} ({} {unit}, {} {currency})",
+                line.weight, line.amount
+            ),
+            E::Submitted { total } => format!("Submitted by {who} ({total} {currency})"),
+            E::Approved => format!("Approved by {who}"),
+            E::Rejected { reason } => format!("Rejected by {who}: {}", excerpt(reason.as_str())),
+            E::Cancelled { reason, .. } => {
+                format!("Cancelled by {who}: {}", excerpt(reason.as_str()))
+            }
+            E::ReceiptRecorded {
+                lines, complete, ..
+            } => format!(
+                "Receipt of {} {unit} recorded by {who}{}",
+                total_weight(lines.iter().map(|l| &l.weight)),
+                if *complete {
+                    " (receiving complete)"
+                } else {
+                    ""
+                }
+            ),
+            E::PaymentRecorded { amount, method, .. } => {
+                format!("Payment of {amount} {currency} ({method}) recorded by {who}")
+            }
+            E::NoteAdded { text, .. } => format!("Note added by {who}: {}", excerpt(text.as_str())),
+            E::Closed => format!("Closed by {who}"),
+        }
+    }
+
+    fn event_changes(event: &PurchaseOrderEvent) -> Changes {
+        match event {
+            PurchaseOrderEvent::HeaderChanged { changes, .. } => changes.clone(),
+            PurchaseOrderEvent::LineChanged {
+                line_id, changes, ..
+            } => line_changes(line_id, changes),
+            _ => Changes::new(),
+        }
+    }
+}
+
+impl Narrated for SalesOrder {
+    fn summary(event: &SalesOrderEvent, after: &SalesOrder, who: &str) -> String {
+        use SalesOrderEvent as E;
+        let header = after.header.as_ref();
+        let (currency, unit) = units(header.map(|h| &h.currency), header.map(|h| h.weight_unit));
+        match event {
+            E::Created {
+                order_number,
+                lines,
+                total,
+                ..
+            } => format!(
+                "Created by {who} ({order_number}, {}, {total} {currency})",
+                count(lines.len(), "line")
+            ),
+            E::HeaderChanged { changes, .. } => {
+                format!("Header changed by {who} ({})", fields(changes))
+            }
+            E::LineAdded { line, .. } => format!(
+                "Line added by {who} ({} {unit} at {} {currency}/{unit} = {} {currency})",
+                line.weight, line.price_per_unit, line.amount
+            ),
+            E::LineChanged { changes, .. } => {
+                format!("Line changed by {who} ({})", fields(changes))
+            }
+            E::LineRemoved { line, .. } => format!(
+                "Line removed by {who} ({} {unit}, {} {currency})",
+                line.weight, line.amount
+            ),
+            E::Confirmed { total } => format!("Confirmed by {who} ({total} {currency})"),
+            E::Shipped {
+                lines, shipped_on, ..
+            } => format!(
+                "Shipment of {} {unit} on {shipped_on} recorded by {who}",
+                total_weight(lines.iter().map(|l| &l.weight))
+            ),
+            E::Delivered { delivered_on } => {
+                format!("Delivery on {delivered_on} recorded by {who}")
+            }
+            E::Invoiced {
+                invoice_number,
+                invoiced_amount,
+                due_date,
+                ..
+            } => format!(
+                "Invoiced by {who} ({invoice_number}, {invoiced_amount} {currency}, due {due_date})"
+            ),
+            E::PaymentRecorded { amount, method, .. } => {
+                format!("Payment of {amount} {currency} ({method}) recorded by {who}")
+            }
+            E::NoteAdded { text, .. } => format!("Note added by {who}: {}", excerpt(text.as_str())),
+            E::Closed => format!("Closed by {who}"),
+            E::Cancelled { reason, .. } => {
+                format!("Cancelled by {who}: {}", excerpt(reason.as_str()))
+            }
+        }
+    }
+
+    fn event_changes(event: &SalesOrderEvent) -> Changes {
+        match event {
+            SalesOrderEvent::HeaderChanged { changes, .. } => changes.clone(),
+            SalesOrderEvent::LineChanged {
+                line_id, changes, ..
+            } => line_changes(line_id, changes),
+            _ => Changes::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn documents_are_compared_field_by_field_and_lists_element_by_element() {
+        let before = json!({
+            "status": "draft", "total": "1.00", "notes": null,
+            "lines": [{"line_id": "a", "weight": "1"}, {"line_id": "b", "weight": "2"}],
+            "payments": [],
+        });
+        let after = json!({
+            "status": "submitted", "total": "1.00", "notes": "x",
+            "lines": [{"line_id": "a", "weight": "1"}, {"line_id": "c", "weight": "3"}],
+            "payments": [{"payment_id": "p", "amount": "5.00"}],
+        });
+        let changes = document_changes(&before, &after);
+        let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["lines[b]", "lines[c]", "notes", "payments[p]", "status"]
+        );
+        assert_eq!(changes["status"].from, json!("draft"));
+        assert_eq!(changes["status"].to, json!("submitted"));
+        assert_eq!(changes["lines[b]"].to, Value::Null);
+        assert_eq!(changes["lines[c]"].from, Value::Null);
+        assert_eq!(changes["payments[p]"].to["amount"], json!("5.00"));
+    }
+
+    #[test]
+    fn the_actor_falls_back_from_name_to_subject_to_unknown() {
+        assert_eq!(
+            actor_of(&json!({"actor": "mary", "actor_name": "Mary Jones"})),
+            ("mary".to_owned(), Some("Mary Jones".to_owned()))
+        );
+        assert_eq!(
+            actor_of(&json!({"actor": "mary", "actor_name": " "})),
+            ("mary".to_owned(), None)
+        );
+        assert_eq!(actor_of(&json!(null)), ("unknown".to_owned(), None));
+    }
+
+    #[test]
+    fn excerpts_are_one_short_line() {
+        assert_eq!(excerpt("too expensive"), "too expensive");
+        assert_eq!(excerpt("first\nsecond"), "first…");
+        assert_eq!(excerpt(&"x".repeat(150)).chars().count(), EXCERPT + 1);
+        assert_eq!(count(1, "line"), "1 line");
+        assert_eq!(count(2, "line"), "2 lines");
+    }
+}

@@ -1,0 +1,185 @@
+//! The orders projection: `read.purchase_orders`, `purchase_order_lines`, `sales_orders`,
+//! `sales_order_lines`.
+
+use cqrs_es::Aggregate;
+use oms_domain::purchase_order::{PurchaseOrder, PURCHASE_ORDER_TYPE};
+use oms_domain::sales_order::{SalesOrder, SALES_ORDER_TYPE};
+use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+
+use super::{event_payload, into_object, load, payload_error, replace_row};
+use crate::documents::{self, Stamp};
+use crate::{EventRecord, ProjectionError};
+
+/// What the order projections need of an order aggregate.
+pub(super) trait OrderKind: Aggregate + Clone {
+    /// `purchase_order` or `sales_order`: the aggregate type and history's `order_type`.
+    const ORDER_TYPE: &'static str;
+    /// Its table in schema `read`.
+    const TABLE: &'static str;
+    /// Its lines' table in schema `read`.
+    const LINES_TABLE: &'static str;
+
+    /// Whether it has been created.
+    fn created(&self) -> bool;
+    /// Its document (what the API answers with).
+    fn document(&self, stamp: &Stamp) -> Value;
+    /// Its lines' serde form, in order.
+    fn lines_json(&self) -> Value;
+    /// Columns of its row that are not fields of its document.
+    fn extra_columns(&self, row: &mut Map<String, Value>);
+}
+
+impl OrderKind for PurchaseOrder {
+    const ORDER_TYPE: &'static str = PURCHASE_ORDER_TYPE;
+    const TABLE: &'static str = "purchase_orders";
+    const LINES_TABLE: &'static str = "purchase_order_lines";
+
+    fn created(&self) -> bool {
+        self.exists() && self.header.is_some()
+    }
+
+    fn document(&self, stamp: &Stamp) -> Value {
+        documents::purchase_order(self, stamp)
+    }
+
+    fn lines_json(&self) -> Value {
+        serde_json::to_value(&self.lines).unwrap_or(Value::Null)
+    }
+
+    fn extra_columns(&self, row: &mut Map<String, Value>) {
+        let dates = self.receipts.iter().map(|r| r.received_on);
+        row.insert("first_received_on".into(), json!(dates.clone().min()));
+        row.insert("last_received_on".into(), json!(dates.max()));
+    }
+}
+
+impl OrderKind for SalesOrder {
+    const ORDER_TYPE: &'static str = SALES_ORDER_TYPE;
+    const TABLE: &'static str = "sales_orders";
+    const LINES_TABLE: &'static str = "sales_order_lines";
+
+    fn created(&self) -> bool {
+        self.exists() && self.header.is_some()
+    }
+
+    fn document(&self, stamp: &Stamp) -> Value {
+        documents::sales_order(self, stamp)
+    }
+
+    fn lines_json(&self) -> Value {
+        serde_json::to_value(&self.lines).unwrap_or(Value::Null)
+    }
+
+    fn extra_columns(&self, row: &mut Map<String, Value>) {
+        let shipment = self.shipment.as_ref();
+        row.insert("shipped_on".into(), json!(shipment.map(|s| s.shipped_on)));
+        row.insert(
+            "shipment_carrier_id".into(),
+            json!(shipment.and_then(|s| s.carrier_id)),
+        );
+        row.insert(
+            "carrier_release_number".into(),
+            json!(shipment.and_then(|s| s.carrier_release_number.as_ref())),
+        );
+    }
+}
+
+/// Applies an order event; other aggregate types change nothing.
+pub(super) async fn apply(
+    conn: &mut PgConnection,
+    event: &EventRecord,
+) -> Result<(), ProjectionError> {
+    match event.aggregate_type.as_str() {
+        PURCHASE_ORDER_TYPE => apply_order::<PurchaseOrder>(conn, event).await,
+        SALES_ORDER_TYPE => apply_order::<SalesOrder>(conn, event).await,
+        _ => Ok(()),
+    }
+}
+
+/// Folds the event into the order's row and writes the row (and, when they changed, its
+/// lines) back.
+async fn apply_order<A: OrderKind>(
+    conn: &mut PgConnection,
+    event: &EventRecord,
+) -> Result<(), ProjectionError> {
+    let payload: A::Event = event_payload(event)?;
+    let Some(mut folded) = load::<A>(conn, event, A::TABLE, "id", true).await? else {
+        return Ok(());
+    };
+    let lines_before = folded.state.lines_json();
+    folded.state.apply(payload);
+    if !folded.state.created() {
+        return Err(payload_error(event, "the order has not been created"));
+    }
+    let stamp = Stamp {
+        id: event.aggregate_id,
+        version: event.sequence,
+        created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
+        updated_at: Some(event.recorded_at),
+    };
+    let document = folded.state.document(&stamp);
+    let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
+    let mut row = into_object(document.clone());
+    row.insert("tenant_id".into(), json!(event.tenant_id));
+    row.insert("last_position".into(), json!(event.position));
+    row.insert("state".into(), state);
+    row.insert("document".into(), document);
+    folded.state.extra_columns(&mut row);
+    replace_row(
+        conn,
+        A::TABLE,
+        "id",
+        event.tenant_id,
+        event.aggregate_id,
+        row,
+    )
+    .await?;
+
+    let lines = folded.state.lines_json();
+    if folded.version == 0 || lines != lines_before {
+        replace_lines(conn, A::LINES_TABLE, event, lines).await?;
+    }
+    Ok(())
+}
+
+/// Replaces the order's rows in `table` with `lines` (the state's lines, in order).
+async fn replace_lines(
+    conn: &mut PgConnection,
+    table: &str,
+    event: &EventRecord,
+    lines: Value,
+) -> Result<(), ProjectionError> {
+    sqlx::query(&format!(
+        "delete from read.{table} where tenant_id = $1 and order_id = $2"
+    ))
+    .bind(event.tenant_id)
+    .bind(event.aggregate_id)
+    .execute(&mut *conn)
+    .await?;
+    let Value::Array(lines) = lines else {
+        return Err(payload_error(event, "the order's lines are not a list"));
+    };
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut row = into_object(line);
+            row.insert("tenant_id".into(), json!(event.tenant_id));
+            row.insert("order_id".into(), json!(event.aggregate_id));
+            row.insert("line_no".into(), json!(i + 1));
+            Value::Object(row)
+        })
+        .collect();
+    sqlx::query(&format!(
+        "insert into read.{table} \
+         select * from jsonb_populate_recordset(null::read.{table}, $1)"
+    ))
+    .bind(Value::Array(rows))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,680 @@
+//! Queries of the read models: the SQL behind the API's lists, details and history.
+//!
+//! Every query names its tenant explicitly (`where tenant_id = $1`) and also runs in a
+//! transaction (a savepoint if the caller has one open) with `app.tenant_id` set to it, so
+//! row-level security agrees when the service connects as a non-superuser, as production
+//! should. Every value a client sent is bound (sqlx [`QueryBuilder`]); only fixed fragments
+//! chosen from allow-lists are ever written into the SQL text.
+//!
+//! # Lists
+//!
+//! [`list`] answers `{items, next_cursor}` with keyset pagination: the cursor is opaque
+//! (URL-safe base64 of a small JSON object naming the resource, the sort, the last row's sort
+//! value and id), so a page never skips or repeats a row even while rows are added. Sort is
+//! `field` or `-field` from a per-resource allow-list, default `-created_at`, always
+//! tie-broken by `id` in the same direction.
+//!
+//! Filters (unknown names and unparsable values are [`QueryError::BadParameter`]):
+//!
+//! | resource | filter | meaning |
+//! |---|---|---|
+//! | orders | `status` | one status word, or several separated by commas |
+//! | orders | `payment_status` | `unpaid`, `partial`, `paid` (commas allowed) |
+//! | purchase orders | `supplier_id` | UUID |
+//! | sales orders | `customer_id` | UUID |
+//! | orders | `order_date_from`, `order_date_to` | `YYYY-MM-DD`, inclusive |
+//! | orders | `q` | order-number prefix (case-sensitive) |
+//! | reference data | `q` | case-insensitive substring of the name (a product's description) or code |
+//! | reference data | `active` | `true` or `false` |
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use oms_domain::purchase_order::PurchaseOrderStatus;
+use oms_domain::sales_order::SalesOrderStatus;
+use oms_domain::values::PaymentStatus;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row, Transaction};
+use uuid::Uuid;
+
+use crate::encoding::{base64url, base64url_decode};
+
+/// What can be listed and fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// `read.purchase_orders`.
+    PurchaseOrders,
+    /// `read.sales_orders`.
+    SalesOrders,
+    /// `read.suppliers`.
+    Suppliers,
+    /// `read.customers`.
+    Customers,
+    /// `read.products`.
+    Products,
+    /// `read.plants`.
+    Plants,
+    /// `read.carriers`.
+    Carriers,
+}
+
+impl Resource {
+    /// Every resource.
+    pub const ALL: [Resource; 7] = [
+        Resource::PurchaseOrders,
+        Resource::SalesOrders,
+        Resource::Suppliers,
+        Resource::Customers,
+        Resource::Products,
+        Resource::Plants,
+        Resource::Carriers,
+    ];
+
+    /// Its path segment in the API: `purchase-orders`, `suppliers`, …
+    pub fn path(self) -> &'static str {
+        match self {
+            Resource::PurchaseOrders => "purchase-orders",
+            Resource::SalesOrders => "sales-orders",
+            Resource::Suppliers => "suppliers",
+            Resource::Customers => "customers",
+            Resource::Products => "products",
+            Resource::Plants => "plants",
+            Resource::Carriers => "carriers",
+        }
+    }
+
+    /// The resource whose path segment is `path`.
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.path() == path)
+    }
+
+    /// Its table in schema `read` (fixed names, safe to write into SQL).
+    pub fn table(self) -> &'static str {
+        match self {
+            Resource::PurchaseOrders => "purchase_orders",
+            Resource::SalesOrders => "sales_orders",
+            Resource::Suppliers => "suppliers",
+            Resource::Customers => "customers",
+            Resource::Products => "products",
+            Resource::Plants => "plants",
+            Resource::Carriers => "carriers",
+        }
+    }
+
+    /// The filter names it accepts.
+    pub fn filters(self) -> &'static [&'static str] {
+        match self {
+            Resource::PurchaseOrders => &[
+                "status",
+                "payment_status",
+                "supplier_id",
+                "order_date_from",
+                "order_date_to",
+                "q",
+            ],
+            Resource::SalesOrders => &[
+                "status",
+                "payment_status",
+                "customer_id",
+                "order_date_from",
+                "order_date_to",
+                "q",
+            ],
+            _ => &["q", "active"],
+        }
+    }
+
+    /// The fields it can be sorted by.
+    pub fn sort_fields(self) -> &'static [&'static str] {
+        if self.is_order() {
+            &[
+                "order_date",
+                "order_number",
+                "created_at",
+                "updated_at",
+                "total",
+                "status",
+            ]
+        } else {
+            &["name", "code", "created_at", "updated_at"]
+        }
+    }
+
+    /// Whether it is an order resource.
+    fn is_order(self) -> bool {
+        matches!(self, Resource::PurchaseOrders | Resource::SalesOrders)
+    }
+
+    /// The column that holds a reference item's display name.
+    fn name_column(self) -> &'static str {
+        match self {
+            Resource::Products => "description",
+            _ => "name",
+        }
+    }
+}
+
+/// A list request: page size, cursor, sort and filters, as the API received them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Page size, 1 to [`ListRequest::MAX_LIMIT`].
+    pub limit: u32,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// `field` or `-field`; default `-created_at`.
+    pub sort: Option<String>,
+    /// Filters by name (only filter parameters: not limit, cursor, sort or format).
+    pub filters: BTreeMap<String, String>,
+}
+
+impl ListRequest {
+    /// The page size when the client names none.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// The largest page size.
+    pub const MAX_LIMIT: u32 = 500;
+}
+
+impl Default for ListRequest {
+    fn default() -> Self {
+        Self {
+            limit: Self::DEFAULT_LIMIT,
+            cursor: None,
+            sort: None,
+            filters: BTreeMap::new(),
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The stored documents, in sort order.
+    pub items: Vec<Value>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter the client sent is unknown or malformed (answer 400).
+    #[error("invalid parameter {name}: {message}")]
+    BadParameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Postgres failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl QueryError {
+    /// A [`QueryError::BadParameter`].
+    fn bad(name: &str, message: impl Into<String>) -> Self {
+        Self::BadParameter {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest `q` accepted, in characters.
+const MAX_Q: usize = 200;
+
+/// A sort: which field, which direction, and the SQL that goes with it.
+#[derive(Debug, Clone, Copy)]
+struct Sort {
+    /// The field's name as the client wrote it.
+    field: &'static str,
+    /// Descending?
+    descending: bool,
+    /// The expression sorted by (never null).
+    expression: &'static str,
+    /// The expression's value as canonical text (independent of session settings).
+    key_text: &'static str,
+    /// The type that reads `key_text` back.
+    key_type: &'static str,
+}
+
+impl Sort {
+    /// Parses `field` / `-field` against the resource's allow-list.
+    fn parse(resource: Resource, text: Option<&str>) -> Result<Self, QueryError> {
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        let text = text.unwrap_or("-created_at");
+        let (descending, name) = match text.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let Some(&field) = resource.sort_fields().iter().find(|f| **f == name) else {
+            return Err(QueryError::bad(
+                "sort",
+                format!(
+                    "cannot sort by {name:?}; use one of {} (prefix - for descending)",
+                    resource.sort_fields().join(", ")
+                ),
+            ));
+        };
+        const TIMESTAMP: &str =
+            "to_char(%c at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+        let (expression, key_text, key_type) = match (field, resource.name_column()) {
+            ("created_at", _) => ("created_at", TIMESTAMP, "timestamptz"),
+            ("updated_at", _) => ("updated_at", TIMESTAMP, "timestamptz"),
+            ("order_date", _) => ("order_date", "to_char(%c, 'YYYY-MM-DD')", "date"),
+            ("order_number", _) => ("order_number", "%c", "text"),
+            ("total", _) => ("total", "%c::text", "numeric"),
+            ("status", _) => ("status", "%c", "text"),
+            ("code", _) => ("coalesce(code, '')", "%c", "text"),
+            ("name", "description") => ("lower(description)", "%c", "text"),
+            _ => ("lower(name)", "%c", "text"),
+        };
+        Ok(Self {
+            field,
+            descending,
+            expression,
+            key_text,
+            key_type,
+        })
+    }
+
+    /// `field` or `-field`.
+    fn spec(&self) -> String {
+        format!("{}{}", if self.descending { "-" } else { "" }, self.field)
+    }
+
+    /// `asc` or `desc`.
+    fn direction(&self) -> &'static str {
+        if self.descending {
+            "desc"
+        } else {
+            "asc"
+        }
+    }
+
+    /// The SQL giving the sort key as text.
+    fn key_sql(&self) -> String {
+        self.key_text.replace("%c", self.expression)
+    }
+}
+
+/// What a cursor holds.
+#[derive(Debug, PartialEq, Eq)]
+struct Cursor {
+    /// The sort key of the last row of the page, as canonical text.
+    key: String,
+    /// The id of the last row of the page.
+    id: Uuid,
+}
+
+impl Cursor {
+    /// The opaque text of a cursor after (`key`, `id`) for this resource and sort.
+    fn encode(resource: Resource, sort: &Sort, key: &str, id: Uuid) -> String {
+        let body = json!({"r": resource.path(), "s": sort.spec(), "k": key, "i": id});
+        base64url(body.to_string().as_bytes())
+    }
+
+    /// Reads a cursor made by [`Cursor::encode`] for the same resource and sort.
+    fn decode(text: &str, resource: Resource, sort: &Sort) -> Result<Self, QueryError> {
+        let garbled = || QueryError::bad("cursor", "is not a cursor this list gave out");
+        let bytes = base64url_decode(text.trim()).ok_or_else(garbled)?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| garbled())?;
+        let field = |name: &str| body.get(name).and_then(Value::as_str);
+        if field("r") != Some(resource.path()) {
+            return Err(garbled());
+        }
+        if field("s") != Some(sort.spec().as_str()) {
+            return Err(QueryError::bad(
+                "cursor",
+                "belongs to another sort order; start again without a cursor",
+            ));
+        }
+        let key = field("k").ok_or_else(garbled)?.to_owned();
+        let id = field("i")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(garbled)?;
+        Ok(Self { key, id })
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `like … escape '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Comma-separated choice words, each checked by `parse`.
+fn words<T: FromStr>(name: &str, value: &str) -> Result<Vec<String>, QueryError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|word| {
+            T::from_str(word)
+                .map(|_| word.to_owned())
+                .map_err(|e| QueryError::bad(name, e.to_string()))
+        })
+        .collect()
+}
+
+/// Adds the request's filters to `query` (after a `where`), checking every name and value.
+fn push_filters(
+    query: &mut QueryBuilder<'_, Postgres>,
+    resource: Resource,
+    filters: &BTreeMap<String, String>,
+) -> Result<(), QueryError> {
+    let mut date_from: Option<NaiveDate> = None;
+    let mut date_to: Option<NaiveDate> = None;
+    for (name, value) in filters {
+        if !resource.filters().contains(&name.as_str()) {
+            return Err(QueryError::bad(
+                name,
+                format!(
+                    "is not a filter of {}; use {}",
+                    resource.path(),
+                    resource.filters().join(", ")
+                ),
+            ));
+        }
+        let value = value.trim();
+        match name.as_str() {
+            "status" => {
+                let statuses = match resource {
+                    Resource::PurchaseOrders => words::<PurchaseOrderStatus>(name, value)?,
+                    _ => words::<SalesOrderStatus>(name, value)?,
+                };
+                query
+                    .push(" and status = any(")
+                    .push_bind(statuses)
+                    .push(")");
+            }
+            "payment_status" => {
+                let statuses = words::<PaymentStatus>(name, value)?;
+                query
+                    .push(" and payment_status = any(")
+                    .push_bind(statuses)
+                    .push(")");
+            }
+            "supplier_id" | "customer_id" => {
+                let id =
+                    Uuid::parse_str(value).map_err(|_| QueryError::bad(name, "must be a UUID"))?;
+                // The column is the filter's own name, from the allow-list above.
+                let column = if name == "supplier_id" {
+                    "supplier_id"
+                } else {
+                    "customer_id"
+                };
+                query.push(format!(" and {column} = ")).push_bind(id);
+            }
+            "order_date_from" | "order_date_to" => {
+                let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .map_err(|_| QueryError::bad(name, "must be a date such as 2024-06-15"))?;
+                if name == "order_date_from" {
+                    date_from = Some(date);
+                    query.push(" and order_date >= ").push_bind(date);
+                } else {
+                    date_to = Some(date);
+                    query.push(" and order_date <= ").push_bind(date);
+                }
+            }
+            "q" => {
+                if value.chars().count() > MAX_Q {
+                    return Err(QueryError::bad(
+                        name,
+                        format!("must be at most {MAX_Q} characters"),
+                    ));
+                }
+                if value.is_empty() {
+                    continue;
+                }
+                if resource.is_order() {
+                    query
+                        .push(" and order_number like ")
+                        .push_bind(format!("{}%", like_escape(value)))
+                        .push(" escape '\\'");
+                } else {
+                    let pattern = format!("%{}%", like_escape(value));
+                    query
+                        .push(format!(" and ({} ilike ", resource.name_column()))
+                        .push_bind(pattern.clone())
+                        .push(" escape '\\' or code ilike ")
+                        .push_bind(pattern)
+                        .push(" escape '\\')");
+                }
+            }
+            "active" => {
+                let active = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(QueryError::bad(name, "must be true or false")),
+                };
+                query.push(" and active = ").push_bind(active);
+            }
+            _ => return Err(QueryError::bad(name, "is not a filter")),
+        }
+    }
+    if let (Some(from), Some(to)) = (date_from, date_to) {
+        if to < from {
+            return Err(QueryError::bad(
+                "order_date_to",
+                "must not be before order_date_from",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A transaction on `conn` in which row-level security sees `tenant`.
+async fn scoped(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// One page of `resource` for `tenant`: the stored documents, filtered, sorted and paginated
+/// as `request` asks.
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    resource: Resource,
+    request: &ListRequest,
+) -> Result<Page, QueryError> {
+    if !(1..=ListRequest::MAX_LIMIT).contains(&request.limit) {
+        return Err(QueryError::bad(
+            "limit",
+            format!("must be between 1 and {}", ListRequest::MAX_LIMIT),
+        ));
+    }
+    let sort = Sort::parse(resource, request.sort.as_deref())?;
+    let cursor = request
+        .cursor
+        .as_deref()
+        .map(|text| Cursor::decode(text, resource, &sort))
+        .transpose()?;
+
+    let mut query = QueryBuilder::<Postgres>::new(format!(
+        "select document, id, {} as sort_key from read.{} where tenant_id = ",
+        sort.key_sql(),
+        resource.table()
+    ));
+    query.push_bind(tenant);
+    push_filters(&mut query, resource, &request.filters)?;
+    if let Some(cursor) = cursor {
+        query
+            .push(format!(
+                " and ({}, id) {} (",
+                sort.expression,
+                if sort.descending { "<" } else { ">" }
+            ))
+            .push_bind(cursor.key)
+            .push(format!("::{}, ", sort.key_type))
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query.push(format!(
+        " order by {expression} {direction}, id {direction} limit ",
+        expression = sort.expression,
+        direction = sort.direction()
+    ));
+    query.push_bind(i64::from(request.limit) + 1);
+
+    let mut tx = scoped(conn, tenant).await?;
+    let rows = query.build().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    let limit = request.limit as usize;
+    let next_cursor = if rows.len() > limit {
+        let last = &rows[limit - 1];
+        let id: Uuid = last.try_get("id")?;
+        let key: String = last.try_get("sort_key")?;
+        Some(Cursor::encode(resource, &sort, &key, id))
+    } else {
+        None
+    };
+    let items = rows
+        .iter()
+        .take(limit)
+        .map(|row| row.try_get::<Value, _>("document"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page { items, next_cursor })
+}
+
+/// The stored document of `resource` `id` of `tenant` (it carries `version`), or `None`.
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    resource: Resource,
+    id: Uuid,
+) -> Result<Option<Value>, QueryError> {
+    let mut tx = scoped(conn, tenant).await?;
+    let document = sqlx::query_scalar(&format!(
+        "select document from read.{} where tenant_id = $1 and id = $2",
+        resource.table()
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(document)
+}
+
+/// The history of an order (`order_type` `purchase_order` or `sales_order`), oldest first:
+/// `[{position, sequence, event_type, actor, actor_name, occurred_at, summary, changes}]`.
+/// An order without history (unknown, or of another tenant) gives an empty list.
+pub async fn history(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    order_type: &str,
+    order_id: Uuid,
+) -> Result<Vec<Value>, QueryError> {
+    if !matches!(order_type, "purchase_order" | "sales_order") {
+        return Err(QueryError::bad(
+            "order_type",
+            "must be purchase_order or sales_order",
+        ));
+    }
+    type HistoryRow = (
+        i64,
+        i64,
+        String,
+        String,
+        Option<String>,
+        DateTime<Utc>,
+        String,
+        Value,
+    );
+    let mut tx = scoped(conn, tenant).await?;
+    let rows: Vec<HistoryRow> = sqlx::query_as(
+        "select position, sequence, event_type, actor, actor_name, occurred_at, summary, changes \
+         from read.order_history \
+         where tenant_id = $1 and order_type = $2 and order_id = $3 \
+         order by sequence",
+    )
+    .bind(tenant)
+    .bind(order_type)
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(position, sequence, event_type, actor, actor_name, occurred_at, summary, changes)| {
+                json!({
+                    "position": position,
+                    "sequence": sequence,
+                    "event_type": event_type,
+                    "actor": actor,
+                    "actor_name": actor_name,
+                    "occurred_at": occurred_at,
+                    "summary": summary,
+                    "changes": changes,
+                })
+            },
+        )
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_round_trip_through_their_paths() {
+        for resource in Resource::ALL {
+            assert_eq!(Resource::from_path(resource.path()), Some(resource));
+        }
+        assert_eq!(Resource::from_path("purchase_orders"), None);
+    }
+
+    #[test]
+    fn sorts_come_from_the_allow_list() {
+        let sort = Sort::parse(Resource::PurchaseOrders, None).unwrap();
+        assert_eq!(sort.spec(), "-created_at");
+        let sort = Sort::parse(Resource::Products, Some("name")).unwrap();
+        assert_eq!(sort.expression, "lower(description)");
+        assert!(!sort.descending);
+        assert!(Sort::parse(Resource::Suppliers, Some("total")).is_err());
+        assert!(Sort::parse(Resource::PurchaseOrders, Some("id; drop table x")).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let sort = Sort::parse(Resource::SalesOrders, Some("total")).unwrap();
+        let id = Uuid::from_u128(7);
+        let text = Cursor::encode(Resource::SalesOrders, &sort, "12.50", id);
+        assert_eq!(
+            Cursor::decode(&text, Resource::SalesOrders, &sort).unwrap(),
+            Cursor {
+                key: "12.50".into(),
+                id
+            }
+        );
+        assert!(Cursor::decode(&text, Resource::PurchaseOrders, &sort).is_err());
+        let other = Sort::parse(Resource::SalesOrders, Some("-total")).unwrap();
+        assert!(Cursor::decode(&text, Resource::SalesOrders, &other).is_err());
+        for garbage in ["", "!!!", "e30", "bm90IGpzb24"] {
+            assert!(Cursor::decode(garbage, Resource::SalesOrders, &sort).is_err());
+        }
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_escape(r"50%_a\b"), r"50\%\_a\\b");
+    }
+}
