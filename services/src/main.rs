@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use oms::auth::{Role, TokenKeys};
-use oms::config::{Config, Secret, DEV_JWT_SECRET};
+use oms::config::{Config, DEV_JWT_SECRET};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use uuid::Uuid;
@@ -184,6 +184,14 @@ struct ServeArgs {
     /// The JetStream stream the relay publishes to and the projector reads.
     #[arg(long, env = "OMS_STREAM", default_value = "OMS_EVENTS")]
     stream: String,
+    /// How long JetStream drops republished events by their id, in seconds (when the relay
+    /// creates the stream).
+    #[arg(long, env = "OMS_STREAM_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    stream_duplicate_window_secs: u64,
+    /// How long the stream keeps events, in seconds; 0 keeps them for ever (when the relay
+    /// creates the stream). The event store stays the record either way.
+    #[arg(long, env = "OMS_STREAM_MAX_AGE_SECS", default_value_t = 0)]
+    stream_max_age_secs: u64,
     /// Connections in the database pool.
     #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = 32)]
     pool_size: u32,
@@ -358,7 +366,18 @@ async fn connect_and_migrate(url: &str) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
+/// The relay's and the stream's settings from the command line.
+fn stream_config(args: &ServeArgs) -> oms::relay::RelayConfig {
+    oms::relay::RelayConfig {
+        stream: args.stream.clone(),
+        duplicate_window: std::time::Duration::from_secs(args.stream_duplicate_window_secs),
+        max_age: std::time::Duration::from_secs(args.stream_max_age_secs),
+        ..Default::default()
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let streams = stream_config(&args);
     let jwt_secret = match (args.jwt_secret, args.demo) {
         (Some(secret), _) if !secret.is_empty() => secret,
         (_, true) => {
@@ -371,7 +390,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.bind = args.bind;
     config.nats_url = args.nats_url;
     config.pool_size = args.pool_size;
-    config.database_url = Secret::new(config.database_url.expose());
 
     let pool = oms::app::pool(&config)?;
     oms::app::migrate_when_reachable(&pool)
@@ -401,10 +419,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let jetstream = async_nats::jetstream::new(client);
         if matches!(args.role, ServeRole::All | ServeRole::Relay) {
-            let relay_config = oms::relay::RelayConfig {
-                stream: args.stream.clone(),
-                ..Default::default()
-            };
+            let relay_config = streams.clone();
             let relay = oms::relay::Relay::new(store.clone(), jetstream.clone(), relay_config);
             state.metrics.attach_relay(relay.metrics());
             // Anchors: each tenant's head published outside the database (docs/audit.md).
@@ -424,13 +439,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if matches!(args.role, ServeRole::All | ServeRole::Projector) {
             // The projector needs the stream; the relay creates it, and so does this.
-            let relay_config = oms::relay::RelayConfig {
-                stream: args.stream.clone(),
-                ..Default::default()
-            };
+            let relay_config = streams.clone();
             let jetstream_for_stream = jetstream.clone();
             let projector_config = oms::projector::ProjectorConfig {
-                stream: args.stream.clone(),
+                stream: streams.stream.clone(),
                 ..Default::default()
             };
             let projector =

@@ -5,7 +5,9 @@ use crate::helpers::*;
 use oms::auth::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
