@@ -49,6 +49,11 @@ pub fn state(pool: PgPool, config: &Config, nats: Option<async_nats::Client>) ->
         keys: TokenKeys::new(config.jwt_secret.expose()),
         metrics: Arc::new(Metrics::default()),
         nats,
+        rate_limiter: config.rate_limit.map(|(per_second, burst)| {
+            Arc::new(crate::api::rate_limit::RateLimiter::new(
+                crate::api::rate_limit::RateLimit { per_second, burst },
+            ))
+        }),
     }
 }
 

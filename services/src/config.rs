@@ -46,6 +46,8 @@ pub struct Config {
     pub pool_size: u32,
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout: Duration,
+    /// Requests per second per tenant, and the burst (None: unlimited).
+    pub rate_limit: Option<(f64, f64)>,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             jwt_secret: Secret::new(jwt_secret),
             pool_size: 32,
             acquire_timeout: Duration::from_secs(3),
+            rate_limit: None,
         }
     }
 }

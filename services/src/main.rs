@@ -192,6 +192,10 @@ struct ServeArgs {
     /// creates the stream). The event store stays the record either way.
     #[arg(long, env = "OMS_STREAM_MAX_AGE_SECS", default_value_t = 0)]
     stream_max_age_secs: u64,
+    /// Requests per second each tenant may make (a burst of twice as many is allowed); 0
+    /// turns the limit off.
+    #[arg(long, env = "OMS_RATE_LIMIT", default_value_t = 500.0)]
+    rate_limit: f64,
     /// Connections in the database pool.
     #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = 32)]
     pool_size: u32,
@@ -390,6 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.bind = args.bind;
     config.nats_url = args.nats_url;
     config.pool_size = args.pool_size;
+    config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
 
     let pool = oms::app::pool(&config)?;
     oms::app::migrate_when_reachable(&pool)

@@ -92,6 +92,12 @@ pub enum ApiError {
         /// The fields at fault.
         errors: Vec<FieldProblem>,
     },
+    /// 429: the tenant sent more requests than its limit.
+    #[error("too many requests; retry in {} ms", retry_after.as_millis())]
+    TooManyRequests {
+        /// When a request will be accepted again.
+        retry_after: std::time::Duration,
+    },
     /// 503: Postgres (or another dependency) is unavailable, or a wait timed out.
     #[error("{0}")]
     Unavailable(String),
@@ -126,6 +132,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -143,6 +150,7 @@ impl ApiError {
             Self::PayloadTooLarge => ("payload-too-large", "Request body too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::Unprocessable { .. } => ("validation", "Validation failed"),
+            Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
@@ -186,6 +194,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::TooManyRequests { retry_after } = &self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if let Self::PreconditionFailed { current } = self {
             if let Ok(etag) = HeaderValue::from_str(&format!("\"{current}\"")) {
                 response.headers_mut().insert(header::ETAG, etag);

@@ -95,6 +95,11 @@ impl FromRequestParts<AppState> for TenantUser {
                 "this token has no tenant; tenant data needs a tenant's token".into(),
             )
         })?;
+        if let Some(limiter) = &state.rate_limiter {
+            limiter
+                .check(tenant)
+                .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        }
         Ok(Self { tenant, claims })
     }
 }

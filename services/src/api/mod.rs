@@ -12,6 +12,7 @@ pub mod ops;
 pub mod orders;
 pub mod purchase_orders;
 pub mod queries;
+pub mod rate_limit;
 pub mod reference;
 pub mod reply;
 pub mod sales_orders;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// NATS, when the service is connected to it (readiness reports on it).
     pub nats: Option<async_nats::Client>,
+    /// Per-tenant request limits (none: unlimited).
+    pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 /// The router with all routes and layers.

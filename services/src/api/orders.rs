@@ -179,7 +179,10 @@ where
         .await;
     match outcome {
         Ok(outcome) => {
-            state.metrics.committed();
+            match &outcome {
+                crate::commands::Executed::Fresh { .. } => state.metrics.committed(),
+                crate::commands::Executed::Replayed(_) => state.metrics.replayed(),
+            }
             Ok(executed(outcome))
         }
         Err(err) => {

@@ -435,3 +435,45 @@ async fn unknown_routes_and_methods_are_problems() {
         .unwrap();
     expect_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_limit_gets_429_with_retry_after_and_nothing_is_written() {
+    let app = spawn_api_with(|config| config.rate_limit = Some((1.0, 3.0))).await;
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let response = app
+            .post("/api/v1/customers", json!({"name": format!("C{n}")}))
+            .await;
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().get("retry-after").is_some());
+            expect_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+        }
+    }
+    assert_eq!(
+        statuses,
+        vec![
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(app.event_count().await, 3);
+    // Another tenant has its own allowance.
+    let other = oms::tenants::create(&app.pool, "Other", "other-rl")
+        .await
+        .unwrap()
+        .id;
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/customers",
+            &app.token_for(other, &[Role::Admin]),
+        )
+        .json(&json!({"name": "X"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}

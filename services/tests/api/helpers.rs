@@ -52,8 +52,24 @@ pub async fn spawn_api() -> TestApp {
 /// Starts the service over `database_url` (whose database is already migrated); `pool` is the
 /// test's own view of that database.
 pub async fn spawn_app_on(database_url: &str, pool: PgPool) -> TestApp {
+    spawn_app_configured(database_url, pool, |_| {}).await
+}
+
+/// Starts the service over a fresh database with one tenant and a configuration changed by
+/// `configure` (nothing projects).
+pub async fn spawn_api_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let (name, pool) = fresh_database(40).await;
+    spawn_app_configured(&database_url(&name), pool, configure).await
+}
+
+async fn spawn_app_configured(
+    database_url: &str,
+    pool: PgPool,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::local(database_url, SECRET);
     config.acquire_timeout = std::time::Duration::from_secs(2);
+    configure(&mut config);
     let app_pool = oms::app::pool(&config).expect("a valid URL");
     let state = oms::app::state(app_pool, &config, None);
     let app = oms::api::Application::build(config.bind, state)

@@ -82,6 +82,92 @@ async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
         "{}",
         items[2]
     );
+
+    // An analyst login (made by the CLI, as an operator would) sees it in the tables and views.
+    let database = app
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_string();
+    let login = format!("analyst_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args([
+            "analyst",
+            "create-login",
+            "--database-url",
+            &database_url(&database),
+            "--tenant",
+            &app.tenant.to_string(),
+            "--name",
+            &login,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    let password = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the password is printed")
+        .trim()
+        .to_string();
+    let analyst_url =
+        database_url(&database).replacen("postgres@", &format!("{login}:{password}@"), 1);
+    let mut analyst = sqlx::PgConnection::connect(&analyst_url)
+        .await
+        .expect("the analyst can connect");
+    for (relation, expected) in [
+        ("read.purchase_orders", 1),
+        ("read.purchase_order_lines", 1),
+        ("read.order_history", 3),
+        ("read.payables", 1),
+        ("read.daily_volume", 1),
+        ("read.suppliers", 1),
+    ] {
+        let count: i64 = sqlx::query_scalar(&format!("select count(*) from {relation}"))
+            .fetch_one(&mut analyst)
+            .await
+            .unwrap_or_else(|e| panic!("{relation}: {e}"));
+        assert_eq!(count, expected, "{relation}");
+    }
+    let refused = sqlx::query("select count(*) from public.events")
+        .fetch_one(&mut analyst)
+        .await;
+    assert!(refused.is_err(), "the event store is out of reach");
+    drop(analyst);
+    let mut admin = app.pool.acquire().await.unwrap();
+    oms_projections::analysts::drop_login(&mut admin, app.tenant, &login)
+        .await
+        .unwrap();
+
+    // The lag is visible per tenant, and nothing is behind.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tenant = app.tenant;
+    assert!(
+        metrics.contains(&format!("oms_relay_lag_events{{tenant=\"{tenant}\"}}")),
+        "{metrics}"
+    );
+    for projection in ["reference_data", "orders", "order_history"] {
+        let line = format!(
+            "oms_projection_lag_events{{tenant=\"{tenant}\",projection=\"{projection}\"}} 0"
+        );
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "oms_projection_lag_seconds{{tenant=\"{tenant}\",projection=\"orders\"}} 0.000"
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
