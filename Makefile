@@ -95,11 +95,19 @@ services: ## Start Postgres and NATS if needed and print their URLs
 stop-services: ## Stop the Postgres and nats-server that these scripts started (only those)
 	@scripts/stop-services.sh
 
-bench: ## Run the benchmarks (release build; starts Postgres and NATS if needed)
+BENCH_SECONDS ?= 10
+BENCH_CLIENTS ?= 16
+
+bench: ## Commands/s vs postgres-es and Postgres's own ceiling, one run (release build; BENCH_SECONDS, BENCH_CLIENTS)
 	@$(defaults)
-	DATABASE_URL="$$(scripts/ensure-postgres.sh)"
-	NATS_URL="$$(scripts/ensure-nats.sh server)"
-	exec $(CARGO) run --release -p oms -- bench $(BENCH_ARGS)
+	DATABASE_URL="$$(scripts/ensure-postgres.sh --admin)"
+	export DATABASE_URL
+	$(CARGO) build --release -p oms --bin oms
+	echo "==> Postgres's ceiling for a command-shaped transaction ($(BENCH_SECONDS) s, $(BENCH_CLIENTS) clients)"
+	ceiling="$$(scripts/pg-ceiling.sh $(BENCH_SECONDS) $(BENCH_CLIENTS))"
+	echo "$$ceiling"
+	tps="$$(sed -n 's/.*tps=\([0-9]*\).*/\1/p' <<<"$$ceiling")"
+	exec target/release/oms bench --seconds $(BENCH_SECONDS) --clients $(BENCH_CLIENTS) --ceiling "$$tps" $(BENCH_ARGS)
 
 clean: ## Remove build artefacts (cargo clean)
 	@$(CARGO) clean

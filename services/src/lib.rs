@@ -25,6 +25,7 @@ pub mod app;
 pub mod audit;
 pub mod audit_show;
 pub mod auth;
+pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod idempotency;

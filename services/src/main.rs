@@ -38,11 +38,41 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Measure commands per second against postgres-es and Postgres's own ceiling.
+    Bench(BenchArgs),
     /// Manage analysts' SQL logins to the read models.
     Analyst {
         #[command(subcommand)]
         command: AnalystCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// A URL of the Postgres server; the bench creates and drops a database of its own.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Tenants the clients spread over.
+    #[arg(long, default_value_t = 20)]
+    tenants: usize,
+    /// Postgres's own ceiling (transactions/s of scripts/pg-ceiling.sh, same run) to report
+    /// ratios to.
+    #[arg(long)]
+    ceiling: Option<f64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -300,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => replay(args).await,
+        Command::Bench(args) => bench(args).await,
         Command::Audit { command } => audit(command).await,
         Command::Analyst { command } => match command {
             AnalystCommand::CreateLogin {
@@ -763,4 +794,67 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.seconds == 0 || args.clients == 0 || args.tenants == 0 {
+        anyhow::bail!("--seconds, --clients and --tenants must be at least 1");
+    }
+    let options = oms::bench::BenchOptions {
+        database_url: args.database_url,
+        seconds: args.seconds,
+        clients: args.clients,
+        tenants: args.tenants,
+    };
+    eprintln!(
+        "bench: {} clients over {} tenants, {} s per workload",
+        options.clients, options.tenants, options.seconds
+    );
+    let report = oms::bench::run(&options).await?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(ceiling), Some(map)) = (args.ceiling, value.as_object_mut()) {
+            map.insert("pg_ceiling_tps".into(), serde_json::json!(ceiling));
+            map.insert(
+                "oms_to_ceiling".into(),
+                serde_json::json!(report.oms.per_second / ceiling),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let line = |name: &str, t: &oms::bench::Throughput| {
+        println!(
+            "{name:<34} {:>9.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} commands)",
+            t.per_second, t.p50_ms, t.p99_ms, t.commands
+        );
+    };
+    line("oms: create purchase order", &report.oms);
+    line("postgres-es baseline: same command", &report.postgres_es);
+    println!(
+        "{:<34} {:>9.2}",
+        "oms / postgres-es",
+        report.oms.per_second / report.postgres_es.per_second
+    );
+    if let Some(ceiling) = args.ceiling {
+        println!(
+            "{:<34} {:>9.0} transactions/s",
+            "pg-ceiling (same run)", ceiling
+        );
+        println!(
+            "{:<34} {:>9.2}",
+            "oms / pg-ceiling",
+            report.oms.per_second / ceiling
+        );
+        println!(
+            "{:<34} {:>9.2}",
+            "postgres-es / pg-ceiling",
+            report.postgres_es.per_second / ceiling
+        );
+    }
+    println!(
+        "{:<34} {:>9.0} events/s (all projections, catch-up from the event store)",
+        "projection apply", report.projection_events_per_second
+    );
+    Ok(())
 }
