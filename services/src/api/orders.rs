@@ -226,3 +226,206 @@ where
     }
     Ok(document(view(&loaded), loaded.version))
 }
+
+/// The endpoints purchase and sales orders share, generated for one kind of order: list,
+/// show (`?as_of`), history, raw events, header and line edits, cancel, payments and notes.
+/// Each module adds its own lifecycle actions beside them.
+macro_rules! shared_order_endpoints {
+    (
+        collection: $collection:literal,
+        tag: $tag:literal,
+        order_type: $order_type:literal,
+        party: $party:literal,
+        resource: $resource:ident,
+        aggregate: $aggregate:ty,
+        command: $command:ident,
+        header_patch: $header_patch:ty,
+        line_patch: $line_patch:ty,
+    ) => {
+        /// Lists orders with filters (`status`, `payment_status`, the party's id,
+        /// `order_date_from`, `order_date_to`, `q`: order-number prefix), `sort`, `limit`,
+        /// `cursor`; CSV with `Accept: text/csv` or `?format=csv`.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection), tag = $tag,
+            params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ($party = Option<Uuid>, Query),
+                   ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
+                   ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
+                   ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
+            responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
+        pub async fn list(
+            State(state): State<AppState>,
+            user: TenantUser,
+            headers: axum::http::HeaderMap,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            super::queries::list(&state, &user, oms_projections::queries::Resource::$resource, &headers, params).await
+        }
+
+        /// The order from the read model (`?min_position=` waits for it), or as it was at
+        /// `?as_of=`, rebuilt from its events.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
+            params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
+            responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn show(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            orders::show::<$aggregate>(&state, &user, id, &params, oms_projections::queries::Resource::$resource, view).await
+        }
+
+        /// The order's history: one entry per event, oldest first, with actor, summary and
+        /// changes.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}/history"), tag = $tag,
+            params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
+            responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn history(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            super::queries::history(&state, &user, $order_type, id, &params).await
+        }
+
+        /// The order's raw events with metadata and hash (auditor, admin).
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}/events"), tag = $tag,
+            params(("id" = Uuid, Path)),
+            responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn events(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+        ) -> Result<Response, ApiError> {
+            super::queries::events(&state, &user, $order_type, id).await
+        }
+
+        /// Changes header fields (draft only); `null` clears an optional one.
+        #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
+            request_body(content = Object, description = "any header field of the create body; null clears an optional one"),
+            params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+            responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 412, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn change_header(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<$header_patch>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::ChangeHeader(body.value.clone())
+            })
+            .await
+        }
+
+        /// Adds a line (draft only).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/lines"), tag = $tag, request_body = LineRequest,
+            params(("id" = Uuid, Path)), responses((status = 201, description = "the order document")), security(("bearer" = [])))]
+        pub async fn add_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<LineRequest>,
+        ) -> Result<Response, ApiError> {
+            let line = new_line(body.value.clone())?;
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Added, |_| {
+                $command::AddLine(line.clone())
+            })
+            .await
+        }
+
+        /// Changes a line (draft only).
+        #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}/lines/{line_id}"), tag = $tag,
+            request_body(content = Object, description = "product_id, weight, price_per_unit, quantity, description (and, on sales orders, source_purchase_order_id)"),
+            params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn change_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
+            headers: CommandHeaders,
+            body: JsonBody<$line_patch>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::ChangeLine { line_id, patch: body.value.clone() }
+            })
+            .await
+        }
+
+        /// Removes a line (draft only).
+        #[utoipa::path(delete, path = concat!("/api/v1/", $collection, "/{id}/lines/{line_id}"), tag = $tag,
+            params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn remove_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
+            headers: CommandHeaders,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, b"", Permission::Operate, id, Outcome::Changed, |_| {
+                $command::RemoveLine { line_id }
+            })
+            .await
+        }
+
+        /// Cancels the order, with a reason (not once anything was received or shipped).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/cancel"), tag = $tag, request_body = ReasonRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+        pub async fn cancel(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<ReasonRequest>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+                $command::Cancel { reason: body.value.reason.clone() }
+            })
+            .await
+        }
+
+        /// Records a payment (> 0, not above what is outstanding, not dated in the future).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/payments"), tag = $tag, request_body = PaymentRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 422, body = super::error::Problem)), security(("bearer" = [])))]
+        pub async fn record_payment(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<PaymentRequest>,
+        ) -> Result<Response, ApiError> {
+            let payment_id = Uuid::now_v7();
+            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+                $command::RecordPayment(oms_domain::order::NewPayment {
+                    payment_id,
+                    amount: body.value.amount,
+                    paid_on: body.value.paid_on,
+                    method: body.value.method,
+                    reference: body.value.reference.clone(),
+                })
+            })
+            .await
+        }
+
+        /// Adds a note (any state).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/notes"), tag = $tag, request_body = NoteRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn add_note(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<NoteRequest>,
+        ) -> Result<Response, ApiError> {
+            let note_id = Uuid::now_v7();
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::AddNote { note_id, text: body.value.text.clone() }
+            })
+            .await
+        }
+    };
+}
+pub(crate) use shared_order_endpoints;

@@ -6,7 +6,6 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use chrono::NaiveDate;
-use oms_domain::order::NewPayment;
 use oms_domain::purchase_order::{
     LinePatch, NewLine, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
     PurchaseOrderHeaderPatch, ReceiptLineInput,
@@ -221,180 +220,6 @@ pub async fn create(
     .await
 }
 
-/// Lists orders: filters `status`, `payment_status`, `supplier_id`, `order_date_from`,
-/// `order_date_to`, `q` (order-number prefix); `sort`, `limit`, `cursor`; CSV with
-/// `Accept: text/csv` or `?format=csv`.
-#[utoipa::path(get, path = "/api/v1/purchase-orders", tag = "purchase orders",
-    params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ("supplier_id" = Option<Uuid>, Query),
-           ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
-           ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
-           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
-    responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    user: TenantUser,
-    headers: axum::http::HeaderMap,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    super::queries::list(
-        &state,
-        &user,
-        oms_projections::queries::Resource::PurchaseOrders,
-        &headers,
-        params,
-    )
-    .await
-}
-
-/// The order from the read model (`?min_position=` waits for it), or as it was at `?as_of=`,
-/// rebuilt from its events.
-#[utoipa::path(get, path = "/api/v1/purchase-orders/{id}", tag = "purchase orders",
-    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
-    responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn show(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    orders::show::<PurchaseOrder>(
-        &state,
-        &user,
-        id,
-        &params,
-        oms_projections::queries::Resource::PurchaseOrders,
-        view,
-    )
-    .await
-}
-
-/// The order's history: one entry per event, oldest first, with actor, summary and changes.
-#[utoipa::path(get, path = "/api/v1/purchase-orders/{id}/history", tag = "purchase orders",
-    params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
-    responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn history(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    super::queries::history(&state, &user, "purchase_order", id, &params).await
-}
-
-/// The order's raw events with metadata and hash (auditor, admin).
-#[utoipa::path(get, path = "/api/v1/purchase-orders/{id}/events", tag = "purchase orders",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn events(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Response, ApiError> {
-    super::queries::events(&state, &user, "purchase_order", id).await
-}
-
-/// Changes header fields (draft only).
-#[utoipa::path(patch, path = "/api/v1/purchase-orders/{id}", tag = "purchase orders",
-    request_body(content = Object, description = "any header field of the create body; null clears an optional one"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 412, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn change_header(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<PurchaseOrderHeaderPatch>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        Outcome::Changed,
-        |_| PurchaseOrderCommand::ChangeHeader(body.value.clone()),
-    )
-    .await
-}
-
-/// Adds a line (draft only).
-#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/lines", tag = "purchase orders", request_body = LineRequest,
-    params(("id" = Uuid, Path)), responses((status = 201, description = "the order document")), security(("bearer" = [])))]
-pub async fn add_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<LineRequest>,
-) -> Result<Response, ApiError> {
-    let line = new_line(body.value.clone())?;
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        Outcome::Added,
-        |_| PurchaseOrderCommand::AddLine(line.clone()),
-    )
-    .await
-}
-
-/// Changes a line (draft only).
-#[utoipa::path(patch, path = "/api/v1/purchase-orders/{id}/lines/{line_id}", tag = "purchase orders",
-    request_body(content = Object, description = "product_id, weight, price_per_unit, quantity, description"),
-    params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn change_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
-    headers: CommandHeaders,
-    body: JsonBody<LinePatch>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        Outcome::Changed,
-        |_| PurchaseOrderCommand::ChangeLine {
-            line_id,
-            patch: body.value.clone(),
-        },
-    )
-    .await
-}
-
-/// Removes a line (draft only).
-#[utoipa::path(delete, path = "/api/v1/purchase-orders/{id}/lines/{line_id}", tag = "purchase orders",
-    params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn remove_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
-    headers: CommandHeaders,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        b"",
-        Permission::Operate,
-        id,
-        Outcome::Changed,
-        |_| PurchaseOrderCommand::RemoveLine { line_id },
-    )
-    .await
-}
-
 macro_rules! simple_action {
     ($(#[$doc:meta])* $name:ident, $path:literal, $permission:expr, $command:expr) => {
         $(#[$doc])*
@@ -447,31 +272,6 @@ pub async fn reject(
     .await
 }
 
-/// draft/submitted/approved → cancelled, with a reason.
-#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/cancel", tag = "purchase orders", request_body = ReasonRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn cancel(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<ReasonRequest>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Manage,
-        id,
-        Outcome::Changed,
-        |_| PurchaseOrderCommand::Cancel {
-            reason: body.value.reason.clone(),
-        },
-    )
-    .await
-}
-
 /// Records a receipt: actual (catch) weights per line.
 #[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/receipts", tag = "purchase orders", request_body = ReceiptRequest,
     params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
@@ -510,61 +310,14 @@ pub async fn record_receipt(
     .await
 }
 
-/// Records a payment to the supplier.
-#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/payments", tag = "purchase orders", request_body = PaymentRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 422, body = super::error::Problem)), security(("bearer" = [])))]
-pub async fn record_payment(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<PaymentRequest>,
-) -> Result<Response, ApiError> {
-    let payment_id = Uuid::now_v7();
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Manage,
-        id,
-        Outcome::Changed,
-        |_| {
-            PurchaseOrderCommand::RecordPayment(NewPayment {
-                payment_id,
-                amount: body.value.amount,
-                paid_on: body.value.paid_on,
-                method: body.value.method,
-                reference: body.value.reference.clone(),
-            })
-        },
-    )
-    .await
-}
-
-/// Adds a note (any state).
-#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/notes", tag = "purchase orders", request_body = NoteRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn add_note(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<NoteRequest>,
-) -> Result<Response, ApiError> {
-    let note_id = Uuid::now_v7();
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        Outcome::Changed,
-        |_| PurchaseOrderCommand::AddNote {
-            note_id,
-            text: body.value.text.clone(),
-        },
-    )
-    .await
+super::orders::shared_order_endpoints! {
+    collection: "purchase-orders",
+    tag: "purchase orders",
+    order_type: "purchase_order",
+    party: "supplier_id",
+    resource: PurchaseOrders,
+    aggregate: PurchaseOrder,
+    command: PurchaseOrderCommand,
+    header_patch: PurchaseOrderHeaderPatch,
+    line_patch: LinePatch,
 }

@@ -6,7 +6,6 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use chrono::NaiveDate;
-use oms_domain::order::NewPayment;
 use oms_domain::sales_order::{
     LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
     SalesOrderHeaderPatch, ShipLineInput,
@@ -139,8 +138,8 @@ pub fn view(loaded: &Loaded<SalesOrder>) -> Value {
     oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
 }
 
-fn new_line(line: LineRequest) -> NewLine {
-    NewLine {
+fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
+    Ok(NewLine {
         line_id: Uuid::now_v7(),
         product_id: line.product_id,
         weight: line.weight,
@@ -148,11 +147,29 @@ fn new_line(line: LineRequest) -> NewLine {
         quantity: line.quantity,
         description: line.description,
         source_purchase_order_id: line.source_purchase_order_id,
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn act(
+    state: &AppState,
+    user: &TenantUser,
+    headers: &CommandHeaders,
+    raw: &[u8],
+    permission: Permission,
+    id: Uuid,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> SalesOrderCommand,
+) -> Result<Response, ApiError> {
+    orders::run::<SalesOrder, _>(
+        state, user, headers, raw, permission, id, None, outcome, view, make,
+    )
+    .await
+}
+
+/// [`act`] for a command that takes a number from `number` (create, invoice).
+#[allow(clippy::too_many_arguments)]
+async fn act_numbered(
     state: &AppState,
     user: &TenantUser,
     headers: &CommandHeaders,
@@ -180,7 +197,12 @@ pub async fn create(
     body: JsonBody<CreateSalesOrder>,
 ) -> Result<Response, ApiError> {
     let request = body.value;
-    let lines: Vec<NewLine> = request.lines.iter().cloned().map(new_line).collect();
+    let lines = request
+        .lines
+        .iter()
+        .cloned()
+        .map(new_line)
+        .collect::<Result<Vec<_>, _>>()?;
     let header = SalesOrderHeader {
         customer_id: request.customer_id,
         order_date: request.order_date,
@@ -195,7 +217,7 @@ pub async fn create(
     };
     let given = request.order_number.clone();
     let number = given.is_none().then_some(NumberSeries::SALES_ORDER);
-    act(
+    act_numbered(
         &state,
         &user,
         &headers,
@@ -221,184 +243,6 @@ pub async fn create(
     .await
 }
 
-/// Lists orders: filters `status`, `payment_status`, `customer_id`, `order_date_from`,
-/// `order_date_to`, `q` (order-number prefix); `sort`, `limit`, `cursor`; CSV with
-/// `Accept: text/csv` or `?format=csv`.
-#[utoipa::path(get, path = "/api/v1/sales-orders", tag = "sales orders",
-    params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ("customer_id" = Option<Uuid>, Query),
-           ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
-           ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
-           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
-    responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    user: TenantUser,
-    headers: axum::http::HeaderMap,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    super::queries::list(
-        &state,
-        &user,
-        oms_projections::queries::Resource::SalesOrders,
-        &headers,
-        params,
-    )
-    .await
-}
-
-/// The order from the read model (`?min_position=` waits for it), or as it was at `?as_of=`,
-/// rebuilt from its events.
-#[utoipa::path(get, path = "/api/v1/sales-orders/{id}", tag = "sales orders",
-    params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
-    responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn show(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    orders::show::<SalesOrder>(
-        &state,
-        &user,
-        id,
-        &params,
-        oms_projections::queries::Resource::SalesOrders,
-        view,
-    )
-    .await
-}
-
-/// The order's history: one entry per event, oldest first, with actor, summary and changes.
-#[utoipa::path(get, path = "/api/v1/sales-orders/{id}/history", tag = "sales orders",
-    params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
-    responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn history(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    super::queries::history(&state, &user, "sales_order", id, &params).await
-}
-
-/// The order's raw events with metadata and hash (auditor, admin).
-#[utoipa::path(get, path = "/api/v1/sales-orders/{id}/events", tag = "sales orders",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn events(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Response, ApiError> {
-    super::queries::events(&state, &user, "sales_order", id).await
-}
-
-/// Changes header fields (draft only).
-#[utoipa::path(patch, path = "/api/v1/sales-orders/{id}", tag = "sales orders",
-    request_body(content = Object, description = "any header field of the create body; null clears an optional one"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 412, body = super::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn change_header(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<SalesOrderHeaderPatch>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        None,
-        Outcome::Changed,
-        |_| SalesOrderCommand::ChangeHeader(body.value.clone()),
-    )
-    .await
-}
-
-/// Adds a line (draft only).
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/lines", tag = "sales orders", request_body = LineRequest,
-    params(("id" = Uuid, Path)), responses((status = 201, description = "the order document")), security(("bearer" = [])))]
-pub async fn add_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<LineRequest>,
-) -> Result<Response, ApiError> {
-    let line = new_line(body.value.clone());
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        None,
-        Outcome::Added,
-        |_| SalesOrderCommand::AddLine(line.clone()),
-    )
-    .await
-}
-
-/// Changes a line (draft only).
-#[utoipa::path(patch, path = "/api/v1/sales-orders/{id}/lines/{line_id}", tag = "sales orders",
-    request_body(content = Object, description = "product_id, weight, price_per_unit, quantity, description, source_purchase_order_id"),
-    params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn change_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
-    headers: CommandHeaders,
-    body: JsonBody<LinePatch>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        None,
-        Outcome::Changed,
-        |_| SalesOrderCommand::ChangeLine {
-            line_id,
-            patch: body.value.clone(),
-        },
-    )
-    .await
-}
-
-/// Removes a line (draft only).
-#[utoipa::path(delete, path = "/api/v1/sales-orders/{id}/lines/{line_id}", tag = "sales orders",
-    params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn remove_line(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
-    headers: CommandHeaders,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        b"",
-        Permission::Operate,
-        id,
-        None,
-        Outcome::Changed,
-        |_| SalesOrderCommand::RemoveLine { line_id },
-    )
-    .await
-}
-
 /// draft → confirmed (needs a line).
 #[utoipa::path(post, path = "/api/v1/sales-orders/{id}/confirm", tag = "sales orders",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
@@ -416,7 +260,6 @@ pub async fn confirm(
         &body.raw,
         Permission::Operate,
         id,
-        None,
         Outcome::Changed,
         |_| SalesOrderCommand::Confirm,
     )
@@ -440,7 +283,6 @@ pub async fn close(
         &body.raw,
         Permission::Manage,
         id,
-        None,
         Outcome::Changed,
         |_| SalesOrderCommand::Close,
     )
@@ -464,7 +306,6 @@ pub async fn ship(
         &body.raw,
         Permission::Operate,
         id,
-        None,
         Outcome::Changed,
         |_| SalesOrderCommand::Ship {
             shipped_on: body.value.shipped_on,
@@ -502,7 +343,6 @@ pub async fn deliver(
         &body.raw,
         Permission::Operate,
         id,
-        None,
         Outcome::Changed,
         |_| SalesOrderCommand::Deliver {
             delivered_on: body.value.delivered_on,
@@ -523,7 +363,7 @@ pub async fn invoice(
 ) -> Result<Response, ApiError> {
     let given = body.value.invoice_number.clone();
     let number = given.is_none().then_some(NumberSeries::INVOICE);
-    act(
+    act_numbered(
         &state,
         &user,
         &headers,
@@ -544,89 +384,14 @@ pub async fn invoice(
     .await
 }
 
-/// draft/confirmed → cancelled, with a reason.
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/cancel", tag = "sales orders", request_body = ReasonRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn cancel(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<ReasonRequest>,
-) -> Result<Response, ApiError> {
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Manage,
-        id,
-        None,
-        Outcome::Changed,
-        |_| SalesOrderCommand::Cancel {
-            reason: body.value.reason.clone(),
-        },
-    )
-    .await
-}
-
-/// Records a payment from the customer (invoiced orders).
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/payments", tag = "sales orders", request_body = PaymentRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 422, body = super::error::Problem)), security(("bearer" = [])))]
-pub async fn record_payment(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<PaymentRequest>,
-) -> Result<Response, ApiError> {
-    let payment_id = Uuid::now_v7();
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Manage,
-        id,
-        None,
-        Outcome::Changed,
-        |_| {
-            SalesOrderCommand::RecordPayment(NewPayment {
-                payment_id,
-                amount: body.value.amount,
-                paid_on: body.value.paid_on,
-                method: body.value.method,
-                reference: body.value.reference.clone(),
-            })
-        },
-    )
-    .await
-}
-
-/// Adds a note (any state).
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/notes", tag = "sales orders", request_body = NoteRequest,
-    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
-pub async fn add_note(
-    State(state): State<AppState>,
-    user: TenantUser,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: CommandHeaders,
-    body: JsonBody<NoteRequest>,
-) -> Result<Response, ApiError> {
-    let note_id = Uuid::now_v7();
-    act(
-        &state,
-        &user,
-        &headers,
-        &body.raw,
-        Permission::Operate,
-        id,
-        None,
-        Outcome::Changed,
-        |_| SalesOrderCommand::AddNote {
-            note_id,
-            text: body.value.text.clone(),
-        },
-    )
-    .await
+super::orders::shared_order_endpoints! {
+    collection: "sales-orders",
+    tag: "sales orders",
+    order_type: "sales_order",
+    party: "customer_id",
+    resource: SalesOrders,
+    aggregate: SalesOrder,
+    command: SalesOrderCommand,
+    header_patch: SalesOrderHeaderPatch,
+    line_patch: LinePatch,
 }

@@ -6,10 +6,12 @@ use crate::helpers::*;
 use oms::auth::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
+use tokio::process::Command;
 use uuid::Uuid;
 
+/// The `oms` binary, run asynchronously: a blocking wait would stall this test's runtime and
+/// with it the in-process projector, which may hold a lock the command waits for.
 fn oms_binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_oms"));
     command.env_remove("DATABASE_URL").env_remove("NATS_URL");
@@ -293,10 +295,21 @@ async fn a_replay_of_every_projection_equals_the_live_read_models_row_for_row() 
     let output = oms_binary()
         .args(["replay", "--database-url", &database_url(&database)])
         .output()
+        .await
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("replayed"), "{stdout}");
+    // Not a terminal: plain progress lines (done/total, rate, ETA) and a summary per rebuild.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("replay: ") && stderr.contains("events/s") && stderr.contains("ETA"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("order_history") && stdout.contains("checkpoint"),
+        "{stdout}"
+    );
     assert_eq!(snapshot(&app).await, live);
 
     let only = oms_binary()
@@ -310,6 +323,7 @@ async fn a_replay_of_every_projection_equals_the_live_read_models_row_for_row() 
             &app.tenant.to_string(),
         ])
         .output()
+        .await
         .unwrap();
     assert!(only.status.success(), "{only:?}");
     assert_eq!(snapshot(&app).await, live);
@@ -368,6 +382,7 @@ async fn an_interrupted_rebuild_leaves_the_live_tables_as_they_were() {
             .args(["replay", "--database-url", &database_url(&database)])
             .args(&args)
             .output()
+            .await
             .unwrap();
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -473,14 +488,18 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
         .unwrap()
         .id;
         history(&store, tenant, 20).await;
-        let anchorer =
-            oms::audit::Anchorer::new(store.clone(), jetstream.clone(), 1, Duration::from_secs(1));
-        anchorer
-            .publish(tenant, &store.head(tenant).await.unwrap().unwrap())
-            .await
-            .unwrap();
         tenants.push((kind, tenant));
     }
+    // The relay role's anchorer: every tenant that moved gets its head anchored once; nothing
+    // moved since, nothing more is published.
+    let mut anchorer = oms::audit::Anchorer::new(
+        store.clone(),
+        jetstream.clone(),
+        100,
+        Duration::from_secs(3600),
+    );
+    assert_eq!(anchorer.anchor_due().await.unwrap(), 5);
+    assert_eq!(anchorer.anchor_due().await.unwrap(), 0);
     let tenant = |kind: &str| tenants.iter().find(|(k, _)| *k == kind).unwrap().1;
     let exec = |sql: &'static str, t: Uuid| {
         let pool = app.pool.clone();
@@ -568,30 +587,29 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
         .unwrap()
         .to_string();
     let verify = |t: Uuid| {
-        oms_binary()
-            .args([
-                "audit",
-                "verify",
-                "--database-url",
-                &database_url(&database),
-                "--nats-url",
-                &nats.url(),
-                "--tenant",
-                &t.to_string(),
-            ])
-            .output()
-            .unwrap()
+        let mut command = oms_binary();
+        command.args([
+            "audit",
+            "verify",
+            "--database-url",
+            &database_url(&database),
+            "--nats-url",
+            &nats.url(),
+            "--tenant",
+            &t.to_string(),
+        ]);
+        async move { command.output().await.unwrap() }
     };
-    let good = verify(tenant("untouched"));
+    let good = verify(tenant("untouched")).await;
     assert!(good.status.success(), "{good:?}");
     assert!(String::from_utf8_lossy(&good.stdout).contains("\"ok\":true"));
-    let bad = verify(tenant("recompute"));
+    let bad = verify(tenant("recompute")).await;
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("broken"),
         "{bad:?}"
     );
-    let payload = verify(tenant("payload"));
+    let payload = verify(tenant("payload")).await;
     assert!(
         String::from_utf8_lossy(&payload.stdout).contains("\"first_bad_position\":7"),
         "{payload:?}"
@@ -632,6 +650,7 @@ async fn an_export_of_100000_events_streams_in_bounded_memory_and_verifies_offli
         ])
         .arg(&file)
         .output()
+        .await
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let peak_kb = peak_rss_of_children_kb();
@@ -648,6 +667,7 @@ async fn an_export_of_100000_events_streams_in_bounded_memory_and_verifies_offli
         .args(["audit", "verify", "--file"])
         .arg(&file)
         .output()
+        .await
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
@@ -674,6 +694,7 @@ async fn an_export_of_100000_events_streams_in_bounded_memory_and_verifies_offli
         .args(["audit", "verify", "--file"])
         .arg(&edited_file)
         .output()
+        .await
         .unwrap();
     assert!(!broken.status.success());
     let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
@@ -778,7 +799,7 @@ async fn audit_commands_refuse_bad_input_with_a_message_and_write_nothing() {
         ),
     ];
     for (args, message) in cases {
-        let output = oms_binary().args(&args).output().unwrap();
+        let output = oms_binary().args(&args).output().await.unwrap();
         assert!(!output.status.success(), "{args:?} succeeded");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
@@ -803,6 +824,7 @@ async fn audit_commands_refuse_bad_input_with_a_message_and_write_nothing() {
             "--json",
         ])
         .output()
+        .await
         .unwrap();
     assert!(shown.status.success(), "{shown:?}");
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
@@ -812,6 +834,7 @@ async fn audit_commands_refuse_bad_input_with_a_message_and_write_nothing() {
     let text = oms_binary()
         .args(["audit", "show", &id_of(&po), "--database-url", &url])
         .output()
+        .await
         .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("PurchaseOrderCreated"));
 }
@@ -878,6 +901,7 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
     let replay = oms_binary()
         .args(["replay", "--database-url", &database_url(&database)])
         .output()
+        .await
         .unwrap();
     assert!(replay.status.success(), "{replay:?}");
     let supplier_column: Option<Uuid> = sqlx::query_scalar(
@@ -904,6 +928,7 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
         ])
         .arg(&file)
         .output()
+        .await
         .unwrap();
     assert!(export.status.success(), "{export:?}");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -916,6 +941,7 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
         .args(["audit", "verify", "--file"])
         .arg(&file)
         .output()
+        .await
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
     let _ = Role::Auditor;

@@ -91,7 +91,7 @@ async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
         .unwrap()
         .to_string();
     let login = format!("analyst_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_oms"))
         .args([
             "analyst",
             "create-login",
@@ -103,6 +103,7 @@ async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
             &login,
         ])
         .output()
+        .await
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let printed = String::from_utf8_lossy(&output.stdout).to_string();
