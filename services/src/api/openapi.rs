@@ -18,10 +18,11 @@ order and reference-data response carries `version` and an `ETag`, commands acce
 mismatch) and `Idempotency-Key` (24 h replay with `Idempotent-Replayed: true`); command responses carry \
 `position`, the tenant's event position after the command.\n\n\
 Choices where the contract is silent: `POST …/{id}/lines` answers 201 with the whole order; an empty \
-body is accepted as `{}` on action endpoints; a token whose tenant does not exist is 401; reference \
-data and orders are read back from the event store until the read models exist (`GET` lists are not \
-served yet); the order document lists the order's notes as `order_notes` because `notes` is the \
-header's free-text field.",
+body is accepted as `{}` on action endpoints; a token whose tenant does not exist is 401; GETs read \
+the read models (pass a command's `position` as `?min_position=` to read your own write), while \
+`?as_of=` and `…/events` read the event store; the order document lists the order's notes as \
+`order_notes` because `notes` is the header's free-text field; rate limits are per tenant and per \
+API process (429 with `Retry-After`).",
         version = env!("CARGO_PKG_VERSION"),
     ),
     paths(
