@@ -9,7 +9,7 @@
 //!   [number_series row]            order/invoice number for a create or invoice command
 //!   unique_keys insert/delete      order numbers, invoice numbers, reference codes
 //!   update tenant_heads ... returning position, hash      ← serialises the tenant's appends
-//!   insert into events ... ; update tenant_heads set hash  (one statement)
+//!   insert into events ...; update tenant_heads set hash; pg_notify  (one statement)
 //!   [idempotency_keys insert]
 //! commit
 //! ```
@@ -374,7 +374,7 @@ impl EventStore {
             stored.push(row);
         }
 
-        // One round trip: insert every event and move the head's hash.
+        // One round trip: insert every event, move the head's hash, and notify the relay.
         let result = sqlx::query(
             "with inserted as (
                  insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
@@ -385,7 +385,9 @@ impl EventStore {
                  returning 1
              )
              update tenant_heads set hash = $12
-              where tenant_id = $1 and (select count(*) from inserted) = $13",
+              where tenant_id = $1 and (select count(*) from inserted) = $13
+             -- wake the relay when the transaction commits
+             returning pg_notify('oms_events', tenant_id::text)",
         )
         .bind(tenant)
         .bind(stored.iter().map(|e| e.position).collect::<Vec<_>>())
@@ -414,11 +416,6 @@ impl EventStore {
             Err(err) if is_unique_violation(&err) => return Err(AppendError::Conflict),
             Err(err) => return Err(err.into()),
         }
-        // Wake the relay when the transaction commits.
-        sqlx::query("select pg_notify('oms_events', $1)")
-            .bind(tenant.to_string())
-            .execute(&mut **tx)
-            .await?;
         Ok(Appended {
             events: stored,
             position: last,

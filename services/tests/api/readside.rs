@@ -374,3 +374,39 @@ async fn two_relays_and_two_projectors_over_five_tenants_equal_a_single_sequenti
     stack.rebuild_from_store().await;
     assert_eq!(concurrent, stack.read_model_snapshot().await);
 }
+
+#[tokio::test]
+async fn the_relay_wakes_on_the_append_notification_without_waiting_for_its_poll() {
+    let mut stack = spawn_stack().await;
+    stack.abort_relays();
+    let app = &stack.app;
+    // A relay that polls once a minute: anything it publishes within seconds came from NOTIFY.
+    let relay = oms::relay::Relay::new(
+        stack.store.clone(),
+        stack.jetstream.clone(),
+        oms::relay::RelayConfig {
+            poll_interval: Duration::from_secs(60),
+            ..test_relay_config()
+        },
+    );
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(relay.run(stopped));
+    tokio::time::sleep(Duration::from_millis(500)).await; // its first round and LISTEN
+    let created = app
+        .post_ok(
+            "/api/v1/customers",
+            json!({"name": "Woken"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let position = created["position"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stack.relay_checkpoint(app.tenant).await < position {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay was not woken by the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+}
