@@ -18,6 +18,24 @@ fn oms_binary() -> Command {
     command
 }
 
+/// `oms audit export --tenant <tenant> --output <file>` on `database`.
+async fn export_to(database: &str, tenant: Uuid, file: &std::path::Path) -> std::process::Output {
+    oms_binary()
+        .args([
+            "audit",
+            "export",
+            "--database-url",
+            &database_url(database),
+            "--tenant",
+            &tenant.to_string(),
+            "--output",
+        ])
+        .arg(file)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A workload that writes every event type of every aggregate.
 pub async fn every_event_type(app: &TestApp) -> i64 {
     let post =
@@ -638,20 +656,7 @@ async fn an_export_of_100000_events_streams_in_bounded_memory_and_verifies_offli
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.ndjson");
 
-    let output = oms_binary()
-        .args([
-            "audit",
-            "export",
-            "--database-url",
-            &database_url(&database),
-            "--tenant",
-            &app.tenant.to_string(),
-            "--output",
-        ])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    let output = export_to(&database, app.tenant, &file).await;
     assert!(output.status.success(), "{output:?}");
     let peak_kb = peak_rss_of_children_kb();
     let size_kb = i64::try_from(std::fs::metadata(&file).unwrap().len() / 1024).unwrap();
@@ -916,20 +921,7 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("e.ndjson");
-    let export = oms_binary()
-        .args([
-            "audit",
-            "export",
-            "--database-url",
-            &database_url(&database),
-            "--tenant",
-            &app.tenant.to_string(),
-            "--output",
-        ])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    let export = export_to(&database, app.tenant, &file).await;
     assert!(export.status.success(), "{export:?}");
     let text = std::fs::read_to_string(&file).unwrap();
     let old = text.lines().find(|l| l.contains("PO-OLD-1")).unwrap();
