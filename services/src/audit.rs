@@ -113,7 +113,9 @@ pub struct ExportSummary {
 
 const CSV_HEADER: &str = "position,recorded_at,aggregate_type,aggregate_id,sequence,event_type,event_version,actor,payload,metadata,previous_hash,hash\n";
 
-fn csv_field(value: &str) -> String {
+/// RFC 4180 quoting of one CSV field. The export writes stored values verbatim (an auditor
+/// gets exactly what was recorded); the API's CSV lists add formula defusing on top.
+pub(crate) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

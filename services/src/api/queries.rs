@@ -258,15 +258,10 @@ fn csv_response(items: &[Value], next_cursor: Option<&str>) -> Response {
 
 /// RFC 4180 quoting, and a leading quote for values a spreadsheet would run as a formula.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
-        format!("'{value}")
+    if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+        crate::audit::csv_field(&format!("'{value}"))
     } else {
-        value.to_string()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
+        crate::audit::csv_field(value)
     }
 }
 

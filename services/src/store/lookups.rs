@@ -85,16 +85,8 @@ impl Lookups for TxLookups {
 
     async fn purchase_order_exists(&self, id: Uuid) -> Result<bool, LookupError> {
         let mut tx = self.tx.lock().await;
-        sqlx::query_scalar(
-            "select exists (select 1 from events
-                             where tenant_id = $1 and aggregate_type = $2
-                               and aggregate_id = $3 and sequence = 1)",
-        )
-        .bind(self.tenant)
-        .bind(PURCHASE_ORDER_TYPE)
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|err| LookupError(err.to_string()))
+        EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
+            .await
+            .map_err(|err| LookupError(err.to_string()))
     }
 }

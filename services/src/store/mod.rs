@@ -237,9 +237,9 @@ impl EventStore {
         .await
     }
 
-    /// Whether an aggregate has any event.
-    pub async fn stream_exists(
-        &self,
+    /// Whether an aggregate has any event, through any executor.
+    pub async fn stream_exists_with<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
         tenant: Uuid,
         aggregate_type: &str,
         aggregate_id: Uuid,
@@ -252,7 +252,7 @@ impl EventStore {
         .bind(tenant)
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .fetch_one(&self.pool)
+        .fetch_one(executor)
         .await
     }
 

@@ -226,19 +226,9 @@ async fn event_types(app: &TestApp) -> Vec<String> {
         .unwrap()
 }
 
+/// The read models and their checkpoints.
 async fn snapshot(app: &TestApp) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for projection in oms_projections::Projection::ALL {
-        for table in projection.tables() {
-            let rows: Value = sqlx::query_scalar(&format!(
-                "select coalesce(json_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]'::json)::jsonb from read.{table} t"
-            ))
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-            out.push((table.to_string(), rows));
-        }
-    }
+    let mut out = read_model_snapshot(&app.pool).await;
     let checkpoints: Value = sqlx::query_scalar(
         "select coalesce(json_agg(json_build_array(tenant_id, projection, position) order by tenant_id, projection), '[]')::jsonb from read.checkpoints",
     )

@@ -446,19 +446,7 @@ impl Stack {
 
     /// Every read-model table's rows, ordered, as JSON (for row-for-row comparisons).
     pub async fn read_model_snapshot(&self) -> Vec<(String, serde_json::Value)> {
-        let mut out = Vec::new();
-        for projection in oms_projections::Projection::ALL {
-            for table in projection.tables() {
-                let rows: serde_json::Value = sqlx::query_scalar(&format!(
-                    "select coalesce(json_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]'::json)::jsonb from read.{table} t"
-                ))
-                .fetch_one(&self.app.pool)
-                .await
-                .unwrap();
-                out.push((table.to_string(), rows));
-            }
-        }
-        out
+        read_model_snapshot(&self.app.pool).await
     }
 
     /// Empties the read models and their checkpoints, and applies the whole event store again
@@ -488,4 +476,21 @@ impl Stack {
             }
         }
     }
+}
+
+/// Every read-model table's rows, ordered, as JSON (for row-for-row comparisons).
+pub async fn read_model_snapshot(pool: &PgPool) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for projection in oms_projections::Projection::ALL {
+        for table in projection.tables() {
+            let rows: serde_json::Value = sqlx::query_scalar(&format!(
+                "select coalesce(json_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]'::json)::jsonb from read.{table} t"
+            ))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            out.push((table.to_string(), rows));
+        }
+    }
+    out
 }
