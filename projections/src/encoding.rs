@@ -1,68 +1,32 @@
-//! Base64 (RFC 4648), standard and URL-safe, for cursors and SCRAM verifiers: small enough not
-//! to need a dependency.
+//! Base64 (RFC 4648) for the texts this crate hands out: list cursors, generated passwords
+//! and SCRAM verifiers. One place pins the engines, so a cursor made by one release still
+//! reads in the next.
+//!
+//! The engines are the `base64` crate's: URL-safe without padding for cursors and passwords,
+//! because a cursor travels in a query string and a password is typed or pasted; standard
+//! with padding where Postgres' SCRAM format asks for it. Decoding parses client-supplied
+//! cursors, so it refuses (never panics on) anything that is not exactly what [`base64url`]
+//! produces: other alphabets, padding, impossible lengths and stray trailing bits (so that
+//! each byte string has one encoding).
 
-/// The standard alphabet.
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-/// The URL- and filename-safe alphabet.
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 
-/// Encodes with `alphabet`, padding with `=` when `pad`.
-fn encode(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let symbols = chunk.len() + 1;
-        for i in 0..4 {
-            if i < symbols {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding.
+/// Standard base64 with padding: the form Postgres' SCRAM verifier text is written in.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    encode(bytes, STANDARD, true)
+    STANDARD.encode(bytes)
 }
 
-/// URL-safe base64 without padding.
+/// URL-safe base64 without padding: goes into a query string or a terminal as it is.
 pub(crate) fn base64url(bytes: &[u8]) -> String {
-    encode(bytes, URL_SAFE, false)
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Decodes URL-safe base64 without padding; `None` on any other character or a length that
-/// no encoding produces.
+/// Decodes what [`base64url`] made; `None` (never a panic) on any other character, on
+/// padding, on a length that no encoding produces or on non-zero trailing bits, because the
+/// text comes from clients.
 pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let values: Vec<u32> = text
-        .bytes()
-        .map(|c| URL_SAFE.iter().position(|&a| a == c).map(|v| v as u32))
-        .collect::<Option<_>>()?;
-    if values.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(values.len() * 3 / 4);
-    for chunk in values.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, v)| n | (v << (18 - 6 * i)));
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        let kept = chunk.len() - 1;
-        // Bits beyond the last whole byte must be zero, so each byte string has one encoding.
-        if kept < 3 && n & ((1 << (8 * (3 - kept))) - 1) != 0 {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..kept]);
-    }
-    Some(out)
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 #[cfg(test)]
