@@ -3,20 +3,18 @@
 //! `read.current_tenant()`, which looks the login up in `read.analyst_logins`).
 //!
 //! The password never reaches the server in clear: the login is created with a SCRAM-SHA-256
-//! verifier computed here (as psql's `\password` does), so it cannot show up in the server log
-//! (`log_statement`) or in `pg_stat_activity`.
+//! verifier computed here (as psql's `\password` does, by `postgres-protocol`, the protocol
+//! library of the `postgres` crate: Postgres' default 4096 iterations and a random 16-byte
+//! salt), so it cannot show up in the server log (`log_statement`) or in `pg_stat_activity`.
 
-use sha2::{Digest, Sha256};
+use rand::RngCore;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::encoding::{base64, base64url};
+use crate::encoding::base64url;
 
 /// The group role every analyst login is a member of (created by the migrations).
 pub const ANALYST_GROUP: &str = "oms_analyst";
-
-/// SCRAM iteration count (Postgres' default, `scram_iterations`).
-const SCRAM_ITERATIONS: u32 = 4096;
 
 /// Why an analyst login could not be created or dropped.
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +86,13 @@ pub fn validate_password(password: &str) -> Result<(), AnalystError> {
     Ok(())
 }
 
-/// A new random password: 43 URL-safe characters (256 bits from the system's random source).
+/// A new random password, so that nobody has to invent one: 43 URL-safe characters holding
+/// 256 bits from a cryptographically secure generator (`rand`'s thread generator, seeded by
+/// the operating system).
 pub fn generate_password() -> String {
-    let mut bytes = Vec::with_capacity(32);
-    for _ in 0..2 {
-        bytes.extend_from_slice(Uuid::new_v4().as_bytes());
-    }
-    // A v4 UUID has 122 random bits; hashing two of them spreads 244 bits over 32 bytes.
-    base64url(&Sha256::digest(&bytes))
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64url(&bytes)
 }
 
 /// Creates analyst login `login` of `tenant` with `password`, in one transaction: the role
@@ -110,7 +107,9 @@ pub async fn create_login(
 ) -> Result<(), AnalystError> {
     validate_login(login)?;
     validate_password(password)?;
-    let verifier = scram_verifier(password, Uuid::new_v4().as_bytes(), SCRAM_ITERATIONS);
+    // The password is printable ASCII (checked above), which SASLprep leaves as it is, so
+    // every client derives the same key from it.
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let duplicate =
         |error: sqlx::Error| match error.as_database_error().and_then(|e| e.code()).as_deref() {
             // duplicate_object (role exists), unique_violation (login row exists)
@@ -187,94 +186,9 @@ pub async fn drop_login(
     Ok(())
 }
 
-/// HMAC-SHA-256 of the concatenation of `parts` under `key` (RFC 2104).
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    for part in parts {
-        inner.update(part);
-    }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-/// PBKDF2-HMAC-SHA-256 with a 32-byte output (RFC 8018; one block).
-fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac_sha256(password, &[&u]);
-        for (o, b) in out.iter_mut().zip(u) {
-            *o ^= b;
-        }
-    }
-    out
-}
-
-/// The SCRAM-SHA-256 verifier Postgres stores for `password` (RFC 5802/7677):
-/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
-fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
-    let salted = pbkdf2_sha256(password.as_bytes(), salt, iterations);
-    let client_key = hmac_sha256(&salted, &[b"Client Key"]);
-    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-    let server_key = hmac_sha256(&salted, &[b"Server Key"]);
-    format!(
-        "SCRAM-SHA-256${iterations}:{}${}:{}",
-        base64(salt),
-        base64(&stored_key),
-        base64(&server_key)
-    )
-}
-
-/// The verifier of `password` for a given salt and iteration count (for tests that compare
-/// it with the one Postgres computes).
-#[doc(hidden)]
-pub fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
-    scram_verifier(password, salt, iterations)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        assert_eq!(
-            hex(&hmac_sha256(
-                b"Jefe",
-                &[b"what do ya want ", b"for nothing?"]
-            )),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        // Test case 6: a key longer than the block.
-        assert_eq!(
-            hex(&hmac_sha256(
-                &[0xaa; 131],
-                &[b"Test Using Larger Than Block-Size Key - Hash Key First"]
-            )),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-    }
-
-    #[test]
-    fn pbkdf2_matches_the_known_vector() {
-        assert_eq!(
-            hex(&pbkdf2_sha256(b"password", b"salt", 4096)),
-            "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
-        );
-    }
 
     #[test]
     fn login_names_are_checked() {

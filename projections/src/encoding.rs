@@ -1,21 +1,15 @@
-//! Base64 (RFC 4648) for the texts this crate hands out: list cursors, generated passwords
-//! and SCRAM verifiers. One place pins the engines, so a cursor made by one release still
-//! reads in the next.
+//! Base64 (RFC 4648) for the texts this crate hands out: list cursors and generated
+//! passwords. One place pins the engine, so a cursor made by one release still reads in the
+//! next.
 //!
-//! The engines are the `base64` crate's: URL-safe without padding for cursors and passwords,
-//! because a cursor travels in a query string and a password is typed or pasted; standard
-//! with padding where Postgres' SCRAM format asks for it. Decoding parses client-supplied
+//! The engine is the `base64` crate's URL-safe one without padding, because a cursor travels
+//! in a query string and a password is typed or pasted. Decoding parses client-supplied
 //! cursors, so it refuses (never panics on) anything that is not exactly what [`base64url`]
 //! produces: other alphabets, padding, impossible lengths and stray trailing bits (so that
 //! each byte string has one encoding).
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-
-/// Standard base64 with padding: the form Postgres' SCRAM verifier text is written in.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
 
 /// URL-safe base64 without padding: goes into a query string or a terminal as it is.
 pub(crate) fn base64url(bytes: &[u8]) -> String {
@@ -31,7 +25,14 @@ pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
+
+    /// Standard base64 with padding, the form RFC 4648's vectors are written in.
+    fn base64(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
 
     #[test]
     fn rfc_4648_vectors() {

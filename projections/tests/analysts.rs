@@ -278,12 +278,60 @@ async fn login_names_passwords_and_duplicates_are_checked() {
     .await;
 }
 
+/// The SCRAM-SHA-256 verifier Postgres stores for `password` with a chosen salt (RFC 5802,
+/// RFC 7677): `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Computed with
+/// RustCrypto's PBKDF2 and HMAC, independently of the code under test, so that it can stand
+/// between Postgres' verifier (whose salt it cannot choose) and the analysts' logins' (whose
+/// salt is random).
+fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    let hmac = |key: &[u8], message: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes()
+    };
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut salted);
+    let stored_key = Sha256::digest(hmac(&salted, b"Client Key"));
+    let server_key = hmac(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key),
+        STANDARD.encode(server_key)
+    )
+}
+
+/// The stored verifier of `role` and its iteration count and salt.
+async fn stored_verifier(pool: &PgPool, role: &str) -> (String, u32, Vec<u8>) {
+    let secret: String = sqlx::query_scalar("select rolpassword from pg_authid where rolname = $1")
+        .bind(role)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    // SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
+    let (head, _) = secret.split_once('$').unwrap().1.split_once('$').unwrap();
+    let (iterations, salt) = head.split_once(':').unwrap();
+    let salt: Vec<u8> = sqlx::query_scalar("select decode($1, 'base64')")
+        .bind(salt)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let iterations = iterations.parse().unwrap();
+    (secret, iterations, salt)
+}
+
 #[tokio::test]
 async fn the_scram_verifier_is_the_one_postgres_computes() {
     let db = Db::fresh().await;
     let role = unique_login("scram_check");
+    let login = unique_login("scram_login");
     let pool = db.pool.clone();
-    let roles = vec![role.clone()];
+    let roles = vec![role.clone(), login.clone()];
 
     with_cleanup(db, roles, async move {
         let password = "correct horse battery staple";
@@ -297,24 +345,18 @@ async fn the_scram_verifier_is_the_one_postgres_computes() {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let secret: String =
-            sqlx::query_scalar("select rolpassword from pg_authid where rolname = $1")
-                .bind(&role)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        // SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
-        let (head, _) = secret.split_once('$').unwrap().1.split_once('$').unwrap();
-        let (iterations, salt) = head.split_once(':').unwrap();
-        let salt: Vec<u8> = sqlx::query_scalar("select decode($1, 'base64')")
-            .bind(salt)
-            .fetch_one(&pool)
+        let (secret, iterations, salt) = stored_verifier(&pool, &role).await;
+        assert_eq!(scram_verifier_with(password, &salt, iterations), secret);
+
+        // An analyst login's verifier is the one Postgres would compute for its salt.
+        let mut admin = pool.acquire().await.unwrap();
+        analysts::create_login(&mut admin, Uuid::new_v4(), &login, password)
             .await
             .unwrap();
-        assert_eq!(
-            analysts::scram_verifier_with(password, &salt, iterations.parse().unwrap()),
-            secret
-        );
+        let (secret, iterations, salt) = stored_verifier(&pool, &login).await;
+        assert_eq!(iterations, 4096);
+        assert_eq!(salt.len(), 16);
+        assert_eq!(scram_verifier_with(password, &salt, iterations), secret);
     })
     .await;
 }
