@@ -19,6 +19,7 @@
 
 pub mod analysts;
 pub mod apply;
+pub mod checkpoints;
 pub mod documents;
 mod encoding;
 pub mod queries;

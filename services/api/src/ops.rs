@@ -1,0 +1,111 @@
+//! Operations endpoints (no auth): health, readiness, metrics, the OpenAPI document and the
+//! interactive docs.
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::AppState;
+use oms_store::migrate;
+
+/// Health, readiness, metrics and docs.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route(OPENAPI_PATH, get(openapi))
+        .merge(docs())
+}
+
+/// Where the OpenAPI document is served; the docs page reads it from there too.
+const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Swagger UI at `/docs` (`/docs` redirects to `/docs/`), its scripts and styles compiled into
+/// the binary so that the page works without internet access. It reads the document served at
+/// [`OPENAPI_PATH`] rather than a copy of its own, and its online spec validator (which would
+/// send the document to another host) is off.
+fn docs() -> SwaggerUi {
+    SwaggerUi::new("/docs").config(Config::new([OPENAPI_PATH]).validator_url("none"))
+}
+
+/// The process is up.
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Postgres answers, every migration is applied, and NATS is connected (when configured);
+/// 503 with what is missing otherwise.
+async fn ready(State(state): State<AppState>) -> Response {
+    let (postgres, migrations) = match migrate::is_up_to_date(&state.pool).await {
+        Ok(up_to_date) => (true, up_to_date),
+        Err(_) => (false, false),
+    };
+    let nats = state
+        .nats
+        .as_ref()
+        .map(|client| client.connection_state() == async_nats::connection::State::Connected);
+    let ok = postgres && migrations && nats.unwrap_or(true);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "ready": ok,
+            "postgres": postgres,
+            "migrations": migrations,
+            "nats": nats,
+        })),
+    )
+        .into_response()
+}
+
+/// Prometheus text: the process's counters (the relay's and projector's too, when this
+/// process runs them), and per tenant the relay's and each projection's lag in events and in
+/// seconds (from the oldest event not yet relayed or applied to now), read at scrape time.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let names: Vec<&str> = oms_projections::Projection::ALL
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    let lag = match oms_store::progress::lag(&state.pool, &names).await {
+        Ok(lag) => lag,
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: lag not available");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&lag),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi::ApiDoc::openapi())
+}
+
+/// Counts every response by status.
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    state.metrics.response(response.status().as_u16());
+    response
+}

@@ -1,0 +1,421 @@
+//! What purchase and sales orders share at the HTTP edge: request bodies built from domain
+//! value types, the response document, and the runner every order command goes through.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, NaiveDate, Utc};
+use oms_domain::values::{
+    LongText, Money, NoteText, PaymentMethod, Quantity, Reason, UnitPrice, Weight,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{CommandHeaders, TenantUser};
+use super::reply::{document, executed};
+use super::AppState;
+use crate::auth::Permission;
+use oms_store::idempotency::Reply;
+use oms_store::pipeline::{Loaded, NumberSeries, OmsAggregate};
+
+/// A new order line in a request (`POST …/lines`, or `lines` of a create).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    /// The product.
+    pub product_id: Uuid,
+    /// Ordered weight in the order's weight unit (decimal string or number, > 0).
+    #[schema(value_type = String, example = "40000")]
+    pub weight: Weight,
+    /// Price per weight unit, up to 4 decimals.
+    #[schema(value_type = String, example = "2.1575")]
+    pub price_per_unit: UnitPrice,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>)]
+    pub quantity: Option<Quantity>,
+    /// Free text.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<LongText>,
+    /// (Sales orders only) the purchase order that supplies this line.
+    #[serde(default)]
+    pub source_purchase_order_id: Option<Uuid>,
+}
+
+/// `{reason}` for reject and cancel.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Why.
+    #[schema(value_type = String)]
+    pub reason: Reason,
+}
+
+/// `{}` for actions that take nothing (submit, approve, confirm, close).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
+/// `{text}` for notes.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    /// The note.
+    #[schema(value_type = String)]
+    pub text: NoteText,
+}
+
+/// A payment.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// Amount, > 0, at most what is outstanding.
+    #[schema(value_type = String, example = "1000.00")]
+    pub amount: Money,
+    /// When it was paid (not in the future).
+    pub paid_on: NaiveDate,
+    /// wire, ach, check, credit_card, cash, other.
+    #[schema(value_type = String, example = "wire")]
+    pub method: PaymentMethod,
+    /// Bank reference, cheque number, …
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub reference: Option<oms_domain::values::ShortText>,
+}
+
+/// A received or shipped weight for one line.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeighedLineRequest {
+    /// The order line.
+    pub line_id: Uuid,
+    /// The actual (catch) weight.
+    #[schema(value_type = String, example = "39850.5")]
+    pub weight: Weight,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>)]
+    pub quantity: Option<Quantity>,
+}
+
+/// Adds `position` (the tenant's position after a command) to a document.
+pub fn with_position(body: &mut Value, position: i64) {
+    if let Value::Object(map) = body {
+        map.insert("position".into(), json!(position));
+    }
+}
+
+/// What a successful command answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 201 with `Location: /api/v1/{collection}/{id}`.
+    Created {
+        /// `purchase-orders` or `sales-orders`.
+        collection: &'static str,
+    },
+    /// 201: something was added to the order (a line).
+    Added,
+    /// 200.
+    Changed,
+}
+
+/// One order command: role check, context, pipeline, reply with the state after it.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<A, F>(
+    state: &AppState,
+    user: &TenantUser,
+    headers: &CommandHeaders,
+    raw: &[u8],
+    permission: Permission,
+    id: Uuid,
+    number: Option<NumberSeries>,
+    outcome: Outcome,
+    view: fn(&Loaded<A>) -> Value,
+    make: F,
+) -> Result<Response, ApiError>
+where
+    A: OmsAggregate,
+    A::Event: oms_domain::UniqueKeys,
+    F: Fn(Option<String>) -> A::Command,
+{
+    user.require(permission)?;
+    let ctx = headers.context(user, raw);
+    let outcome = state
+        .commands
+        .execute::<A, _, _>(&ctx, id, number, make, |loaded, position| {
+            let mut body = view(loaded);
+            with_position(&mut body, position);
+            let mut headers = vec![("etag".to_string(), format!("\"{}\"", loaded.version))];
+            let status = match outcome {
+                Outcome::Created { collection } => {
+                    headers.push((
+                        "location".into(),
+                        format!("/api/v1/{collection}/{}", loaded.id),
+                    ));
+                    StatusCode::CREATED
+                }
+                Outcome::Added => StatusCode::CREATED,
+                Outcome::Changed => StatusCode::OK,
+            };
+            Reply {
+                status: status.as_u16(),
+                body,
+                headers,
+            }
+        })
+        .await;
+    match outcome {
+        Ok(outcome) => {
+            match &outcome {
+                oms_store::pipeline::Executed::Fresh { .. } => state.metrics.committed(),
+                oms_store::pipeline::Executed::Replayed(_) => state.metrics.replayed(),
+            }
+            Ok(executed(outcome))
+        }
+        Err(err) => {
+            let err = ApiError::from(err);
+            if err.status().is_client_error() {
+                state.metrics.refused();
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `GET …/{id}`: the order from the read model (`?min_position=` waits for it), or with
+/// `?as_of=<RFC 3339>` rebuilt from the events recorded up to then.
+pub async fn show<A>(
+    state: &AppState,
+    user: &TenantUser,
+    id: Uuid,
+    params: &BTreeMap<String, String>,
+    resource: oms_projections::queries::Resource,
+    view: fn(&Loaded<A>) -> Value,
+) -> Result<Response, ApiError>
+where
+    A: OmsAggregate,
+    A::Event: oms_domain::UniqueKeys,
+{
+    user.require(Permission::Read)?;
+    let Some(as_of) = params.get("as_of") else {
+        return super::queries::show(state, user, resource, id, params).await;
+    };
+    let at = DateTime::parse_from_rfc3339(as_of)
+        .map_err(|_| {
+            ApiError::BadRequest(format!("as_of must be an RFC 3339 timestamp, not {as_of}"))
+        })?
+        .with_timezone(&Utc);
+    let loaded = state.commands.load_as_of::<A>(user.tenant, id, at).await?;
+    if !loaded.exists() {
+        return Err(ApiError::NotFound(format!(
+            "no order {id} existed at {as_of}"
+        )));
+    }
+    Ok(document(view(&loaded), loaded.version))
+}
+
+/// The endpoints purchase and sales orders share, generated for one kind of order: list,
+/// show (`?as_of`), history, raw events, header and line edits, cancel, payments and notes.
+/// Each module adds its own lifecycle actions beside them.
+macro_rules! shared_order_endpoints {
+    (
+        collection: $collection:literal,
+        tag: $tag:literal,
+        order_type: $order_type:literal,
+        party: $party:literal,
+        resource: $resource:ident,
+        aggregate: $aggregate:ty,
+        command: $command:ident,
+        header_patch: $header_patch:ty,
+        line_patch: $line_patch:ty,
+    ) => {
+        /// Lists orders with filters (`status`, `payment_status`, the party's id,
+        /// `order_date_from`, `order_date_to`, `q`: order-number prefix), `sort`, `limit`,
+        /// `cursor`; CSV with `Accept: text/csv` or `?format=csv`.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection), tag = $tag,
+            params(("status" = Option<String>, Query), ("payment_status" = Option<String>, Query), ($party = Option<Uuid>, Query),
+                   ("order_date_from" = Option<String>, Query), ("order_date_to" = Option<String>, Query), ("q" = Option<String>, Query, description = "order-number prefix"),
+                   ("sort" = Option<String>, Query, description = "field or -field: order_date, order_number, created_at, updated_at, total, status"),
+                   ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("min_position" = Option<i64>, Query), ("format" = Option<String>, Query, description = "json or csv")),
+            responses((status = 200, description = "`{items, next_cursor}` or CSV")), security(("bearer" = [])))]
+        pub async fn list(
+            State(state): State<AppState>,
+            user: TenantUser,
+            headers: axum::http::HeaderMap,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            super::queries::list(&state, &user, oms_projections::queries::Resource::$resource, &headers, params).await
+        }
+
+        /// The order from the read model (`?min_position=` waits for it), or as it was at
+        /// `?as_of=`, rebuilt from its events.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
+            params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
+            responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn show(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            orders::show::<$aggregate>(&state, &user, id, &params, oms_projections::queries::Resource::$resource, view).await
+        }
+
+        /// The order's history: one entry per event, oldest first, with actor, summary and
+        /// changes.
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}/history"), tag = $tag,
+            params(("id" = Uuid, Path), ("min_position" = Option<i64>, Query)),
+            responses((status = 200, description = "`{items: [{position, sequence, event_type, actor, occurred_at, summary, changes}]}`"), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn history(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
+        ) -> Result<Response, ApiError> {
+            super::queries::history(&state, &user, $order_type, id, &params).await
+        }
+
+        /// The order's raw events with metadata and hash (auditor, admin).
+        #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}/events"), tag = $tag,
+            params(("id" = Uuid, Path)),
+            responses((status = 200, description = "`{items: [event]}`"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn events(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+        ) -> Result<Response, ApiError> {
+            super::queries::events(&state, &user, $order_type, id).await
+        }
+
+        /// Changes header fields (draft only); `null` clears an optional one.
+        #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
+            request_body(content = Object, description = "any header field of the create body; null clears an optional one"),
+            params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+            responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 412, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn change_header(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<$header_patch>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::ChangeHeader(body.value.clone())
+            })
+            .await
+        }
+
+        /// Adds a line (draft only).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/lines"), tag = $tag, request_body = LineRequest,
+            params(("id" = Uuid, Path)), responses((status = 201, description = "the order document")), security(("bearer" = [])))]
+        pub async fn add_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<LineRequest>,
+        ) -> Result<Response, ApiError> {
+            let line = new_line(body.value.clone())?;
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Added, |_| {
+                $command::AddLine(line.clone())
+            })
+            .await
+        }
+
+        /// Changes a line (draft only).
+        #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}/lines/{line_id}"), tag = $tag,
+            request_body(content = Object, description = "product_id, weight, price_per_unit, quantity, description (and, on sales orders, source_purchase_order_id)"),
+            params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn change_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
+            headers: CommandHeaders,
+            body: JsonBody<$line_patch>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::ChangeLine { line_id, patch: body.value.clone() }
+            })
+            .await
+        }
+
+        /// Removes a line (draft only).
+        #[utoipa::path(delete, path = concat!("/api/v1/", $collection, "/{id}/lines/{line_id}"), tag = $tag,
+            params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn remove_line(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
+            headers: CommandHeaders,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, b"", Permission::Operate, id, Outcome::Changed, |_| {
+                $command::RemoveLine { line_id }
+            })
+            .await
+        }
+
+        /// Cancels the order, with a reason (not once anything was received or shipped).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/cancel"), tag = $tag, request_body = ReasonRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+        pub async fn cancel(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<ReasonRequest>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+                $command::Cancel { reason: body.value.reason.clone() }
+            })
+            .await
+        }
+
+        /// Records a payment (> 0, not above what is outstanding, not dated in the future).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/payments"), tag = $tag, request_body = PaymentRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 422, body = super::error::Problem)), security(("bearer" = [])))]
+        pub async fn record_payment(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<PaymentRequest>,
+        ) -> Result<Response, ApiError> {
+            let payment_id = Uuid::now_v7();
+            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+                $command::RecordPayment(oms_domain::order::NewPayment {
+                    payment_id,
+                    amount: body.value.amount,
+                    paid_on: body.value.paid_on,
+                    method: body.value.method,
+                    reference: body.value.reference.clone(),
+                })
+            })
+            .await
+        }
+
+        /// Adds a note (any state).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/notes"), tag = $tag, request_body = NoteRequest,
+            params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+        pub async fn add_note(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<NoteRequest>,
+        ) -> Result<Response, ApiError> {
+            let note_id = Uuid::now_v7();
+            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+                $command::AddNote { note_id, text: body.value.text.clone() }
+            })
+            .await
+        }
+    };
+}
+pub(crate) use shared_order_endpoints;

@@ -1,0 +1,323 @@
+//! Purchase orders: create, header and line edits, the lifecycle actions, receipts, payments,
+//! notes, and `GET …/{id}` (optionally `?as_of=`) rebuilt from the events.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use chrono::NaiveDate;
+use oms_domain::purchase_order::{
+    LinePatch, NewLine, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
+    PurchaseOrderHeaderPatch, ReceiptLineInput,
+};
+use oms_domain::values::{
+    Currency, Logistics, LongText, OrderNumber, PaymentTerms, ShortText, WeightUnit,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
+use super::orders::{
+    self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    WeighedLineRequest,
+};
+use super::AppState;
+use crate::auth::Permission;
+use oms_store::pipeline::{Loaded, NumberSeries};
+
+const COLLECTION: &str = "purchase-orders";
+
+/// Purchase-order routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/purchase-orders", get(list).post(create))
+        .route("/purchase-orders/{id}", get(show).patch(change_header))
+        .route("/purchase-orders/{id}/history", get(history))
+        .route("/purchase-orders/{id}/events", get(events))
+        .route("/purchase-orders/{id}/lines", post(add_line))
+        .route(
+            "/purchase-orders/{id}/lines/{line_id}",
+            patch(change_line).delete(remove_line),
+        )
+        .route("/purchase-orders/{id}/submit", post(submit))
+        .route("/purchase-orders/{id}/approve", post(approve))
+        .route("/purchase-orders/{id}/reject", post(reject))
+        .route("/purchase-orders/{id}/cancel", post(cancel))
+        .route("/purchase-orders/{id}/close", post(close))
+        .route("/purchase-orders/{id}/receipts", post(record_receipt))
+        .route("/purchase-orders/{id}/payments", post(record_payment))
+        .route("/purchase-orders/{id}/notes", post(add_note))
+}
+
+/// The body of `POST /purchase-orders`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePurchaseOrder {
+    /// The supplier (must exist in your tenant and be active).
+    pub supplier_id: Uuid,
+    /// The order date.
+    pub order_date: NaiveDate,
+    /// Given, or assigned `PO-000001`, `PO-000002`, …
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub order_number: Option<OrderNumber>,
+    /// ISO 4217, default USD.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "USD")]
+    pub currency: Option<Currency>,
+    /// LB (default) or KG.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "LB")]
+    pub weight_unit: Option<WeightUnit>,
+    /// supplier_delivery (default), customer_pickup, we_pickup.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub logistics: Option<Logistics>,
+    /// The packing plant.
+    #[serde(default)]
+    pub plant_id: Option<Uuid>,
+    /// The carrier.
+    #[serde(default)]
+    pub carrier_id: Option<Uuid>,
+    /// Pickup date.
+    #[serde(default)]
+    pub pickup_date: Option<NaiveDate>,
+    /// Delivery date (not before the order date).
+    #[serde(default)]
+    pub delivery_date: Option<NaiveDate>,
+    /// wire, ach, check, credit_card.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub payment_terms: Option<PaymentTerms>,
+    /// The supplier's confirmation number.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub supplier_confirmation_number: Option<ShortText>,
+    /// The carrier's release number.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub carrier_release_number: Option<ShortText>,
+    /// Free text.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<LongText>,
+    /// Lines.
+    #[serde(default)]
+    pub lines: Vec<LineRequest>,
+}
+
+/// The body of `POST …/receipts`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    /// When the load arrived.
+    pub received_on: NaiveDate,
+    /// True when receiving is finished (→ received).
+    pub complete: bool,
+    /// Actual (catch) weights per line.
+    pub lines: Vec<WeighedLineRequest>,
+}
+
+/// The order document (what every response about the order carries).
+pub fn view(loaded: &Loaded<PurchaseOrder>) -> Value {
+    oms_projections::documents::purchase_order(&loaded.aggregate, &loaded.stamp())
+}
+
+fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
+    if line.source_purchase_order_id.is_some() {
+        return Err(ApiError::invalid(
+            "source_purchase_order_id",
+            "only sales-order lines have a source purchase order",
+        ));
+    }
+    Ok(NewLine {
+        line_id: Uuid::now_v7(),
+        product_id: line.product_id,
+        weight: line.weight,
+        price_per_unit: line.price_per_unit,
+        quantity: line.quantity,
+        description: line.description,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    state: &AppState,
+    user: &TenantUser,
+    headers: &CommandHeaders,
+    raw: &[u8],
+    permission: Permission,
+    id: Uuid,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> PurchaseOrderCommand,
+) -> Result<Response, ApiError> {
+    orders::run::<PurchaseOrder, _>(
+        state, user, headers, raw, permission, id, None, outcome, view, make,
+    )
+    .await
+}
+
+/// Creates a draft purchase order.
+#[utoipa::path(post, path = "/api/v1/purchase-orders", tag = "purchase orders", request_body = CreatePurchaseOrder,
+    responses((status = 201, description = "the order document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    params(("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: TenantUser,
+    headers: CommandHeaders,
+    body: JsonBody<CreatePurchaseOrder>,
+) -> Result<Response, ApiError> {
+    let request = body.value;
+    let lines = request
+        .lines
+        .iter()
+        .cloned()
+        .map(new_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = PurchaseOrderHeader {
+        supplier_id: request.supplier_id,
+        order_date: request.order_date,
+        currency: request.currency.clone().unwrap_or_default(),
+        weight_unit: request.weight_unit.unwrap_or_default(),
+        logistics: request.logistics.unwrap_or_default(),
+        plant_id: request.plant_id,
+        carrier_id: request.carrier_id,
+        pickup_date: request.pickup_date,
+        delivery_date: request.delivery_date,
+        payment_terms: request.payment_terms,
+        supplier_confirmation_number: request.supplier_confirmation_number.clone(),
+        carrier_release_number: request.carrier_release_number.clone(),
+        notes: request.notes.clone(),
+    };
+    let given = request.order_number.clone();
+    let number = given.is_none().then_some(NumberSeries::PURCHASE_ORDER);
+    orders::run::<PurchaseOrder, _>(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        Uuid::now_v7(),
+        number,
+        Outcome::Created {
+            collection: COLLECTION,
+        },
+        view,
+        |assigned| {
+            let order_number = given.clone().unwrap_or_else(|| {
+                OrderNumber::parse(assigned.as_deref().unwrap_or_default())
+                    .expect("assigned numbers are valid order numbers")
+            });
+            PurchaseOrderCommand::Create(NewPurchaseOrder {
+                order_number,
+                header: header.clone(),
+                lines: lines.clone(),
+            })
+        },
+    )
+    .await
+}
+
+macro_rules! simple_action {
+    ($(#[$doc:meta])* $name:ident, $path:literal, $permission:expr, $command:expr) => {
+        $(#[$doc])*
+        #[utoipa::path(post, path = $path, tag = "purchase orders", params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+            responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<EmptyRequest>,
+        ) -> Result<Response, ApiError> {
+            act(&state, &user, &headers, &body.raw, $permission, id, Outcome::Changed, |_| $command).await
+        }
+    };
+}
+
+simple_action!(
+    /// draft → submitted (needs a line).
+    submit, "/api/v1/purchase-orders/{id}/submit", Permission::Operate, PurchaseOrderCommand::Submit);
+simple_action!(
+    /// submitted → approved.
+    approve, "/api/v1/purchase-orders/{id}/approve", Permission::Manage, PurchaseOrderCommand::Approve);
+simple_action!(
+    /// received → closed (needs nothing outstanding).
+    close, "/api/v1/purchase-orders/{id}/close", Permission::Manage, PurchaseOrderCommand::Close);
+
+/// submitted → draft, with a reason.
+#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/reject", tag = "purchase orders", request_body = ReasonRequest,
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+pub async fn reject(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<ReasonRequest>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Manage,
+        id,
+        Outcome::Changed,
+        |_| PurchaseOrderCommand::Reject {
+            reason: body.value.reason.clone(),
+        },
+    )
+    .await
+}
+
+/// Records a receipt: actual (catch) weights per line.
+#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/receipts", tag = "purchase orders", request_body = ReceiptRequest,
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+pub async fn record_receipt(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<ReceiptRequest>,
+) -> Result<Response, ApiError> {
+    let receipt_id = Uuid::now_v7();
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        id,
+        Outcome::Changed,
+        |_| PurchaseOrderCommand::RecordReceipt {
+            receipt_id,
+            received_on: body.value.received_on,
+            complete: body.value.complete,
+            lines: body
+                .value
+                .lines
+                .iter()
+                .map(|line| ReceiptLineInput {
+                    line_id: line.line_id,
+                    weight: line.weight,
+                    quantity: line.quantity,
+                })
+                .collect(),
+        },
+    )
+    .await
+}
+
+super::orders::shared_order_endpoints! {
+    collection: "purchase-orders",
+    tag: "purchase orders",
+    order_type: "purchase_order",
+    party: "supplier_id",
+    resource: PurchaseOrders,
+    aggregate: PurchaseOrder,
+    command: PurchaseOrderCommand,
+    header_patch: PurchaseOrderHeaderPatch,
+    line_patch: LinePatch,
+}

@@ -1,0 +1,397 @@
+//! Sales orders: create, header and line edits, confirm, ship, deliver, invoice, payments,
+//! notes, close, cancel, and `GET …/{id}` (optionally `?as_of=`) rebuilt from the events.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use chrono::NaiveDate;
+use oms_domain::sales_order::{
+    LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
+    SalesOrderHeaderPatch, ShipLineInput,
+};
+use oms_domain::values::{Currency, InvoiceNumber, LongText, OrderNumber, ShortText, WeightUnit};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
+use super::orders::{
+    self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    WeighedLineRequest,
+};
+use super::AppState;
+use crate::auth::Permission;
+use oms_store::pipeline::{Loaded, NumberSeries};
+
+const COLLECTION: &str = "sales-orders";
+
+/// Sales-order routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sales-orders", get(list).post(create))
+        .route("/sales-orders/{id}", get(show).patch(change_header))
+        .route("/sales-orders/{id}/history", get(history))
+        .route("/sales-orders/{id}/events", get(events))
+        .route("/sales-orders/{id}/lines", post(add_line))
+        .route(
+            "/sales-orders/{id}/lines/{line_id}",
+            patch(change_line).delete(remove_line),
+        )
+        .route("/sales-orders/{id}/confirm", post(confirm))
+        .route("/sales-orders/{id}/ship", post(ship))
+        .route("/sales-orders/{id}/deliver", post(deliver))
+        .route("/sales-orders/{id}/invoice", post(invoice))
+        .route("/sales-orders/{id}/cancel", post(cancel))
+        .route("/sales-orders/{id}/close", post(close))
+        .route("/sales-orders/{id}/payments", post(record_payment))
+        .route("/sales-orders/{id}/notes", post(add_note))
+}
+
+/// The body of `POST /sales-orders`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSalesOrder {
+    /// The customer (must exist in your tenant and be active).
+    pub customer_id: Uuid,
+    /// The order date.
+    pub order_date: NaiveDate,
+    /// Given, or assigned `SO-000001`, …
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub order_number: Option<OrderNumber>,
+    /// ISO 4217, default USD.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "USD")]
+    pub currency: Option<Currency>,
+    /// LB (default) or KG.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "LB")]
+    pub weight_unit: Option<WeightUnit>,
+    /// The customer's own PO number.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub customer_po_number: Option<ShortText>,
+    /// The plant it ships from.
+    #[serde(default)]
+    pub plant_id: Option<Uuid>,
+    /// The carrier.
+    #[serde(default)]
+    pub carrier_id: Option<Uuid>,
+    /// Pickup date.
+    #[serde(default)]
+    pub pickup_date: Option<NaiveDate>,
+    /// Delivery date (not before the order date).
+    #[serde(default)]
+    pub delivery_date: Option<NaiveDate>,
+    /// Free text.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<LongText>,
+    /// Lines; each may name its source purchase order.
+    #[serde(default)]
+    pub lines: Vec<LineRequest>,
+}
+
+/// The body of `POST …/ship`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipRequest {
+    /// When it left.
+    pub shipped_on: NaiveDate,
+    /// Who carries it.
+    #[serde(default)]
+    pub carrier_id: Option<Uuid>,
+    /// The carrier's release number.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub carrier_release_number: Option<ShortText>,
+    /// Shipped (catch) weights per line.
+    pub lines: Vec<WeighedLineRequest>,
+}
+
+/// The body of `POST …/deliver`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverRequest {
+    /// When it arrived.
+    pub delivered_on: NaiveDate,
+}
+
+/// The body of `POST …/invoice`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceRequest {
+    /// The invoice's date.
+    pub invoice_date: NaiveDate,
+    /// When payment is due (not before the invoice date).
+    pub due_date: NaiveDate,
+    /// Given, or assigned `INV-000001`, …
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub invoice_number: Option<InvoiceNumber>,
+}
+
+/// The order document (what every response about the order carries).
+pub fn view(loaded: &Loaded<SalesOrder>) -> Value {
+    oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
+}
+
+fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
+    Ok(NewLine {
+        line_id: Uuid::now_v7(),
+        product_id: line.product_id,
+        weight: line.weight,
+        price_per_unit: line.price_per_unit,
+        quantity: line.quantity,
+        description: line.description,
+        source_purchase_order_id: line.source_purchase_order_id,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    state: &AppState,
+    user: &TenantUser,
+    headers: &CommandHeaders,
+    raw: &[u8],
+    permission: Permission,
+    id: Uuid,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> SalesOrderCommand,
+) -> Result<Response, ApiError> {
+    orders::run::<SalesOrder, _>(
+        state, user, headers, raw, permission, id, None, outcome, view, make,
+    )
+    .await
+}
+
+/// [`act`] for a command that takes a number from `number` (create, invoice).
+#[allow(clippy::too_many_arguments)]
+async fn act_numbered(
+    state: &AppState,
+    user: &TenantUser,
+    headers: &CommandHeaders,
+    raw: &[u8],
+    permission: Permission,
+    id: Uuid,
+    number: Option<NumberSeries>,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> SalesOrderCommand,
+) -> Result<Response, ApiError> {
+    orders::run::<SalesOrder, _>(
+        state, user, headers, raw, permission, id, number, outcome, view, make,
+    )
+    .await
+}
+
+/// Creates a draft sales order.
+#[utoipa::path(post, path = "/api/v1/sales-orders", tag = "sales orders", request_body = CreateSalesOrder,
+    responses((status = 201, description = "the order document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    params(("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: TenantUser,
+    headers: CommandHeaders,
+    body: JsonBody<CreateSalesOrder>,
+) -> Result<Response, ApiError> {
+    let request = body.value;
+    let lines = request
+        .lines
+        .iter()
+        .cloned()
+        .map(new_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = SalesOrderHeader {
+        customer_id: request.customer_id,
+        order_date: request.order_date,
+        currency: request.currency.clone().unwrap_or_default(),
+        weight_unit: request.weight_unit.unwrap_or_default(),
+        customer_po_number: request.customer_po_number.clone(),
+        plant_id: request.plant_id,
+        carrier_id: request.carrier_id,
+        pickup_date: request.pickup_date,
+        delivery_date: request.delivery_date,
+        notes: request.notes.clone(),
+    };
+    let given = request.order_number.clone();
+    let number = given.is_none().then_some(NumberSeries::SALES_ORDER);
+    act_numbered(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        Uuid::now_v7(),
+        number,
+        Outcome::Created {
+            collection: COLLECTION,
+        },
+        |assigned| {
+            let order_number = given.clone().unwrap_or_else(|| {
+                OrderNumber::parse(assigned.as_deref().unwrap_or_default())
+                    .expect("assigned numbers are valid order numbers")
+            });
+            SalesOrderCommand::Create(NewSalesOrder {
+                order_number,
+                header: header.clone(),
+                lines: lines.clone(),
+            })
+        },
+    )
+    .await
+}
+
+/// draft → confirmed (needs a line).
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/confirm", tag = "sales orders",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<EmptyRequest>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        id,
+        Outcome::Changed,
+        |_| SalesOrderCommand::Confirm,
+    )
+    .await
+}
+
+/// invoiced → closed (needs nothing outstanding).
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/close", tag = "sales orders",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+pub async fn close(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<EmptyRequest>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Manage,
+        id,
+        Outcome::Changed,
+        |_| SalesOrderCommand::Close,
+    )
+    .await
+}
+
+/// confirmed → shipped, with shipped (catch) weights.
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/ship", tag = "sales orders", request_body = ShipRequest,
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+pub async fn ship(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<ShipRequest>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        id,
+        Outcome::Changed,
+        |_| SalesOrderCommand::Ship {
+            shipped_on: body.value.shipped_on,
+            carrier_id: body.value.carrier_id,
+            carrier_release_number: body.value.carrier_release_number.clone(),
+            lines: body
+                .value
+                .lines
+                .iter()
+                .map(|line| ShipLineInput {
+                    line_id: line.line_id,
+                    weight: line.weight,
+                    quantity: line.quantity,
+                })
+                .collect(),
+        },
+    )
+    .await
+}
+
+/// shipped → delivered.
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/deliver", tag = "sales orders", request_body = DeliverRequest,
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
+pub async fn deliver(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<DeliverRequest>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Operate,
+        id,
+        Outcome::Changed,
+        |_| SalesOrderCommand::Deliver {
+            delivered_on: body.value.delivered_on,
+        },
+    )
+    .await
+}
+
+/// delivered → invoiced: assigns the invoice number (`INV-000001`, … unless given).
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/invoice", tag = "sales orders", request_body = InvoiceRequest,
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+pub async fn invoice(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<InvoiceRequest>,
+) -> Result<Response, ApiError> {
+    let given = body.value.invoice_number.clone();
+    let number = given.is_none().then_some(NumberSeries::INVOICE);
+    act_numbered(
+        &state,
+        &user,
+        &headers,
+        &body.raw,
+        Permission::Manage,
+        id,
+        number,
+        Outcome::Changed,
+        |assigned| SalesOrderCommand::Invoice {
+            invoice_number: given.clone().unwrap_or_else(|| {
+                InvoiceNumber::parse(assigned.as_deref().unwrap_or_default())
+                    .expect("assigned numbers are valid invoice numbers")
+            }),
+            invoice_date: body.value.invoice_date,
+            due_date: body.value.due_date,
+        },
+    )
+    .await
+}
+
+super::orders::shared_order_endpoints! {
+    collection: "sales-orders",
+    tag: "sales orders",
+    order_type: "sales_order",
+    party: "customer_id",
+    resource: SalesOrders,
+    aggregate: SalesOrder,
+    command: SalesOrderCommand,
+    header_patch: SalesOrderHeaderPatch,
+    line_patch: LinePatch,
+}

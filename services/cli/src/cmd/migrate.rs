@@ -1,0 +1,15 @@
+//! `oms migrate`: applies the embedded migrations and exits.
+
+use anyhow::Context;
+
+use crate::connect::{connect, DbArgs};
+
+/// Applies the migrations that are not applied yet.
+pub async fn run(db: DbArgs) -> anyhow::Result<()> {
+    let pool = connect(&db.database_url).await?;
+    oms_store::migrate::run(&pool)
+        .await
+        .context("migration failed")?;
+    println!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! `oms serve`: the api, relay and projector roles — all in one process by default, or one
+//! alone with `--role`, so production can scale them apart.
+//!
+//! Shutdown: SIGTERM or SIGINT cancels one token that every role watches. The API stops
+//! accepting connections and lets requests in flight finish; the relay and the projector
+//! finish their current batch; the process exits 0. If that takes longer than
+//! `--shutdown-timeout`, it exits 1 with what was still running.
+
+use anyhow::Context;
+use oms_api::auth::{Role, TokenKeys};
+use oms_api::config::{Config, DEV_JWT_SECRET};
+use oms_api::metrics::Metrics;
+use oms_api::{AppState, Application};
+use oms_projector::{Projector, ProjectorConfig};
+use oms_relay::anchors::Anchorer;
+use oms_relay::{Relay, RelayConfig};
+use oms_store::EventStore;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connect::DbArgs;
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    /// api, relay and projector in one process.
+    All,
+    /// The HTTP API only.
+    Api,
+    /// The relay (event store → NATS) only.
+    Relay,
+    /// The projector (NATS → read models) only.
+    Projector,
+}
+
+/// How to serve.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Where the API listens.
+    #[arg(long, env = "OMS_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// NATS URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// The HS256 secret tokens are signed with.
+    #[arg(long, env = "OMS_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Which role to run.
+    #[arg(long, value_enum, default_value = "all")]
+    role: ServeRole,
+    /// Create a demo tenant on first run and print its id, an admin token and the URL.
+    #[arg(long)]
+    demo: bool,
+    /// The JetStream stream the relay publishes to and the projector reads.
+    #[arg(long, env = "OMS_STREAM", default_value = "OMS_EVENTS")]
+    stream: String,
+    /// How long JetStream drops republished events by their id, in seconds (when the relay
+    /// creates the stream).
+    #[arg(long, env = "OMS_STREAM_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    stream_duplicate_window_secs: u64,
+    /// How long the stream keeps events, in seconds; 0 keeps them for ever (when the relay
+    /// creates the stream). The event store stays the record either way.
+    #[arg(long, env = "OMS_STREAM_MAX_AGE_SECS", default_value_t = 0)]
+    stream_max_age_secs: u64,
+    /// Requests per second each tenant may make (a burst of twice as many is allowed); 0
+    /// turns the limit off.
+    #[arg(long, env = "OMS_RATE_LIMIT", default_value_t = 500.0)]
+    rate_limit: f64,
+    /// Connections in the database pool.
+    #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = 32)]
+    pool_size: u32,
+    /// Seconds to wait, after SIGTERM or SIGINT, for requests in flight and the relay's and
+    /// projector's current batches before giving up (exit 1).
+    #[arg(long, env = "OMS_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    shutdown_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    fn runs(&self, role: ServeRole) -> bool {
+        self.role == ServeRole::All || self.role == role
+    }
+
+    /// The relay's and the stream's settings from the command line.
+    fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            stream: self.stream.clone(),
+            duplicate_window: Duration::from_secs(self.stream_duplicate_window_secs),
+            max_age: Duration::from_secs(self.stream_max_age_secs),
+            ..Default::default()
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down within the bound.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let jwt_secret = match (args.jwt_secret.clone(), args.demo) {
+        (Some(secret), _) if !secret.is_empty() => secret,
+        (_, true) => {
+            tracing::warn!("OMS_JWT_SECRET is not set; using the development secret (demo mode)");
+            DEV_JWT_SECRET.to_string()
+        }
+        (_, false) => anyhow::bail!("set OMS_JWT_SECRET (or run with --demo for local use)"),
+    };
+    let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
+    config.bind = args.bind;
+    config.nats_url = args.nats_url.clone();
+    config.pool_size = args.pool_size;
+    config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
+
+    let pool = config.pool().context("DATABASE_URL is not usable")?;
+    oms_store::migrate::run_when_reachable(&pool)
+        .await
+        .context("migration failed")?;
+    let nats = nats(&config.nats_url).await;
+    let store = EventStore::new(pool.clone());
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut registry = Registry::default();
+    if args.runs(ServeRole::Relay) || args.runs(ServeRole::Projector) {
+        let Some(client) = nats.clone() else {
+            anyhow::bail!(
+                "the relay and projector roles need NATS at {}",
+                config.nats_url
+            );
+        };
+        let jetstream = async_nats::jetstream::new(client);
+        if args.runs(ServeRole::Relay) {
+            let relay = Relay::new(store.clone(), jetstream.clone(), args.relay_config());
+            relay.metrics().register(&mut registry);
+            // Anchors: each tenant's head published outside the database (docs/audit.md).
+            let anchorer = Anchorer::new(
+                store.clone(),
+                jetstream.clone(),
+                100,
+                Duration::from_secs(10),
+            );
+            tasks.spawn(anchorer.run(shutdown.clone()));
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(err) = relay.run(stop).await {
+                    tracing::error!(error = %err, "relay stopped");
+                }
+            });
+        }
+        if args.runs(ServeRole::Projector) {
+            let stream = args.relay_config();
+            let projector = Projector::new(
+                store.clone(),
+                jetstream.clone(),
+                ProjectorConfig {
+                    stream: stream.stream.clone(),
+                    ..Default::default()
+                },
+            );
+            projector.metrics().register(&mut registry);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                // The projector needs the stream; the relay creates it, and so does this.
+                while oms_relay::ensure_stream(&jetstream, &stream).await.is_err() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+                if let Err(err) = projector.run(stop).await {
+                    tracing::error!(error = %err, "projector stopped");
+                }
+            });
+        }
+    }
+    if args.runs(ServeRole::Api) {
+        let state = AppState::new(
+            pool.clone(),
+            &config,
+            nats,
+            Arc::new(Metrics::new(registry)),
+        );
+        let app = Application::build(config.bind, state)
+            .await
+            .context("cannot bind")?;
+        let url = format!("http://{}:{}", config.bind.ip(), app.port());
+        if args.demo {
+            print_demo(&pool, &config, &url).await?;
+        }
+        tracing::info!(%url, "listening");
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(err) = app.run_until_stopped(stop.cancelled_owned()).await {
+                tracing::error!(error = %err, "the API server failed");
+            }
+        });
+    } else {
+        tracing::info!(role = ?args.role, "running");
+    }
+    tasks.close();
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let bound = Duration::from_secs(args.shutdown_timeout_secs);
+    if tokio::time::timeout(bound, tasks.wait()).await.is_err() {
+        anyhow::bail!(
+            "{} task(s) still running {}s after the shutdown signal; exiting anyway",
+            tasks.len(),
+            bound.as_secs()
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM (what `docker stop` and Kubernetes send) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `--demo`: the demo tenant (created on first run), an admin token and where to start.
+async fn print_demo(pool: &PgPool, config: &Config, url: &str) -> anyhow::Result<()> {
+    let tenant = match oms_store::tenants::find_by_slug(pool, "demo").await? {
+        Some(tenant) => tenant,
+        None => oms_store::tenants::create(pool, "Demo Meats", "demo").await?,
+    };
+    let token = TokenKeys::new(config.jwt_secret.expose()).mint(
+        "demo-admin",
+        Some("Demo Admin"),
+        Some(tenant.id),
+        vec![Role::Admin],
+        chrono::Duration::days(7),
+    );
+    println!("oms is serving at {url}  (API docs: {url}/docs)");
+    println!("demo tenant: {}", tenant.id);
+    println!("admin token (7 days):\nexport TOKEN={token}");
+    Ok(())
+}
+
+/// Connects to NATS in the background: the API serves (and `/ready` says 503) while NATS is
+/// unreachable, and the client reconnects by itself.
+async fn nats(url: &str) -> Option<async_nats::Client> {
+    match async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+    {
+        Ok(client) => Some(client),
+        Err(err) => {
+            tracing::warn!(error = %err, "the NATS URL is not usable");
+            None
+        }
+    }
+}

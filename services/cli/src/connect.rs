@@ -1,0 +1,47 @@
+//! What the one-shot subcommands share: the `--database-url` argument and a small pool.
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+/// The database a subcommand works on.
+#[derive(Debug, clap::Args)]
+pub struct DbArgs {
+    /// Postgres URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/oms",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// A small pool for a one-shot command; gives up after a few seconds rather than hanging.
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .context("cannot connect to the database")
+}
+
+/// [`connect`], then apply the migrations.
+pub async fn connect_and_migrate(url: &str) -> anyhow::Result<PgPool> {
+    let pool = connect(url).await?;
+    oms_store::migrate::run(&pool)
+        .await
+        .context("migration failed")?;
+    Ok(pool)
+}
+
+/// Parses an RFC 3339 instant given to `name`.
+pub fn parse_instant(name: &str, value: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{name} must be an RFC 3339 timestamp like 2026-11-02T15:00:00Z, not {value:?}"
+            )
+        })
+}

@@ -1,0 +1,68 @@
+//! `oms`: the single entry point. Each subcommand lives in its own file under `cmd/`; this file
+//! parses the command line, sets up logging, and dispatches.
+
+mod cmd;
+mod connect;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Event-sourced, multi-tenant order management for meat traders.
+#[derive(Debug, Parser)]
+#[command(name = "oms", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (api, relay and projector roles; one alone with --role).
+    Serve(cmd::serve::ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(connect::DbArgs),
+    /// Mint a token for local use.
+    Token(cmd::token::TokenArgs),
+    /// Create or list tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: cmd::tenant::TenantCommand,
+    },
+    /// Rebuild read models from the event store.
+    Replay(cmd::replay::ReplayArgs),
+    /// Audit: an order's history and past state, exports, chain verification.
+    Audit {
+        #[command(subcommand)]
+        command: cmd::audit::AuditCommand,
+    },
+    /// Measure commands per second against postgres-es and Postgres's own ceiling.
+    Bench(cmd::bench::BenchArgs),
+    /// Manage analysts' SQL logins to the read models.
+    Analyst {
+        #[command(subcommand)]
+        command: cmd::analyst::AnalystCommand,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let result = match Cli::parse().command {
+        Command::Serve(args) => cmd::serve::run(args).await,
+        Command::Migrate(db) => cmd::migrate::run(db).await,
+        Command::Token(args) => cmd::token::run(args),
+        Command::Tenant { command } => cmd::tenant::run(command).await,
+        Command::Replay(args) => cmd::replay::run(args).await,
+        Command::Audit { command } => cmd::audit::run(command).await,
+        Command::Bench(args) => cmd::bench::run(args).await,
+        Command::Analyst { command } => cmd::analyst::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Black-box API tests: the service on a random port over a fresh database, called over HTTP
+//! as a client would.
+
+mod helpers;
+
+mod audit;
+mod concurrency;
+mod docs;
+mod errors;
+mod idempotency;
+mod lifecycle;
+mod operations;
+mod outage;
+mod queries;
+mod readside;
+mod reference;

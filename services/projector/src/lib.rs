@@ -1,0 +1,21 @@
+//! oms-projector: applies events to the read models — from NATS JetStream as they are relayed,
+//! and straight from the event store to fill gaps, catch up and rebuild.
+//!
+//! # Layout
+//!
+//! - [`Projector`] (`projector.rs`): one durable pull consumer per projection, and the sweeper
+//!   that catches up, from the store, any (projection, tenant) that stopped moving.
+//! - [`apply`]: one event (with its gap fill) or a catch-up, each in a transaction with the
+//!   (projection, tenant) checkpoint of `oms_projections::checkpoints`.
+//! - [`replay`]: `oms replay` — a rebuild of a projection for a tenant, swapped in at commit.
+//!
+//! NATS is not trusted for correctness: a delivered event is applied only at
+//! `checkpoint + 1`, and anything missing is read from the event store. It depends on the store
+//! and the projections; the relay, on the other side of NATS, is not known here.
+
+pub mod apply;
+mod projector;
+pub mod replay;
+
+pub use apply::{apply_event, catch_up, catch_up_all, record, Outcome, ProjectorError};
+pub use projector::{ProjectionLabel, Projector, ProjectorConfig, ProjectorMetrics};

@@ -1,0 +1,21 @@
+//! oms-relay: carries each tenant's events, in position order, from the event store to a NATS
+//! JetStream stream, and publishes each tenant's head (the anchors) outside the database.
+//!
+//! # Layout
+//!
+//! - [`Relay`] (`relay.rs`): the loop — wake on `LISTEN`, poll as well, lock a tenant's
+//!   checkpoint, publish its next events with their `Nats-Msg-Id`, wait for the acks, move the
+//!   checkpoint. The checkpoint table (`relay_checkpoints`) is this crate's; events are read
+//!   through [`oms_store::EventStore`].
+//! - [`stream`]: the stream, the subjects and message ids, and the wire form of an event.
+//! - [`anchors`]: the anchors' stream, the [`anchors::Anchorer`] that publishes them, and the
+//!   reader an auditor's verification uses.
+//!
+//! It depends on the store only; the projector, on the other side of NATS, is not known here.
+
+pub mod anchors;
+mod relay;
+pub mod stream;
+
+pub use relay::{Relay, RelayConfig, RelayError, RelayMetrics, NOTIFY_CHANNEL};
+pub use stream::{ensure_stream, message_id, subject, EventMessage};

@@ -1,0 +1,151 @@
+//! The rows of the event store and what an append returns or refuses.
+
+use chrono::{DateTime, Utc};
+use oms_domain::UniqueKeyChange;
+use serde_json::Value;
+use uuid::Uuid;
+
+use serde::{Deserialize, Serialize};
+
+/// A recorded event: a row of the event store, and — in its serde form — what the relay
+/// publishes on NATS, what the projector receives, and what an export line carries. One
+/// envelope everywhere, so what travels is exactly what the hash chain covers.
+///
+/// On the wire `recorded_at` is RFC 3339 with six fractional digits (the precision Postgres
+/// keeps and the chain hashes) and `hash` is lowercase hex.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The tenant the event belongs to.
+    pub tenant_id: Uuid,
+    /// The tenant's event number (1, 2, 3, … without gaps).
+    pub position: i64,
+    /// `purchase_order`, `sales_order`, `supplier`, …
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: Uuid,
+    /// The aggregate's event number (1, 2, 3, …).
+    pub sequence: i64,
+    /// `PurchaseOrderCreated`, …
+    pub event_type: String,
+    /// The payload's schema version.
+    pub event_version: String,
+    /// The event.
+    pub payload: Value,
+    /// Actor, request, correlation and causation ids, idempotency key.
+    pub metadata: Value,
+    /// When the event was recorded.
+    #[serde(with = "timestamp")]
+    pub recorded_at: DateTime<Utc>,
+    /// `SHA-256(previous hash ‖ canonical bytes)`.
+    #[serde(with = "hex::serde")]
+    pub hash: Vec<u8>,
+}
+
+/// The chain's timestamp form (six fractional digits, UTC) as the serde form of
+/// `recorded_at`, so a serialised event hashes to the same bytes as the stored row.
+mod timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::hash::format_timestamp(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// An event about to be appended; the store gives it its position, time and hash.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `purchase_order`, …
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: Uuid,
+    /// The aggregate's event number this event takes.
+    pub sequence: i64,
+    /// `PurchaseOrderCreated`, …
+    pub event_type: String,
+    /// The payload's schema version.
+    pub event_version: String,
+    /// The event.
+    pub payload: Value,
+    /// Actor, request and correlation ids.
+    pub metadata: Value,
+    /// The uniqueness keys this event claims or releases.
+    pub unique_keys: Vec<UniqueKeyChange>,
+}
+
+/// Why an append did not happen. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the aggregate first (the sequence is taken).
+    #[error("the aggregate was changed by another writer")]
+    Conflict,
+    /// A per-tenant unique key (order number, invoice number, code) is held by another aggregate.
+    #[error("{key} is already used")]
+    Duplicate {
+        /// `purchase_order_number`, `supplier_code`, …
+        scope: String,
+        /// The value that is taken.
+        key: String,
+    },
+    /// The tenant has no head row: it does not exist.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// Postgres failed or is unreachable.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A stored event that does not deserialise into its aggregate's event type (a bug or a
+/// missing upcaster, never a client's fault).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("event at position {position} does not deserialise: {message}")]
+pub struct FoldError {
+    /// The tenant position of the event.
+    pub position: i64,
+    /// What serde said.
+    pub message: String,
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The rows as stored, in position order.
+    pub events: Vec<StoredEvent>,
+    /// The tenant's position after the append.
+    pub position: i64,
+}
+
+/// The tenant's newest position and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The newest position (0 before the first event).
+    pub position: i64,
+    /// The newest event's hash (`GENESIS` before the first event).
+    pub hash: Vec<u8>,
+}
+
+/// The outcome of recomputing a tenant's hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainReport {
+    /// True when every event's stored hash and position matched the recomputation and the
+    /// head row agrees with the newest event.
+    pub ok: bool,
+    /// How many events were read.
+    pub events_checked: u64,
+    /// The head row's position.
+    pub head_position: i64,
+    /// The head row's hash, hex.
+    pub head_hash: String,
+    /// The first position where the chain breaks (a changed, missing, inserted or reordered
+    /// event), if any.
+    pub first_bad_position: Option<i64>,
+}

@@ -1,0 +1,434 @@
+//! The command pipeline: one transaction per command.
+//!
+//! ```text
+//! begin
+//!   idempotency lookup        a repeat returns the first response, writes nothing
+//!   load the aggregate        its own events only (primary key of the tenant's partition)
+//!   If-Match check            412 on a version mismatch
+//!   [next number]             PO-/SO-/INV- series, when the command needs one
+//!   handle                    the aggregate decides; its lookups use this transaction
+//!   append                    unique keys, head row, events + hashes (store)
+//!   idempotency record        the response, in the same transaction
+//! commit
+//! ```
+//!
+//! A lost race (another writer took the aggregate's next sequence) is retried from the top a
+//! few times when the client sent no If-Match, then answered as a conflict.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use oms_domain::error::DomainError;
+use oms_domain::services::{Clock, DomainServices};
+use oms_domain::UniqueKeys;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::idempotency::{self, Finished, IdempotencyKey, KeyError, Reply, Started};
+use crate::lookups::TxLookups;
+use crate::{AppendError, EventStore, FoldError, NewEvent, StoredEvent};
+
+/// How often a lost race is retried before the client gets a conflict.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Who sent a command; recorded in every event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The token's `sub`.
+    pub subject: String,
+    /// The token's optional `name`.
+    pub name: Option<String>,
+}
+
+/// Everything about a command that is not the command itself.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    /// The tenant, from the verified token.
+    pub tenant: Uuid,
+    /// Who sent it.
+    pub actor: Actor,
+    /// The request's id (also on every log line of the request).
+    pub request_id: String,
+    /// The id that ties a chain of requests together (the client's `X-Correlation-Id`, or the
+    /// request id).
+    pub correlation_id: String,
+    /// The id of what caused this command (the client's `X-Causation-Id`), if any.
+    pub causation_id: Option<String>,
+    /// The version the client expects (`If-Match`).
+    pub expected_version: Option<i64>,
+    /// The request's `Idempotency-Key`.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl CommandContext {
+    fn metadata(&self) -> Value {
+        json!({
+            "actor": self.actor.subject,
+            "actor_name": self.actor.name,
+            "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "idempotency_key": self.idempotency.as_ref().map(|k| k.key.clone()),
+        })
+    }
+}
+
+/// A number series a command may need a number from.
+#[derive(Debug, Clone, Copy)]
+pub struct NumberSeries {
+    /// The series' name in `number_series`.
+    pub series: &'static str,
+    /// The unique-key scope the numbers live in.
+    pub scope: &'static str,
+    /// The prefix: `PO`, `SO`, `INV`.
+    pub prefix: &'static str,
+}
+
+impl NumberSeries {
+    /// `PO-000001`, …
+    pub const PURCHASE_ORDER: Self = Self {
+        series: "purchase_order",
+        scope: "purchase_order_number",
+        prefix: "PO",
+    };
+    /// `SO-000001`, …
+    pub const SALES_ORDER: Self = Self {
+        series: "sales_order",
+        scope: "sales_order_number",
+        prefix: "SO",
+    };
+    /// `INV-000001`, …
+    pub const INVOICE: Self = Self {
+        series: "invoice",
+        scope: "invoice_number",
+        prefix: "INV",
+    };
+
+    /// The n-th number of the series.
+    pub fn format(&self, n: u64) -> String {
+        format!("{}-{n:06}", self.prefix)
+    }
+}
+
+/// An aggregate as rebuilt from its events.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    /// Its id.
+    pub id: Uuid,
+    /// Its state.
+    pub aggregate: A,
+    /// How many events it has.
+    pub version: i64,
+    /// When its first event was recorded.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When its newest event was recorded.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl<A> Loaded<A> {
+    /// The id, version and timestamps every document carries.
+    pub fn stamp(&self) -> oms_projections::documents::Stamp {
+        oms_projections::documents::Stamp {
+            id: self.id,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Whether the aggregate has any event.
+    pub fn exists(&self) -> bool {
+        self.version > 0
+    }
+}
+
+/// How a command went.
+#[derive(Debug, Clone)]
+pub enum Executed {
+    /// Handled now; its events (possibly none) are committed.
+    Fresh {
+        /// The response, also recorded under the idempotency key.
+        reply: Reply,
+        /// The tenant's position after the command.
+        position: i64,
+    },
+    /// A repeat of a keyed request: the first response, nothing written.
+    Replayed(Reply),
+}
+
+/// Why a command was not carried out. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// `If-Match` named another version.
+    #[error("the order is at version {current}")]
+    VersionMismatch {
+        /// The version it is at.
+        current: i64,
+    },
+    /// Lost the race for the aggregate more often than we retry.
+    #[error("the aggregate was changed concurrently; retry")]
+    Conflict,
+    /// A per-tenant unique value is taken.
+    #[error("{key} is already used")]
+    Duplicate {
+        /// The unique-key scope.
+        scope: String,
+        /// The value.
+        key: String,
+    },
+    /// The idempotency key was used for a different request.
+    #[error("the Idempotency-Key was used for a different request")]
+    IdempotencyMismatch,
+    /// The token's tenant does not exist.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// A stored event does not deserialise.
+    #[error(transparent)]
+    Corrupt(#[from] FoldError),
+    /// Postgres failed or is unreachable.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<KeyError> for CommandError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::Mismatch => Self::IdempotencyMismatch,
+            KeyError::Raced => Self::Conflict,
+            KeyError::Database(err) => Self::Database(err),
+        }
+    }
+}
+
+impl From<AppendError> for CommandError {
+    fn from(err: AppendError) -> Self {
+        match err {
+            AppendError::Conflict => Self::Conflict,
+            AppendError::Duplicate { scope, key } => Self::Duplicate { scope, key },
+            AppendError::UnknownTenant => Self::UnknownTenant,
+            AppendError::Database(err) => Self::Database(err),
+        }
+    }
+}
+
+/// Runs commands against the event store.
+#[derive(Clone)]
+pub struct Commands {
+    store: EventStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").finish_non_exhaustive()
+    }
+}
+
+/// The aggregates the pipeline runs: every aggregate of the domain.
+pub trait OmsAggregate:
+    Aggregate<Services = DomainServices, Error = DomainError> + Clone + 'static
+where
+    Self::Event: UniqueKeys,
+{
+}
+
+impl<A> OmsAggregate for A
+where
+    A: Aggregate<Services = DomainServices, Error = DomainError> + Clone + 'static,
+    A::Event: UniqueKeys,
+{
+}
+
+impl Commands {
+    /// A pipeline over `store` whose aggregates read today's date from `clock`.
+    pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Rebuilds an aggregate from its events (an empty `Loaded` when it has none).
+    pub async fn load<A: OmsAggregate>(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<Loaded<A>, CommandError>
+    where
+        A::Event: UniqueKeys,
+    {
+        let events = self.store.load_stream(tenant, A::TYPE, id).await?;
+        self.loaded(id, &events)
+    }
+
+    /// Rebuilds an aggregate from its events recorded at or before `as_of`.
+    pub async fn load_as_of<A: OmsAggregate>(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        as_of: DateTime<Utc>,
+    ) -> Result<Loaded<A>, CommandError>
+    where
+        A::Event: UniqueKeys,
+    {
+        let mut events = self.store.load_stream(tenant, A::TYPE, id).await?;
+        events.retain(|event| event.recorded_at <= as_of);
+        self.loaded(id, &events)
+    }
+
+    fn loaded<A: OmsAggregate>(
+        &self,
+        id: Uuid,
+        events: &[StoredEvent],
+    ) -> Result<Loaded<A>, CommandError>
+    where
+        A::Event: UniqueKeys,
+    {
+        Ok(Loaded {
+            id,
+            aggregate: self.store.fold(events)?,
+            version: i64::try_from(events.len()).unwrap_or(i64::MAX),
+            created_at: events.first().map(|e| e.recorded_at),
+            updated_at: events.last().map(|e| e.recorded_at),
+        })
+    }
+
+    /// Runs one command. `make` builds the command (given the number taken from `number`, when
+    /// the command needs one); `render` turns the state after it and the tenant's position into
+    /// the response, which is recorded under the idempotency key in the same transaction.
+    pub async fn execute<A, F, R>(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        number: Option<NumberSeries>,
+        make: F,
+        render: R,
+    ) -> Result<Executed, CommandError>
+    where
+        A: OmsAggregate,
+        A::Event: UniqueKeys,
+        F: Fn(Option<String>) -> A::Command,
+        R: Fn(&Loaded<A>, i64) -> Reply,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            match self
+                .attempt::<A, _, _>(ctx, id, number, &make, &render)
+                .await
+            {
+                Err(CommandError::Conflict) if ctx.expected_version.is_none() => continue,
+                Err(CommandError::Conflict) => {
+                    let current = self.load::<A>(ctx.tenant, id).await?.version;
+                    return Err(CommandError::VersionMismatch { current });
+                }
+                other => return other,
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    async fn attempt<A, F, R>(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        number: Option<NumberSeries>,
+        make: &F,
+        render: &R,
+    ) -> Result<Executed, CommandError>
+    where
+        A: OmsAggregate,
+        A::Event: UniqueKeys,
+        F: Fn(Option<String>) -> A::Command,
+        R: Fn(&Loaded<A>, i64) -> Reply,
+    {
+        let key = ctx.idempotency.as_ref();
+        let mut tx = match idempotency::start(self.store.pool(), ctx.tenant, key).await? {
+            Started::New(tx) => tx,
+            Started::Replay(reply) => return Ok(Executed::Replayed(reply)),
+        };
+        let events = EventStore::load_stream_with(&mut *tx, ctx.tenant, A::TYPE, id).await?;
+        let mut loaded: Loaded<A> = self.loaded(id, &events)?;
+        if let Some(expected) = ctx.expected_version {
+            if expected != loaded.version {
+                return Err(CommandError::VersionMismatch {
+                    current: loaded.version,
+                });
+            }
+        }
+        let assigned = match number {
+            Some(series) => Some(
+                self.store
+                    .next_number(&mut tx, ctx.tenant, series.series, series.scope, |n| {
+                        series.format(n)
+                    })
+                    .await?,
+            ),
+            None => None,
+        };
+
+        // The aggregate decides; its lookups share this transaction.
+        let shared = Arc::new(Mutex::new(tx));
+        let services = DomainServices::new(
+            Arc::new(TxLookups::new(
+                self.store.clone(),
+                ctx.tenant,
+                shared.clone(),
+            )),
+            self.clock.clone(),
+        );
+        let sink = EventSink::default();
+        let decided = loaded
+            .aggregate
+            .handle(make(assigned), &services, &sink)
+            .await;
+        drop(services);
+        let mut tx = Arc::try_unwrap(shared)
+            .map_err(|_| sqlx::Error::Protocol("a lookup outlived its command".into()))?
+            .into_inner();
+        decided?;
+        let decided = sink.collect().await;
+
+        let metadata = ctx.metadata();
+        let new_events = decided
+            .iter()
+            .enumerate()
+            .map(|(offset, event)| {
+                Ok(NewEvent {
+                    aggregate_type: A::TYPE.to_string(),
+                    aggregate_id: id,
+                    sequence: loaded.version + 1 + i64::try_from(offset).unwrap_or(0),
+                    event_type: event.event_type(),
+                    event_version: event.event_version(),
+                    payload: serde_json::to_value(event).map_err(|err| {
+                        sqlx::Error::Protocol(format!("an event does not serialise: {err}"))
+                    })?,
+                    metadata: metadata.clone(),
+                    unique_keys: event.unique_key_changes(),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let appended = self
+            .store
+            .append_in(&mut tx, ctx.tenant, new_events)
+            .await?;
+        if let Some(last) = appended.events.last() {
+            loaded.version = last.sequence;
+            loaded.updated_at = Some(last.recorded_at);
+            loaded.created_at.get_or_insert(last.recorded_at);
+        }
+        let reply = render(&loaded, appended.position);
+        match idempotency::finish(tx, self.store.pool(), ctx.tenant, key, reply).await? {
+            Finished::Committed(reply) => Ok(Executed::Fresh {
+                reply,
+                position: appended.position,
+            }),
+            Finished::Replayed(reply) => Ok(Executed::Replayed(reply)),
+        }
+    }
+}
