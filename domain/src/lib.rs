@@ -23,6 +23,7 @@
 //!
 //! Uniqueness that spans aggregates (order numbers, invoice numbers, codes) is declared by
 //! each event through [`UniqueKeys`]; the event store enforces it in the append transaction.
+//! The numbers the service assigns come from a [`NumberSeries`].
 
 pub mod changes;
 pub mod error;
@@ -36,6 +37,10 @@ pub mod values;
 
 #[cfg(test)]
 mod fixtures;
+
+pub use values::NumberSeries;
+
+use reference::{Carrier, Customer, Plant, Product, ReferenceKind, Supplier};
 
 /// A per-tenant uniqueness key that an event takes or gives up (order numbers, invoice
 /// numbers, reference codes).
@@ -63,24 +68,27 @@ pub trait UniqueKeys {
     fn unique_key_changes(&self) -> Vec<UniqueKeyChange>;
 }
 
-/// Every uniqueness scope an event may name.
+/// Every uniqueness scope an event may name: the only kinds of key the store's unique keys
+/// hold.
 pub const UNIQUE_SCOPES: &[&str] = &[
-    "purchase_order_number",
-    "sales_order_number",
-    "invoice_number",
-    "supplier_code",
-    "customer_code",
-    "product_code",
-    "plant_code",
-    "carrier_code",
+    NumberSeries::PURCHASE_ORDER.scope,
+    NumberSeries::SALES_ORDER.scope,
+    NumberSeries::INVOICE.scope,
+    Supplier::CODE_SCOPE,
+    Customer::CODE_SCOPE,
+    Product::CODE_SCOPE,
+    Plant::CODE_SCOPE,
+    Carrier::CODE_SCOPE,
 ];
 
-/// The request field a conflict on `scope` should be reported on: "order_number",
-/// "invoice_number" or "code".
+/// The request field a conflict on `scope` should be reported on ("order_number",
+/// "invoice_number" or "code"), so a client sees which of its fields to change.
 pub fn scope_field(scope: &str) -> &'static str {
-    match scope {
-        "purchase_order_number" | "sales_order_number" => "order_number",
-        "invoice_number" => "invoice_number",
-        _ => "code",
+    if scope == NumberSeries::PURCHASE_ORDER.scope || scope == NumberSeries::SALES_ORDER.scope {
+        "order_number"
+    } else if scope == NumberSeries::INVOICE.scope {
+        "invoice_number"
+    } else {
+        "code"
     }
 }

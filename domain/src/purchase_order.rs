@@ -26,9 +26,9 @@ use crate::error::DomainError;
 use crate::order::{check_delivery_date, check_payment, repeated_positions, Checks};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
-    choice, patchable, Currency, Logistics, LongText, Money, NoteText, OrderNumber, PaymentMethod,
-    PaymentStatus, PaymentTerms, Quantity, Reason, ShortText, UnitPrice, ValueError, Weight,
-    WeightUnit,
+    choice, patchable, Currency, Logistics, LongText, Money, NoteText, NumberSeries, OrderNumber,
+    PaymentMethod, PaymentStatus, PaymentTerms, Quantity, Reason, ShortText, UnitPrice, ValueError,
+    Weight, WeightUnit,
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
@@ -37,8 +37,8 @@ pub use crate::order::{NewPayment, Note, Payment};
 /// Aggregate type of purchase orders in the event store.
 pub const PURCHASE_ORDER_TYPE: &str = "purchase_order";
 
-/// Uniqueness scope of purchase order numbers.
-pub const PURCHASE_ORDER_NUMBER_SCOPE: &str = "purchase_order_number";
+/// Uniqueness scope of purchase order numbers, the client's own and assigned ones alike.
+pub const PURCHASE_ORDER_NUMBER_SCOPE: &str = NumberSeries::PURCHASE_ORDER.scope;
 
 choice!(
     /// Where a purchase order is in its life.

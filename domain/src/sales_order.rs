@@ -23,8 +23,9 @@ use crate::error::DomainError;
 use crate::order::{check_delivery_date, check_payment, repeated_positions, Checks};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
-    choice, patchable, Currency, InvoiceNumber, LongText, Money, NoteText, OrderNumber,
-    PaymentMethod, PaymentStatus, Quantity, Reason, ShortText, UnitPrice, Weight, WeightUnit,
+    choice, patchable, Currency, InvoiceNumber, LongText, Money, NoteText, NumberSeries,
+    OrderNumber, PaymentMethod, PaymentStatus, Quantity, Reason, ShortText, UnitPrice, Weight,
+    WeightUnit,
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
@@ -33,11 +34,11 @@ pub use crate::order::{NewPayment, Note, Payment};
 /// Aggregate type of sales orders in the event store.
 pub const SALES_ORDER_TYPE: &str = "sales_order";
 
-/// Uniqueness scope of sales order numbers.
-pub const SALES_ORDER_NUMBER_SCOPE: &str = "sales_order_number";
+/// Uniqueness scope of sales order numbers, the client's own and assigned ones alike.
+pub const SALES_ORDER_NUMBER_SCOPE: &str = NumberSeries::SALES_ORDER.scope;
 
-/// Uniqueness scope of invoice numbers.
-pub const INVOICE_NUMBER_SCOPE: &str = "invoice_number";
+/// Uniqueness scope of invoice numbers, the client's own and assigned ones alike.
+pub const INVOICE_NUMBER_SCOPE: &str = NumberSeries::INVOICE.scope;
 
 choice!(
     /// Where a sales order is in its life.

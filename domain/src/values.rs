@@ -18,7 +18,7 @@
 //! - `currency`: [`Currency`].
 //! - `text`: [`Name`], [`Code`], [`Reason`], [`NoteText`], [`ShortText`], [`LongText`],
 //!   [`Email`].
-//! - `numbers`: [`OrderNumber`] and [`InvoiceNumber`].
+//! - `numbers`: [`OrderNumber`], [`InvoiceNumber`] and the [`NumberSeries`] that assigns them.
 //! - `choice`, `trade`, `terms`: closed choice lists ([`Protein`], [`CreditTerms`], ...).
 //! - `patch`: [`double_option`], [`not_null`] and the macro behind every PATCH body.
 
@@ -39,7 +39,7 @@ mod tests;
 pub(crate) use choice::choice;
 pub use currency::Currency;
 pub use money::{Money, UnitPrice};
-pub use numbers::{InvoiceNumber, OrderNumber};
+pub use numbers::{InvoiceNumber, NumberSeries, OrderNumber};
 pub use patch::{double_option, not_null};
 pub(crate) use patch::{patch_nullable, patch_required, patchable};
 pub use terms::{CreditTerms, PaymentMethod, PaymentStatus, PaymentTerms};

@@ -187,6 +187,68 @@ fn assigned_numbers_are_zero_padded_to_six_digits() {
 }
 
 #[test]
+fn number_series_format_their_numbers_as_assigned_numbers() {
+    assert_eq!(NumberSeries::PURCHASE_ORDER.format(1), "PO-000001");
+    assert_eq!(NumberSeries::SALES_ORDER.format(123456), "SO-123456");
+    assert_eq!(NumberSeries::INVOICE.format(42), "INV-000042");
+    assert_eq!(NumberSeries::INVOICE.format(1234567), "INV-1234567");
+    for (series, n) in [
+        (NumberSeries::PURCHASE_ORDER, 7),
+        (NumberSeries::SALES_ORDER, 8),
+    ] {
+        assert_eq!(
+            OrderNumber::assigned(series.prefix, n).as_str(),
+            series.format(n)
+        );
+    }
+    assert_eq!(
+        InvoiceNumber::assigned(NumberSeries::INVOICE.prefix, 9).as_str(),
+        NumberSeries::INVOICE.format(9)
+    );
+}
+
+#[test]
+fn number_series_name_their_counters_and_scopes() {
+    let all = [
+        NumberSeries::PURCHASE_ORDER,
+        NumberSeries::SALES_ORDER,
+        NumberSeries::INVOICE,
+    ];
+    assert_eq!(
+        all.map(|s| (s.series, s.scope, s.prefix)),
+        [
+            ("purchase_order", "purchase_order_number", "PO"),
+            ("sales_order", "sales_order_number", "SO"),
+            ("invoice", "invoice_number", "INV"),
+        ]
+    );
+    assert_eq!(
+        crate::purchase_order::PURCHASE_ORDER_NUMBER_SCOPE,
+        NumberSeries::PURCHASE_ORDER.scope
+    );
+    assert_eq!(
+        crate::sales_order::SALES_ORDER_NUMBER_SCOPE,
+        NumberSeries::SALES_ORDER.scope
+    );
+    assert_eq!(
+        crate::sales_order::INVOICE_NUMBER_SCOPE,
+        NumberSeries::INVOICE.scope
+    );
+    for series in all {
+        assert!(crate::UNIQUE_SCOPES.contains(&series.scope));
+    }
+    assert_eq!(
+        crate::scope_field(NumberSeries::PURCHASE_ORDER.scope),
+        "order_number"
+    );
+    assert_eq!(
+        crate::scope_field(NumberSeries::INVOICE.scope),
+        "invoice_number"
+    );
+    assert_eq!(crate::scope_field("product_code"), "code");
+}
+
+#[test]
 fn choices_use_their_trade_words() {
     assert_eq!(serde_json::to_value(WeightUnit::Kg).unwrap(), json!("KG"));
     assert_eq!(WeightUnit::default(), WeightUnit::Lb);
