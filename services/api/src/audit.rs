@@ -3,8 +3,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -12,12 +11,16 @@ use super::error::ApiError;
 use super::extract::{ApiQuery, TenantUser};
 use super::AppState;
 use crate::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/audit/events", get(events))
-        .route("/audit/verify", get(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    // Each route is registered from its handler's `#[utoipa::path]`: the router and the
+    // OpenAPI document cannot disagree.
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(verify))
 }
 
 /// The tenant's events after `after_position`, in position order, with metadata and hash.

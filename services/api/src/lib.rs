@@ -45,6 +45,8 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
@@ -100,15 +102,15 @@ impl AppState {
 /// The router with all routes and layers.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let api = Router::new()
+    // The resources' routes and their OpenAPI entries come from the same registrations.
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(tenants::router())
         .merge(reference::router())
         .merge(purchase_orders::router())
         .merge(sales_orders::router())
-        .merge(audit::router());
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(ops::router())
+        .merge(audit::router())
+        .split_for_parts();
+    api.merge(ops::router(document))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -1,10 +1,9 @@
-//! The OpenAPI document served at `/api/v1/openapi.json`, generated from the handlers'
-//! `#[utoipa::path]` annotations and the request types' schemas.
+//! The OpenAPI document served at `/api/v1/openapi.json`: the description, tags, security
+//! scheme and shared schemas here; the paths are added by the routers themselves
+//! (`utoipa-axum`), from the handlers' `#[utoipa::path]` annotations, as they register them.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use super::{purchase_orders as po, sales_orders as so, tenants};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -24,24 +23,6 @@ the read models (pass a command's `position` as `?min_position=` to read your ow
 `order_notes` because `notes` is the header's free-text field; rate limits are per tenant and per \
 API process (429 with `Retry-After`).",
         version = env!("CARGO_PKG_VERSION"),
-    ),
-    paths(
-        tenants::create, tenants::list,
-        po::list, po::history, po::events, so::list, so::history, so::events,
-        super::reference::list_supplier, super::reference::list_customer, super::reference::list_product,
-        super::reference::list_plant, super::reference::list_carrier,
-        super::audit::events, super::audit::verify,
-        po::create, po::show, po::change_header, po::add_line, po::change_line, po::remove_line,
-        po::submit, po::approve, po::reject, po::cancel, po::close, po::record_receipt,
-        po::record_payment, po::add_note,
-        so::create, so::show, so::change_header, so::add_line, so::change_line, so::remove_line,
-        so::confirm, so::ship, so::deliver, so::invoice, so::cancel, so::close,
-        so::record_payment, so::add_note,
-        super::reference::create_supplier, super::reference::show_supplier, super::reference::update_supplier,
-        super::reference::create_customer, super::reference::show_customer, super::reference::update_customer,
-        super::reference::create_product, super::reference::show_product, super::reference::update_product,
-        super::reference::create_plant, super::reference::show_plant, super::reference::update_plant,
-        super::reference::create_carrier, super::reference::show_carrier, super::reference::update_carrier,
     ),
     components(schemas(
         super::error::Problem, super::error::FieldProblem, crate::tenants::TenantDocument,

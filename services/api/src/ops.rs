@@ -8,19 +8,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use utoipa::OpenApi;
+use std::sync::Arc;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
 use oms_store::migrate;
 
-/// Health, readiness, metrics and docs.
-pub fn router() -> Router<AppState> {
+/// Health, readiness, metrics and docs; `openapi` is the document the API's routers were
+/// registered with (see [`crate::router`]).
+pub fn router(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let document = Arc::new(openapi);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route(OPENAPI_PATH, get(openapi))
+        .route(
+            OPENAPI_PATH,
+            get(move || async move { Json(document.as_ref().clone()) }),
+        )
         .merge(docs())
 }
 
@@ -92,11 +97,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(&lag),
     )
         .into_response()
-}
-
-/// The OpenAPI document, generated from the handlers' annotations.
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
 }
 
 /// Counts every response by status.

@@ -122,25 +122,63 @@ pub enum Outcome {
     Changed,
 }
 
+/// Who sent a command and how: the verified user, the command headers and the body as sent
+/// (for the idempotency fingerprint). Every command handler builds one from its extractors.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The token's user and tenant.
+    pub user: &'a TenantUser,
+    /// `If-Match`, `Idempotency-Key` and the request ids.
+    pub headers: &'a CommandHeaders,
+    /// The body's bytes as received.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Caller<'a> {
+    /// The caller of a request.
+    pub fn new(user: &'a TenantUser, headers: &'a CommandHeaders, raw: &'a [u8]) -> Self {
+        Self { user, headers, raw }
+    }
+}
+
+/// One order command, as a handler hands it to [`run`].
+pub struct OrderCommand<'a, A, F> {
+    /// Who sent it.
+    pub caller: Caller<'a>,
+    /// What the caller's roles must allow.
+    pub permission: Permission,
+    /// The order.
+    pub id: Uuid,
+    /// The number series the command takes a number from (create, invoice), if any.
+    pub number: Option<NumberSeries>,
+    /// How success is answered.
+    pub outcome: Outcome,
+    /// The document the response carries.
+    pub view: fn(&Loaded<A>) -> Value,
+    /// Builds the domain command, given the number taken from `number`.
+    pub make: F,
+}
+
 /// One order command: role check, context, pipeline, reply with the state after it.
-#[allow(clippy::too_many_arguments)]
 pub async fn run<A, F>(
     state: &AppState,
-    user: &TenantUser,
-    headers: &CommandHeaders,
-    raw: &[u8],
-    permission: Permission,
-    id: Uuid,
-    number: Option<NumberSeries>,
-    outcome: Outcome,
-    view: fn(&Loaded<A>) -> Value,
-    make: F,
+    command: OrderCommand<'_, A, F>,
 ) -> Result<Response, ApiError>
 where
     A: OmsAggregate,
     A::Event: oms_domain::UniqueKeys,
     F: Fn(Option<String>) -> A::Command,
 {
+    let OrderCommand {
+        caller,
+        permission,
+        id,
+        number,
+        outcome,
+        view,
+        make,
+    } = command;
+    let Caller { user, headers, raw } = caller;
     user.require(permission)?;
     let ctx = headers.context(user, raw);
     let outcome = state
@@ -306,7 +344,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<$header_patch>,
         ) -> Result<Response, ApiError> {
-            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::ChangeHeader(body.value.clone())
             })
             .await
@@ -323,7 +361,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<LineRequest>,
         ) -> Result<Response, ApiError> {
             let line = new_line(body.value.clone())?;
-            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Added, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Added, |_| {
                 $command::AddLine(line.clone())
             })
             .await
@@ -340,7 +378,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<$line_patch>,
         ) -> Result<Response, ApiError> {
-            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::ChangeLine { line_id, patch: body.value.clone() }
             })
             .await
@@ -355,7 +393,7 @@ macro_rules! shared_order_endpoints {
             ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
             headers: CommandHeaders,
         ) -> Result<Response, ApiError> {
-            act(&state, &user, &headers, b"", Permission::Operate, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, b""), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::RemoveLine { line_id }
             })
             .await
@@ -371,7 +409,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<ReasonRequest>,
         ) -> Result<Response, ApiError> {
-            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
                 $command::Cancel { reason: body.value.reason.clone() }
             })
             .await
@@ -388,7 +426,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<PaymentRequest>,
         ) -> Result<Response, ApiError> {
             let payment_id = Uuid::now_v7();
-            act(&state, &user, &headers, &body.raw, Permission::Manage, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
                 $command::RecordPayment(oms_domain::order::NewPayment {
                     payment_id,
                     amount: body.value.amount,
@@ -411,7 +449,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<NoteRequest>,
         ) -> Result<Response, ApiError> {
             let note_id = Uuid::now_v7();
-            act(&state, &user, &headers, &body.raw, Permission::Operate, id, Outcome::Changed, |_| {
+            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::AddNote { note_id, text: body.value.text.clone() }
             })
             .await

@@ -3,8 +3,6 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, patch, post};
-use axum::Router;
 use chrono::NaiveDate;
 use oms_domain::purchase_order::{
     LinePatch, NewLine, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
@@ -20,35 +18,36 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    self, Caller, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
     WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
 use oms_store::pipeline::{Loaded, NumberSeries};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const COLLECTION: &str = "purchase-orders";
 
 /// Purchase-order routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/purchase-orders", get(list).post(create))
-        .route("/purchase-orders/{id}", get(show).patch(change_header))
-        .route("/purchase-orders/{id}/history", get(history))
-        .route("/purchase-orders/{id}/events", get(events))
-        .route("/purchase-orders/{id}/lines", post(add_line))
-        .route(
-            "/purchase-orders/{id}/lines/{line_id}",
-            patch(change_line).delete(remove_line),
-        )
-        .route("/purchase-orders/{id}/submit", post(submit))
-        .route("/purchase-orders/{id}/approve", post(approve))
-        .route("/purchase-orders/{id}/reject", post(reject))
-        .route("/purchase-orders/{id}/cancel", post(cancel))
-        .route("/purchase-orders/{id}/close", post(close))
-        .route("/purchase-orders/{id}/receipts", post(record_receipt))
-        .route("/purchase-orders/{id}/payments", post(record_payment))
-        .route("/purchase-orders/{id}/notes", post(add_note))
+pub fn router() -> OpenApiRouter<AppState> {
+    // Each route is registered from its handler's `#[utoipa::path]`: the router and the
+    // OpenAPI document cannot disagree.
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, change_header))
+        .routes(routes!(history))
+        .routes(routes!(events))
+        .routes(routes!(add_line))
+        .routes(routes!(change_line, remove_line))
+        .routes(routes!(submit))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(cancel))
+        .routes(routes!(close))
+        .routes(routes!(record_receipt))
+        .routes(routes!(record_payment))
+        .routes(routes!(add_note))
 }
 
 /// The body of `POST /purchase-orders`.
@@ -142,19 +141,39 @@ fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs a PurchaseOrder command that takes no number.
 async fn act(
     state: &AppState,
-    user: &TenantUser,
-    headers: &CommandHeaders,
-    raw: &[u8],
+    caller: Caller<'_>,
     permission: Permission,
     id: Uuid,
     outcome: Outcome,
     make: impl Fn(Option<String>) -> PurchaseOrderCommand,
 ) -> Result<Response, ApiError> {
+    act_numbered(state, caller, permission, id, None, outcome, make).await
+}
+
+/// [`act`] for a command that takes a number from `number` (create, invoice).
+async fn act_numbered(
+    state: &AppState,
+    caller: Caller<'_>,
+    permission: Permission,
+    id: Uuid,
+    number: Option<NumberSeries>,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> PurchaseOrderCommand,
+) -> Result<Response, ApiError> {
     orders::run::<PurchaseOrder, _>(
-        state, user, headers, raw, permission, id, None, outcome, view, make,
+        state,
+        orders::OrderCommand {
+            caller,
+            permission,
+            id,
+            number,
+            outcome,
+            view,
+            make,
+        },
     )
     .await
 }
@@ -193,18 +212,15 @@ pub async fn create(
     };
     let given = request.order_number.clone();
     let number = given.is_none().then_some(NumberSeries::PURCHASE_ORDER);
-    orders::run::<PurchaseOrder, _>(
+    act_numbered(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         Uuid::now_v7(),
         number,
         Outcome::Created {
             collection: COLLECTION,
         },
-        view,
         |assigned| {
             let order_number = given.clone().unwrap_or_else(|| {
                 OrderNumber::parse(assigned.as_deref().unwrap_or_default())
@@ -232,7 +248,7 @@ macro_rules! simple_action {
             headers: CommandHeaders,
             body: JsonBody<EmptyRequest>,
         ) -> Result<Response, ApiError> {
-            act(&state, &user, &headers, &body.raw, $permission, id, Outcome::Changed, |_| $command).await
+            act(&state, Caller::new(&user, &headers, &body.raw), $permission, id, Outcome::Changed, |_| $command).await
         }
     };
 }
@@ -259,9 +275,7 @@ pub async fn reject(
 ) -> Result<Response, ApiError> {
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Manage,
         id,
         Outcome::Changed,
@@ -285,9 +299,7 @@ pub async fn record_receipt(
     let receipt_id = Uuid::now_v7();
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         id,
         Outcome::Changed,

@@ -5,8 +5,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use oms_domain::reference::{
     Carrier, Customer, Plant, Product, Reference, ReferenceCommand, ReferenceKind, Supplier,
 };
@@ -20,20 +18,24 @@ use super::AppState;
 use crate::auth::Permission;
 use oms_store::idempotency::Reply;
 use oms_store::pipeline::{Loaded, OmsAggregate};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes of the five kinds.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/suppliers", get(list_supplier).post(create_supplier))
-        .route("/suppliers/{id}", get(show_supplier).patch(update_supplier))
-        .route("/customers", get(list_customer).post(create_customer))
-        .route("/customers/{id}", get(show_customer).patch(update_customer))
-        .route("/products", get(list_product).post(create_product))
-        .route("/products/{id}", get(show_product).patch(update_product))
-        .route("/plants", get(list_plant).post(create_plant))
-        .route("/plants/{id}", get(show_plant).patch(update_plant))
-        .route("/carriers", get(list_carrier).post(create_carrier))
-        .route("/carriers/{id}", get(show_carrier).patch(update_carrier))
+pub fn router() -> OpenApiRouter<AppState> {
+    // Each route is registered from its handler's `#[utoipa::path]`: the router and the
+    // OpenAPI document cannot disagree.
+    OpenApiRouter::new()
+        .routes(routes!(list_supplier, create_supplier))
+        .routes(routes!(show_supplier, update_supplier))
+        .routes(routes!(list_customer, create_customer))
+        .routes(routes!(show_customer, update_customer))
+        .routes(routes!(list_product, create_product))
+        .routes(routes!(show_product, update_product))
+        .routes(routes!(list_plant, create_plant))
+        .routes(routes!(show_plant, update_plant))
+        .routes(routes!(list_carrier, create_carrier))
+        .routes(routes!(show_carrier, update_carrier))
 }
 
 /// The response body: the item's document and, for commands, `position`.

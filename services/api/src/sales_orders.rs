@@ -3,8 +3,6 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, patch, post};
-use axum::Router;
 use chrono::NaiveDate;
 use oms_domain::sales_order::{
     LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
@@ -18,35 +16,36 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    self, Caller, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
     WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
 use oms_store::pipeline::{Loaded, NumberSeries};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const COLLECTION: &str = "sales-orders";
 
 /// Sales-order routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sales-orders", get(list).post(create))
-        .route("/sales-orders/{id}", get(show).patch(change_header))
-        .route("/sales-orders/{id}/history", get(history))
-        .route("/sales-orders/{id}/events", get(events))
-        .route("/sales-orders/{id}/lines", post(add_line))
-        .route(
-            "/sales-orders/{id}/lines/{line_id}",
-            patch(change_line).delete(remove_line),
-        )
-        .route("/sales-orders/{id}/confirm", post(confirm))
-        .route("/sales-orders/{id}/ship", post(ship))
-        .route("/sales-orders/{id}/deliver", post(deliver))
-        .route("/sales-orders/{id}/invoice", post(invoice))
-        .route("/sales-orders/{id}/cancel", post(cancel))
-        .route("/sales-orders/{id}/close", post(close))
-        .route("/sales-orders/{id}/payments", post(record_payment))
-        .route("/sales-orders/{id}/notes", post(add_note))
+pub fn router() -> OpenApiRouter<AppState> {
+    // Each route is registered from its handler's `#[utoipa::path]`: the router and the
+    // OpenAPI document cannot disagree.
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, change_header))
+        .routes(routes!(history))
+        .routes(routes!(events))
+        .routes(routes!(add_line))
+        .routes(routes!(change_line, remove_line))
+        .routes(routes!(confirm))
+        .routes(routes!(ship))
+        .routes(routes!(deliver))
+        .routes(routes!(invoice))
+        .routes(routes!(cancel))
+        .routes(routes!(close))
+        .routes(routes!(record_payment))
+        .routes(routes!(add_note))
 }
 
 /// The body of `POST /sales-orders`.
@@ -150,30 +149,22 @@ fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs a SalesOrder command that takes no number.
 async fn act(
     state: &AppState,
-    user: &TenantUser,
-    headers: &CommandHeaders,
-    raw: &[u8],
+    caller: Caller<'_>,
     permission: Permission,
     id: Uuid,
     outcome: Outcome,
     make: impl Fn(Option<String>) -> SalesOrderCommand,
 ) -> Result<Response, ApiError> {
-    orders::run::<SalesOrder, _>(
-        state, user, headers, raw, permission, id, None, outcome, view, make,
-    )
-    .await
+    act_numbered(state, caller, permission, id, None, outcome, make).await
 }
 
 /// [`act`] for a command that takes a number from `number` (create, invoice).
-#[allow(clippy::too_many_arguments)]
 async fn act_numbered(
     state: &AppState,
-    user: &TenantUser,
-    headers: &CommandHeaders,
-    raw: &[u8],
+    caller: Caller<'_>,
     permission: Permission,
     id: Uuid,
     number: Option<NumberSeries>,
@@ -181,7 +172,16 @@ async fn act_numbered(
     make: impl Fn(Option<String>) -> SalesOrderCommand,
 ) -> Result<Response, ApiError> {
     orders::run::<SalesOrder, _>(
-        state, user, headers, raw, permission, id, number, outcome, view, make,
+        state,
+        orders::OrderCommand {
+            caller,
+            permission,
+            id,
+            number,
+            outcome,
+            view,
+            make,
+        },
     )
     .await
 }
@@ -219,9 +219,7 @@ pub async fn create(
     let number = given.is_none().then_some(NumberSeries::SALES_ORDER);
     act_numbered(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         Uuid::now_v7(),
         number,
@@ -255,9 +253,7 @@ pub async fn confirm(
 ) -> Result<Response, ApiError> {
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         id,
         Outcome::Changed,
@@ -278,9 +274,7 @@ pub async fn close(
 ) -> Result<Response, ApiError> {
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Manage,
         id,
         Outcome::Changed,
@@ -301,9 +295,7 @@ pub async fn ship(
 ) -> Result<Response, ApiError> {
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         id,
         Outcome::Changed,
@@ -338,9 +330,7 @@ pub async fn deliver(
 ) -> Result<Response, ApiError> {
     act(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
         id,
         Outcome::Changed,
@@ -365,9 +355,7 @@ pub async fn invoice(
     let number = given.is_none().then_some(NumberSeries::INVOICE);
     act_numbered(
         &state,
-        &user,
-        &headers,
-        &body.raw,
+        Caller::new(&user, &headers, &body.raw),
         Permission::Manage,
         id,
         number,

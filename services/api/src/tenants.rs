@@ -3,8 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -15,10 +14,14 @@ use super::AppState;
 use crate::auth::Permission;
 use oms_store::idempotency::{Finished, Reply};
 use oms_store::tenants::{self, Tenant, TenantError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Tenant routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/tenants", get(list).post(create))
+pub fn router() -> OpenApiRouter<AppState> {
+    // Each route is registered from its handler's `#[utoipa::path]`: the router and the
+    // OpenAPI document cannot disagree.
+    OpenApiRouter::new().routes(routes!(list, create))
 }
 
 /// The body of `POST /tenants`.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::stream::{ensure_stream, message_id, subject, EventMessage};
+use crate::stream::{ensure_stream, message_id, subject};
 
 /// The channel the append transaction notifies on.
 pub const NOTIFY_CHANNEL: &str = "oms_events";
@@ -302,8 +302,7 @@ impl Relay {
         &self,
         event: &StoredEvent,
     ) -> Result<jetstream::context::PublishAckFuture, RelayError> {
-        let body = serde_json::to_vec(&EventMessage::from(event))
-            .map_err(|err| RelayError::Publish(err.to_string()))?;
+        let body = serde_json::to_vec(event).map_err(|err| RelayError::Publish(err.to_string()))?;
         let message = PublishMessage::build()
             .payload(Bytes::from(body))
             .message_id(message_id(event.tenant_id, event.position))

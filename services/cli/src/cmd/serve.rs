@@ -4,7 +4,7 @@
 //! Shutdown: SIGTERM or SIGINT cancels one token that every role watches. The API stops
 //! accepting connections and lets requests in flight finish; the relay and the projector
 //! finish their current batch; the process exits 0. If that takes longer than
-//! `--shutdown-timeout`, it exits 1 with what was still running.
+//! `--shutdown-timeout-secs`, it exits 1 with what was still running.
 
 use anyhow::Context;
 use oms_api::auth::{Role, TokenKeys};
