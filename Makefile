@@ -41,7 +41,7 @@ help: ## List the targets
 	  OMS_TEST_DATABASE_URL '(make test) admin URL of the DATABASE_URL server' \
 	  OMS_NATS_SERVER_BIN '(make test) a nats-server >= 2.10, found or installed'
 
-run: ## Run the service with a demo tenant (starts Postgres and NATS if needed)
+run: ## Run the service (api, relay and projector) with a demo tenant (starts Postgres and NATS if needed)
 	@$(defaults)
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 	NATS_URL="$$(scripts/ensure-nats.sh server)"
@@ -50,7 +50,7 @@ run: ## Run the service with a demo tenant (starts Postgres and NATS if needed)
 
 # The tests get OMS_TEST_DATABASE_URL (an admin URL: they create and drop their own databases
 # oms_test_*) and OMS_NATS_SERVER_BIN (they start their own nats-servers on random ports).
-test: ## Check formatting and lints, then run the whole test suite (starts Postgres if needed)
+test: ## Check formatting and lints, then run every crate's tests (starts Postgres if needed; finds or installs nats-server)
 	@$(mask)
 	if [ -n "$${OMS_TEST_DATABASE_URL:-}" ]; then
 	  DATABASE_URL="$$OMS_TEST_DATABASE_URL" scripts/ensure-postgres.sh --admin >/dev/null
@@ -85,7 +85,7 @@ migrate: ## Apply the database migrations (starts Postgres if needed)
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 	exec $(CARGO) run -p oms -- migrate
 
-services: ## Start Postgres and NATS if needed and print their URLs
+services: ## Start Postgres and NATS if needed; print their URLs and the nats-server binary
 	@$(defaults)
 	db="$$(scripts/ensure-postgres.sh)"
 	nats="$$(scripts/ensure-nats.sh server)"
@@ -98,7 +98,7 @@ stop-services: ## Stop the Postgres and nats-server that these scripts started (
 BENCH_SECONDS ?= 10
 BENCH_CLIENTS ?= 16
 
-bench: ## Commands/s vs postgres-es and Postgres's own ceiling, one run (release build; BENCH_SECONDS, BENCH_CLIENTS)
+bench: ## Commands/s vs postgres-es and Postgres's own ceiling, and projection apply, one run (release build; BENCH_SECONDS, BENCH_CLIENTS, BENCH_ARGS)
 	@$(defaults)
 	DATABASE_URL="$$(scripts/ensure-postgres.sh --admin)"
 	export DATABASE_URL
