@@ -59,7 +59,11 @@ impl From<LookupError> for DomainError {
 }
 
 /// One invalid field: its path in the request (`lines[0].product_id`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Also an error of its own (`field: message`), for value types such as
+/// [`TenantName`](crate::values::TenantName) that are checked outside any aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {message}")]
 pub struct FieldError {
     /// The field's path in the request body, such as `supplier_id` or `lines[2].weight`.
     pub field: String,

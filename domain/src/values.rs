@@ -19,6 +19,7 @@
 //! - `text`: [`Name`], [`Code`], [`Reason`], [`NoteText`], [`ShortText`], [`LongText`],
 //!   [`Email`].
 //! - `numbers`: [`OrderNumber`], [`InvoiceNumber`] and the [`NumberSeries`] that assigns them.
+//! - `tenant`: [`TenantName`] and [`TenantSlug`], a tenant's own rules.
 //! - `choice`, `trade`, `terms`: closed choice lists ([`Protein`], [`CreditTerms`], ...).
 //! - `patch`: [`double_option`], [`not_null`] and the macro behind every PATCH body.
 
@@ -28,6 +29,7 @@ mod decimal;
 mod money;
 mod numbers;
 mod patch;
+mod tenant;
 mod terms;
 mod text;
 mod trade;
@@ -42,6 +44,7 @@ pub use money::{Money, UnitPrice};
 pub use numbers::{InvoiceNumber, NumberSeries, OrderNumber};
 pub use patch::{double_option, not_null};
 pub(crate) use patch::{patch_nullable, patch_required, patchable};
+pub use tenant::{TenantName, TenantSlug};
 pub use terms::{CreditTerms, PaymentMethod, PaymentStatus, PaymentTerms};
 pub use text::{Code, Email, LongText, Name, NoteText, Reason, ShortText};
 pub use trade::{

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::FieldError;
 
 fn amount(w: &str, p: &str) -> String {
     Money::line_amount(&Weight::parse(w).unwrap(), &UnitPrice::parse(p).unwrap()).to_string()
@@ -246,6 +247,80 @@ fn number_series_name_their_counters_and_scopes() {
         "invoice_number"
     );
     assert_eq!(crate::scope_field("product_code"), "code");
+}
+
+#[test]
+fn tenant_name_is_trimmed_and_1_to_200_characters() {
+    assert_eq!(
+        TenantName::parse("  Acme Meats  ").unwrap().as_str(),
+        "Acme Meats"
+    );
+    assert!(TenantName::parse(&"é".repeat(200)).is_ok());
+    for bad in ["", "   ", "\u{3000}", &"x".repeat(201)] {
+        assert_eq!(
+            TenantName::parse(bad),
+            Err(FieldError::new("name", "must be 1 to 200 characters")),
+            "{bad:?}"
+        );
+    }
+    let padded = format!("  {}  ", "x".repeat(200));
+    assert_eq!(TenantName::parse(&padded).unwrap().as_str().len(), 200);
+}
+
+#[test]
+fn tenant_name_refuses_control_characters() {
+    for bad in ["Acme\u{0}Meats", "Acme\nMeats", "Acme\tMeats", "Acme\u{7f}"] {
+        let error = TenantName::parse(bad).unwrap_err();
+        assert_eq!(error.field, "name");
+        assert!(error.message.contains("control characters"), "{bad:?}");
+    }
+    assert!(serde_json::from_value::<TenantName>(json!("a\u{0}b")).is_err());
+}
+
+#[test]
+fn tenant_slug_is_lowercase_letters_digits_and_dashes() {
+    for good in [
+        "acme-meats",
+        "acme",
+        "1st-choice",
+        "a",
+        "a-",
+        &"a".repeat(63),
+    ] {
+        assert_eq!(TenantSlug::parse(good).unwrap().as_str(), good);
+    }
+    let refused = Err(FieldError::new(
+        "slug",
+        "must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters",
+    ));
+    for bad in [
+        "",
+        "-acme",
+        "Acme",
+        "acme_meats",
+        "acme meats",
+        " acme",
+        "acme.example",
+        "caf\u{e9}",
+        &"a".repeat(64),
+    ] {
+        assert_eq!(TenantSlug::parse(bad), refused, "{bad:?}");
+    }
+}
+
+#[test]
+fn tenant_values_read_from_json_through_parse() {
+    let name: TenantName = serde_json::from_value(json!(" Acme ")).unwrap();
+    assert_eq!(name.to_string(), "Acme");
+    assert_eq!(serde_json::to_value(&name).unwrap(), json!("Acme"));
+    let slug: TenantSlug = serde_json::from_value(json!("acme")).unwrap();
+    assert_eq!(String::from(slug), "acme");
+    let error = serde_json::from_value::<TenantSlug>(json!("ACME")).unwrap_err();
+    assert!(error.to_string().starts_with("must be lowercase letters"));
+    assert_eq!(
+        TenantSlug::parse("ACME").unwrap_err().to_string(),
+        "slug: must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+    );
 }
 
 #[test]
