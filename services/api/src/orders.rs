@@ -4,9 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
-use oms_domain::values::{
-    LongText, Money, NoteText, PaymentMethod, Quantity, Reason, UnitPrice, Weight,
-};
+use oms_domain::values::{Money, NoteText, PaymentMethod, Quantity, Reason, Weight};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,31 +17,6 @@ use super::AppState;
 use crate::auth::Permission;
 use oms_store::idempotency::Reply;
 use oms_store::pipeline::{Loaded, NumberSeries, OmsAggregate};
-
-/// A new order line in a request (`POST …/lines`, or `lines` of a create).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LineRequest {
-    /// The product.
-    pub product_id: Uuid,
-    /// Ordered weight in the order's weight unit (decimal string or number, > 0).
-    #[schema(value_type = String, example = "40000")]
-    pub weight: Weight,
-    /// Price per weight unit, up to 4 decimals.
-    #[schema(value_type = String, example = "2.1575")]
-    pub price_per_unit: UnitPrice,
-    /// Cases or pieces.
-    #[serde(default)]
-    #[schema(value_type = Option<u32>)]
-    pub quantity: Option<Quantity>,
-    /// Free text.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<LongText>,
-    /// (Sales orders only) the purchase order that supplies this line.
-    #[serde(default)]
-    pub source_purchase_order_id: Option<Uuid>,
-}
 
 /// `{reason}` for reject and cancel.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -269,6 +242,7 @@ macro_rules! shared_order_endpoints {
         command: $command:ident,
         header_patch: $header_patch:ty,
         line_patch: $line_patch:ty,
+        line_request: $line_request:ty,
     ) => {
         /// Lists orders with filters (`status`, `payment_status`, the party's id,
         /// `order_date_from`, `order_date_to`, `q`: order-number prefix), `sort`, `limit`,
@@ -351,16 +325,16 @@ macro_rules! shared_order_endpoints {
         }
 
         /// Adds a line (draft only).
-        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/lines"), tag = $tag, request_body = LineRequest,
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/lines"), tag = $tag, request_body = $line_request,
             params(("id" = Uuid, Path)), responses((status = 201, description = "the order document")), security(("bearer" = [])))]
         pub async fn add_line(
             State(state): State<AppState>,
             user: TenantUser,
             ApiPath(id): ApiPath<Uuid>,
             headers: CommandHeaders,
-            body: JsonBody<LineRequest>,
+            body: JsonBody<$line_request>,
         ) -> Result<Response, ApiError> {
-            let line = new_line(body.value.clone())?;
+            let line = new_line(body.value.clone());
             act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Added, |_| {
                 $command::AddLine(line.clone())
             })

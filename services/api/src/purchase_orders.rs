@@ -9,7 +9,8 @@ use oms_domain::purchase_order::{
     PurchaseOrderHeaderPatch, ReceiptLineInput,
 };
 use oms_domain::values::{
-    Currency, Logistics, LongText, OrderNumber, PaymentTerms, ShortText, WeightUnit,
+    Currency, Logistics, LongText, OrderNumber, PaymentTerms, Quantity, ShortText, UnitPrice,
+    Weight, WeightUnit,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, Caller, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    self, Caller, EmptyRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
     WeighedLineRequest,
 };
 use super::AppState;
@@ -104,7 +105,7 @@ pub struct CreatePurchaseOrder {
     pub notes: Option<LongText>,
     /// Lines.
     #[serde(default)]
-    pub lines: Vec<LineRequest>,
+    pub lines: Vec<PurchaseLineRequest>,
 }
 
 /// The body of `POST …/receipts`.
@@ -119,26 +120,43 @@ pub struct ReceiptRequest {
     pub lines: Vec<WeighedLineRequest>,
 }
 
+/// A new purchase-order line (`POST …/lines`, or `lines` of a create). It has no
+/// `source_purchase_order_id`: sending one is refused (422) like any unknown field.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseLineRequest {
+    /// The product.
+    pub product_id: Uuid,
+    /// Ordered weight in the order's weight unit (decimal string or number, > 0).
+    #[schema(value_type = String, example = "40000")]
+    pub weight: Weight,
+    /// Price per weight unit, up to 4 decimals.
+    #[schema(value_type = String, example = "2.1575")]
+    pub price_per_unit: UnitPrice,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>)]
+    pub quantity: Option<Quantity>,
+    /// Free text.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<LongText>,
+}
+
 /// The order document (what every response about the order carries).
 pub fn view(loaded: &Loaded<PurchaseOrder>) -> Value {
     oms_projections::documents::purchase_order(&loaded.aggregate, &loaded.stamp())
 }
 
-fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
-    if line.source_purchase_order_id.is_some() {
-        return Err(ApiError::invalid(
-            "source_purchase_order_id",
-            "only sales-order lines have a source purchase order",
-        ));
-    }
-    Ok(NewLine {
+fn new_line(line: PurchaseLineRequest) -> NewLine {
+    NewLine {
         line_id: Uuid::now_v7(),
         product_id: line.product_id,
         weight: line.weight,
         price_per_unit: line.price_per_unit,
         quantity: line.quantity,
         description: line.description,
-    })
+    }
 }
 
 /// Runs a PurchaseOrder command that takes no number.
@@ -194,7 +212,7 @@ pub async fn create(
         .iter()
         .cloned()
         .map(new_line)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Vec<_>>();
     let header = PurchaseOrderHeader {
         supplier_id: request.supplier_id,
         order_date: request.order_date,
@@ -332,4 +350,5 @@ super::orders::shared_order_endpoints! {
     command: PurchaseOrderCommand,
     header_patch: PurchaseOrderHeaderPatch,
     line_patch: LinePatch,
+    line_request: PurchaseLineRequest,
 }

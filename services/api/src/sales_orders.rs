@@ -8,7 +8,10 @@ use oms_domain::sales_order::{
     LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
     SalesOrderHeaderPatch, ShipLineInput,
 };
-use oms_domain::values::{Currency, InvoiceNumber, LongText, OrderNumber, ShortText, WeightUnit};
+use oms_domain::values::{
+    Currency, InvoiceNumber, LongText, OrderNumber, Quantity, ShortText, UnitPrice, Weight,
+    WeightUnit,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -16,7 +19,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, Caller, EmptyRequest, LineRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
+    self, Caller, EmptyRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
     WeighedLineRequest,
 };
 use super::AppState;
@@ -90,7 +93,7 @@ pub struct CreateSalesOrder {
     pub notes: Option<LongText>,
     /// Lines; each may name its source purchase order.
     #[serde(default)]
-    pub lines: Vec<LineRequest>,
+    pub lines: Vec<SalesLineRequest>,
 }
 
 /// The body of `POST …/ship`.
@@ -132,13 +135,38 @@ pub struct InvoiceRequest {
     pub invoice_number: Option<InvoiceNumber>,
 }
 
+/// A new sales-order line (`POST …/lines`, or `lines` of a create).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalesLineRequest {
+    /// The product.
+    pub product_id: Uuid,
+    /// Ordered weight in the order's weight unit (decimal string or number, > 0).
+    #[schema(value_type = String, example = "40000")]
+    pub weight: Weight,
+    /// Price per weight unit, up to 4 decimals.
+    #[schema(value_type = String, example = "2.1575")]
+    pub price_per_unit: UnitPrice,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>)]
+    pub quantity: Option<Quantity>,
+    /// Free text.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<LongText>,
+    /// The purchase order that supplies this line.
+    #[serde(default)]
+    pub source_purchase_order_id: Option<Uuid>,
+}
+
 /// The order document (what every response about the order carries).
 pub fn view(loaded: &Loaded<SalesOrder>) -> Value {
     oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
 }
 
-fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
-    Ok(NewLine {
+fn new_line(line: SalesLineRequest) -> NewLine {
+    NewLine {
         line_id: Uuid::now_v7(),
         product_id: line.product_id,
         weight: line.weight,
@@ -146,7 +174,7 @@ fn new_line(line: LineRequest) -> Result<NewLine, ApiError> {
         quantity: line.quantity,
         description: line.description,
         source_purchase_order_id: line.source_purchase_order_id,
-    })
+    }
 }
 
 /// Runs a SalesOrder command that takes no number.
@@ -202,7 +230,7 @@ pub async fn create(
         .iter()
         .cloned()
         .map(new_line)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Vec<_>>();
     let header = SalesOrderHeader {
         customer_id: request.customer_id,
         order_date: request.order_date,
@@ -382,4 +410,5 @@ super::orders::shared_order_endpoints! {
     command: SalesOrderCommand,
     header_patch: SalesOrderHeaderPatch,
     line_patch: LinePatch,
+    line_request: SalesLineRequest,
 }

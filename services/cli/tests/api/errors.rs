@@ -477,3 +477,38 @@ async fn a_tenant_over_its_rate_limit_gets_429_with_retry_after_and_nothing_is_w
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_purchase_order_line_cannot_name_a_source_purchase_order() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let draft = app.draft_po(&supplier, &product, "100", "2.00").await;
+    let before = app.write_footprint().await;
+    let line = json!({"product_id": product, "weight": "10", "price_per_unit": "1.00",
+                      "source_purchase_order_id": id_of(&draft)});
+
+    let create = app
+        .post(
+            "/api/v1/purchase-orders",
+            json!({"supplier_id": supplier, "order_date": "2026-11-02", "lines": [line.clone()]}),
+        )
+        .await;
+    let add = app
+        .post(
+            &format!("/api/v1/purchase-orders/{}/lines", id_of(&draft)),
+            line,
+        )
+        .await;
+
+    for response in [create, add] {
+        let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("source_purchase_order_id"),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.write_footprint().await, before);
+}
