@@ -26,9 +26,9 @@ use crate::error::DomainError;
 use crate::order::{check_delivery_date, check_payment, repeated_positions, Checks};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
-    choice, patchable, Currency, Logistics, LongText, Money, NoteText, NumberSeries, OrderNumber,
-    PaymentMethod, PaymentStatus, PaymentTerms, Quantity, Reason, ShortText, UnitPrice, ValueError,
-    Weight, WeightUnit,
+    choice, patchable, CreditTerms, Currency, Logistics, LongText, Money, NoteText, NumberSeries,
+    OrderNumber, PaymentMethod, PaymentStatus, PaymentTerms, Quantity, Reason, ShortText,
+    UnitPrice, ValueError, Weight, WeightUnit,
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
@@ -550,6 +550,28 @@ impl PurchaseOrder {
     /// Unpaid, partial or paid, from the payments against the amount due.
     pub fn payment_status(&self) -> PaymentStatus {
         PaymentStatus::of(self.amount_paid, self.amount_due())
+    }
+
+    /// The date the supplier's credit terms run from: the last receipt's date (what arrived
+    /// is what is owed), else the agreed delivery date, else the order date. `None` until
+    /// created.
+    pub fn payment_reference_date(&self) -> Option<NaiveDate> {
+        let header = self.header.as_ref()?;
+        let last_receipt = self.receipts.iter().map(|r| r.received_on).max();
+        Some(
+            last_receipt
+                .or(header.delivery_date)
+                .unwrap_or(header.order_date),
+        )
+    }
+
+    /// When the supplier is to be paid under `terms`, the supplier's credit terms (passed in
+    /// because they belong to the supplier and may change after the order): see
+    /// [`CreditTerms::due_date`]; a supplier without credit terms is due on the reference
+    /// date itself. `None` until created.
+    pub fn due_date(&self, terms: Option<CreditTerms>) -> Option<NaiveDate> {
+        let reference = self.payment_reference_date()?;
+        Some(terms.map_or(reference, |terms| terms.due_date(reference)))
     }
 
     /// The line with `line_id`, if any.

@@ -1065,3 +1065,49 @@ async fn events_carry_money_and_weights_as_strings_and_round_trip() {
     let text = serde_json::to_string(&order).unwrap();
     assert_eq!(serde_json::from_str::<PurchaseOrder>(&text).unwrap(), order);
 }
+
+// --- when payment is due --------------------------------------------------------------
+
+#[tokio::test]
+async fn payment_is_due_from_the_last_receipt_else_the_delivery_else_the_order_date() {
+    assert_eq!(PurchaseOrder::default().payment_reference_date(), None);
+    assert_eq!(
+        PurchaseOrder::default().due_date(Some(CreditTerms::Net30)),
+        None
+    );
+
+    let mut approved = state(S::Approved).await;
+    assert_eq!(approved.payment_reference_date(), Some(date("2024-06-10")));
+    approved.header.as_mut().unwrap().delivery_date = None;
+    assert_eq!(approved.payment_reference_date(), Some(date("2024-06-01")));
+
+    // The latest receipt date counts, not the receipt recorded last.
+    let mut commands = commands_to(S::PartiallyReceived);
+    commands.push(PurchaseOrderCommand::RecordReceipt {
+        receipt_id: Uuid::from_u128(2),
+        received_on: date("2024-06-11"),
+        complete: false,
+        lines: vec![ReceiptLineInput {
+            line_id: LINE_2,
+            weight: weight("100"),
+            quantity: None,
+        }],
+    });
+    let (received, _) = run(commands).await;
+    assert_eq!(received.payment_reference_date(), Some(date("2024-06-12")));
+}
+
+#[tokio::test]
+async fn due_date_applies_the_suppliers_credit_terms_to_the_reference_date() {
+    let received = state(S::Received).await;
+    assert_eq!(received.payment_reference_date(), Some(date("2024-06-12")));
+    assert_eq!(
+        received.due_date(Some(CreditTerms::Net30)),
+        Some(date("2024-07-12"))
+    );
+    assert_eq!(
+        received.due_date(Some(CreditTerms::Wire1DayPrior)),
+        Some(date("2024-06-11"))
+    );
+    assert_eq!(received.due_date(None), Some(date("2024-06-12")));
+}

@@ -1,6 +1,8 @@
 //! How and when money changes hands: payment and credit terms, payment methods and the
 //! payment status derived from payments.
 
+use chrono::{Days, NaiveDate};
+
 use super::choice::choice;
 use super::Money;
 
@@ -37,7 +39,9 @@ choice!(
 );
 
 impl CreditTerms {
-    /// Days after the invoice that payment is due (0 for payment before delivery).
+    /// Days of credit the terms grant: N for net N, none for a wire before delivery. Not the
+    /// distance to the due date (a wire before delivery is due the day *before* the
+    /// reference date): ask [`CreditTerms::due_date`] when payment is due.
     pub fn days(&self) -> i64 {
         match self {
             Self::Wire1DayPrior => 0,
@@ -46,6 +50,22 @@ impl CreditTerms {
             Self::Net30 => 30,
             Self::Net45 => 45,
             Self::Net60 => 60,
+        }
+    }
+
+    /// When payment is due under these terms, counted from `reference`, the date the terms
+    /// run from (for a purchase order, [`PurchaseOrder::payment_reference_date`]): net N is
+    /// N days after it, a wire before delivery the day before it. The one place this rule
+    /// lives: read models store its answer instead of working it out again. At the ends of
+    /// the calendar the date stops at the first or last day rather than overflowing.
+    ///
+    /// [`PurchaseOrder::payment_reference_date`]: crate::purchase_order::PurchaseOrder::payment_reference_date
+    pub fn due_date(&self, reference: NaiveDate) -> NaiveDate {
+        match self {
+            Self::Wire1DayPrior => reference.pred_opt().unwrap_or(NaiveDate::MIN),
+            Self::Net7 | Self::Net15 | Self::Net30 | Self::Net45 | Self::Net60 => reference
+                .checked_add_days(Days::new(self.days().unsigned_abs()))
+                .unwrap_or(NaiveDate::MAX),
         }
     }
 }

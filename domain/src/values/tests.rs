@@ -347,6 +347,40 @@ fn choices_use_their_trade_words() {
 }
 
 #[test]
+fn credit_terms_put_the_due_date_net_days_after_the_reference_or_a_day_before_for_wire() {
+    let day = |text: &str| text.parse::<chrono::NaiveDate>().unwrap();
+    let reference = day("2024-02-28");
+    let due = |terms: CreditTerms| terms.due_date(reference);
+    assert_eq!(due(CreditTerms::Wire1DayPrior), day("2024-02-27"));
+    assert_eq!(due(CreditTerms::Net7), day("2024-03-06"));
+    assert_eq!(due(CreditTerms::Net15), day("2024-03-14"));
+    assert_eq!(due(CreditTerms::Net30), day("2024-03-29"));
+    assert_eq!(due(CreditTerms::Net45), day("2024-04-13"));
+    assert_eq!(due(CreditTerms::Net60), day("2024-04-28"));
+    assert_eq!(
+        CreditTerms::Wire1DayPrior.due_date(day("2024-03-01")),
+        day("2024-02-29")
+    );
+    for terms in CreditTerms::ALL {
+        let distance = (terms.due_date(reference) - reference).num_days();
+        match terms {
+            CreditTerms::Wire1DayPrior => assert_eq!(distance, -1),
+            _ => assert_eq!(distance, terms.days(), "{terms}"),
+        }
+    }
+}
+
+#[test]
+fn credit_terms_due_dates_stop_at_the_ends_of_the_calendar() {
+    use chrono::NaiveDate;
+    assert_eq!(CreditTerms::Net60.due_date(NaiveDate::MAX), NaiveDate::MAX);
+    assert_eq!(
+        CreditTerms::Wire1DayPrior.due_date(NaiveDate::MIN),
+        NaiveDate::MIN
+    );
+}
+
+#[test]
 fn payment_status_follows_paid_against_due() {
     let m = |s| Money::parse(s).unwrap();
     assert_eq!(PaymentStatus::of(m("0"), m("10")), PaymentStatus::Unpaid);
