@@ -15,8 +15,9 @@ use super::extract::{CommandHeaders, TenantUser};
 use super::reply::{document, executed};
 use super::AppState;
 use crate::auth::Permission;
+use oms_domain::NumberSeries;
 use oms_store::idempotency::Reply;
-use oms_store::pipeline::{Loaded, NumberSeries, OmsAggregate};
+use oms_store::pipeline::{Loaded, OmsAggregate};
 
 /// `{reason}` for reject and cancel.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

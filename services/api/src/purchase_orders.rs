@@ -24,7 +24,8 @@ use super::orders::{
 };
 use super::AppState;
 use crate::auth::Permission;
-use oms_store::pipeline::{Loaded, NumberSeries};
+use oms_domain::NumberSeries;
+use oms_store::pipeline::Loaded;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

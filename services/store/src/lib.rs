@@ -40,9 +40,10 @@ pub mod tenants;
 pub use event::{AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent};
 pub use event_store::EventStore;
 pub use hash::GENESIS;
-pub use pipeline::{
-    Actor, CommandContext, CommandError, Commands, Executed, Loaded, NumberSeries, OmsAggregate,
-};
+pub use pipeline::{Actor, CommandContext, CommandError, Commands, Executed, Loaded, OmsAggregate};
+
+/// The series a command may take a number from (defined by the domain, counted here).
+pub use oms_domain::NumberSeries;
 
 /// Whether a database error means "Postgres is unavailable" (a client should retry: 503)
 /// rather than a bug.

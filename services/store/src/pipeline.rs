@@ -20,7 +20,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use oms_domain::error::DomainError;
 use oms_domain::services::{Clock, DomainServices};
-use oms_domain::UniqueKeys;
+use oms_domain::{NumberSeries, UniqueKeys};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -72,43 +72,6 @@ impl CommandContext {
             "causation_id": self.causation_id,
             "idempotency_key": self.idempotency.as_ref().map(|k| k.key.clone()),
         })
-    }
-}
-
-/// A number series a command may need a number from.
-#[derive(Debug, Clone, Copy)]
-pub struct NumberSeries {
-    /// The series' name in `number_series`.
-    pub series: &'static str,
-    /// The unique-key scope the numbers live in.
-    pub scope: &'static str,
-    /// The prefix: `PO`, `SO`, `INV`.
-    pub prefix: &'static str,
-}
-
-impl NumberSeries {
-    /// `PO-000001`, …
-    pub const PURCHASE_ORDER: Self = Self {
-        series: "purchase_order",
-        scope: "purchase_order_number",
-        prefix: "PO",
-    };
-    /// `SO-000001`, …
-    pub const SALES_ORDER: Self = Self {
-        series: "sales_order",
-        scope: "sales_order_number",
-        prefix: "SO",
-    };
-    /// `INV-000001`, …
-    pub const INVOICE: Self = Self {
-        series: "invoice",
-        scope: "invoice_number",
-        prefix: "INV",
-    };
-
-    /// The n-th number of the series.
-    pub fn format(&self, n: u64) -> String {
-        format!("{}-{n:06}", self.prefix)
     }
 }
 
