@@ -48,7 +48,7 @@ mod timestamp {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&crate::hash::format_timestamp(*at))
+        serializer.serialize_str(&super::format_timestamp(*at))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
@@ -148,4 +148,16 @@ pub struct ChainReport {
     /// The first position where the chain breaks (a changed, missing, inserted or reordered
     /// event), if any.
     pub first_bad_position: Option<i64>,
+}
+
+/// The timestamp form the chain covers: RFC 3339, UTC, exactly six fractional digits.
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Truncates a timestamp to the microseconds Postgres keeps, so the hash computed before the
+/// insert equals the one recomputed from the stored row.
+pub fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    let micros = at.timestamp_micros();
+    DateTime::from_timestamp_micros(micros).unwrap_or(at)
 }

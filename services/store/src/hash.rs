@@ -10,11 +10,13 @@
 //! written here rather than left to `serde_json`, whose key order depends on a cargo feature
 //! that any crate in the build may switch on.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::StoredEvent;
+
+/// Re-exported: the timestamp form the chain covers is the envelope's.
+pub use crate::event::{format_timestamp, to_stored_precision};
 
 /// The hash a tenant's chain starts from: 32 zero bytes.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -54,18 +56,6 @@ pub fn chain_hash(previous: &[u8], fields: &StoredEvent) -> [u8; 32] {
     hasher.update(previous);
     hasher.update(canonical_bytes(fields));
     hasher.finalize().into()
-}
-
-/// The timestamp form the chain covers: RFC 3339, UTC, exactly six fractional digits.
-pub fn format_timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// Truncates a timestamp to the microseconds Postgres keeps, so the hash computed before the
-/// insert equals the one recomputed from the stored row.
-pub fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
-    let micros = at.timestamp_micros();
-    DateTime::from_timestamp_micros(micros).unwrap_or(at)
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -112,6 +102,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use serde_json::json;
 
     fn fields(payload: &Value, metadata: &Value) -> StoredEvent {
