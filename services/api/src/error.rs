@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use oms_domain::error::{DomainError, FieldError};
 use serde::Serialize;
 
-use oms_store::pipeline::CommandError;
+use oms_store::CommandError;
 
 /// One field's validation failure, as `errors[]` of a 422.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -13,7 +13,7 @@ use super::error::{ApiError, FieldProblem};
 use super::AppState;
 use crate::auth::{Claims, Permission, TokenError};
 use oms_store::idempotency::{IdempotencyKey, MAX_KEY_LEN};
-use oms_store::pipeline::{Actor, CommandContext};
+use oms_store::{Actor, CommandContext};
 
 /// The verified token of a request.
 #[derive(Debug, Clone)]

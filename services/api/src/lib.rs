@@ -3,36 +3,39 @@
 //!
 //! # Layout
 //!
-//! - Resources, one router each: [`tenants`], [`reference`] (suppliers, customers, products,
-//!   plants, carriers), [`purchase_orders`] and [`sales_orders`] (with what they share in
-//!   [`orders`]), [`audit`], and [`ops`] (health, readiness, metrics, OpenAPI, docs).
-//! - The edge: [`extract`] (token, tenant, If-Match, Idempotency-Key, JSON body — each refuses
-//!   bad input with a problem before a handler runs), [`auth`] (tokens and roles), [`error`]
-//!   (the one error type, problem+json), [`reply`] (a command's outcome as a response),
-//!   [`queries`] (reads from the read models), [`rate_limit`], [`metrics`], [`openapi`].
-//! - [`AppState`] and [`Application`]: what handlers reach, and the server tests start on
-//!   port 0.
+//! - Resources, one router each (private modules): `tenants`, `reference` (suppliers,
+//!   customers, products, plants, carriers), `purchase_orders` and `sales_orders` (with what
+//!   they share in `orders`), `audit`, and `ops` (health, readiness, metrics, OpenAPI, docs).
+//!   Each registers its handlers with utoipa-axum, so a route and its OpenAPI entry are one
+//!   registration; `openapi` holds the document's description, tags and security scheme.
+//! - The edge: `extract` (token, tenant, If-Match, Idempotency-Key, JSON body — each refuses
+//!   bad input with a problem before a handler runs), `reply` (a command's outcome as a
+//!   response), `queries` (reads from the read models), `rate_limit` (governor, per tenant).
+//! - The public surface, for the `oms` binary and the black-box tests: [`AppState`] and
+//!   [`Application`] (what handlers reach, and the server tests start on port 0), [`config`],
+//!   [`auth`] (tokens and roles), [`error`] (the one error type, problem+json) and
+//!   [`metrics`] (the registry the relay and projector add their counters to).
 //!
 //! Handlers are thin: extract → build a domain command from parsed types → run it through
 //! [`oms_store::Commands`] → map the result. This crate depends on the store (and through it
 //! the domain and the projections); only the `oms` binary depends on it.
 
-pub mod audit;
+mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod extract;
+mod extract;
 pub mod metrics;
-pub mod openapi;
-pub mod ops;
-pub mod orders;
-pub mod purchase_orders;
-pub mod queries;
-pub mod rate_limit;
-pub mod reference;
-pub mod reply;
-pub mod sales_orders;
-pub mod tenants;
+mod openapi;
+mod ops;
+mod orders;
+mod purchase_orders;
+mod queries;
+mod rate_limit;
+mod reference;
+mod reply;
+mod sales_orders;
+mod tenants;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};

@@ -17,7 +17,7 @@ use super::AppState;
 use crate::auth::Permission;
 use oms_domain::NumberSeries;
 use oms_store::idempotency::Reply;
-use oms_store::pipeline::{Loaded, OmsAggregate};
+use oms_store::{Loaded, OmsAggregate};
 
 /// `{reason}` for reject and cancel.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -182,8 +182,8 @@ where
     match outcome {
         Ok(outcome) => {
             match &outcome {
-                oms_store::pipeline::Executed::Fresh { .. } => state.metrics.committed(),
-                oms_store::pipeline::Executed::Replayed(_) => state.metrics.replayed(),
+                oms_store::Executed::Fresh { .. } => state.metrics.committed(),
+                oms_store::Executed::Replayed(_) => state.metrics.replayed(),
             }
             Ok(executed(outcome))
         }

@@ -17,7 +17,7 @@ use super::reply::executed;
 use super::AppState;
 use crate::auth::Permission;
 use oms_store::idempotency::Reply;
-use oms_store::pipeline::{Loaded, OmsAggregate};
+use oms_store::{Loaded, OmsAggregate};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

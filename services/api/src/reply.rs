@@ -6,7 +6,7 @@ use axum::Json;
 use serde_json::Value;
 
 use oms_store::idempotency::Reply;
-use oms_store::pipeline::Executed;
+use oms_store::Executed;
 
 /// Sends a recorded or fresh reply; a replay carries `Idempotent-Replayed: true`.
 pub fn send(reply: Reply, replayed: bool) -> Response {

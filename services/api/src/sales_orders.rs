@@ -25,7 +25,7 @@ use super::orders::{
 use super::AppState;
 use crate::auth::Permission;
 use oms_domain::NumberSeries;
-use oms_store::pipeline::Loaded;
+use oms_store::Loaded;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -5,7 +5,7 @@
 //!
 //! - [`Projector`] (`projector.rs`): one durable pull consumer per projection, and the sweeper
 //!   that catches up, from the store, any (projection, tenant) that stopped moving.
-//! - [`apply`]: one event (with its gap fill) or a catch-up, each in a transaction with the
+//! - `apply.rs` ([`apply_event`], [`catch_up`]): one event (with its gap fill) or a catch-up, each in a transaction with the
 //!   (projection, tenant) checkpoint of `oms_projections::checkpoints`.
 //! - [`replay`]: `oms replay` — a rebuild of a projection for a tenant, swapped in at commit.
 //!
@@ -13,7 +13,7 @@
 //! `checkpoint + 1`, and anything missing is read from the event store. It depends on the store
 //! and the projections; the relay, on the other side of NATS, is not known here.
 
-pub mod apply;
+mod apply;
 mod projector;
 pub mod replay;
 

@@ -7,7 +7,7 @@
 //!   checkpoint, publish its next events with their `Nats-Msg-Id`, wait for the acks, move the
 //!   checkpoint. The checkpoint table (`relay_checkpoints`) is this crate's; events are read
 //!   through [`oms_store::EventStore`].
-//! - [`stream`]: the stream, the subjects and message ids. An event travels as the store's
+//! - `stream.rs` ([`ensure_stream`], [`subject`], [`message_id`]): the stream, the subjects and message ids. An event travels as the store's
 //!   envelope, `oms_store::StoredEvent`, in its serde form.
 //! - [`anchors`]: the anchors' stream, the [`anchors::Anchorer`] that publishes them, and the
 //!   reader an auditor's verification uses.
@@ -16,7 +16,7 @@
 
 pub mod anchors;
 mod relay;
-pub mod stream;
+mod stream;
 
 pub use relay::{Relay, RelayConfig, RelayError, RelayMetrics, NOTIFY_CHANNEL};
 pub use stream::{ensure_stream, message_id, subject};

@@ -6,12 +6,13 @@
 //!
 //! The flow of a command through this crate, in the order a reader meets it:
 //!
-//! - [`pipeline`]: runs one command in one transaction — idempotency lookup, load, If-Match,
-//!   number assignment, the aggregate's `handle` (with [`lookups`] through the same
-//!   transaction), append, idempotency record, commit.
+//! - [`Commands`] (`pipeline.rs`): runs one command in one transaction — idempotency lookup,
+//!   load, If-Match, number assignment, the aggregate's `handle` (with [`TxLookups`] through
+//!   the same transaction), append, idempotency record, commit.
 //! - [`EventStore`] (`event_store.rs`): appends with gapless per-tenant positions (the tenant's
-//!   head row is taken last, just before commit) and reads streams back; [`event`] holds the
-//!   rows it stores and what an append returns or refuses; [`hash`] the per-tenant chain.
+//!   head row is taken last, just before commit) and reads events back; `event.rs` holds
+//!   [`StoredEvent`], the one envelope, and what an append returns or refuses; [`hash`] the
+//!   per-tenant chain.
 //! - [`idempotency`], [`tenants`]: the per-tenant tables written beside the events.
 //! - [`repository`]: cqrs-es's `PersistedEventRepository` over the same store, so cqrs-es's own
 //!   framework runs on it too; [`aggregates`] says which unique keys each aggregate's events
@@ -26,20 +27,23 @@
 
 pub mod aggregates;
 pub mod audit;
-pub mod event;
+mod event;
 mod event_store;
 pub mod hash;
 pub mod idempotency;
-pub mod lookups;
+mod lookups;
 pub mod migrate;
-pub mod pipeline;
+mod pipeline;
 pub mod progress;
 pub mod repository;
 pub mod tenants;
 
-pub use event::{AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent};
+pub use event::{
+    format_timestamp, AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent,
+};
 pub use event_store::EventStore;
 pub use hash::GENESIS;
+pub use lookups::{SharedTx, TxLookups};
 pub use pipeline::{Actor, CommandContext, CommandError, Commands, Executed, Loaded, OmsAggregate};
 
 /// The series a command may take a number from (defined by the domain, counted here).
