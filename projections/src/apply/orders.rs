@@ -4,6 +4,7 @@
 use cqrs_es::Aggregate;
 use oms_domain::purchase_order::{PurchaseOrder, PURCHASE_ORDER_TYPE};
 use oms_domain::sales_order::{SalesOrder, SALES_ORDER_TYPE};
+use oms_domain::values::CreditTerms;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 
@@ -51,7 +52,28 @@ impl OrderKind for PurchaseOrder {
         let dates = self.receipts.iter().map(|r| r.received_on);
         row.insert("first_received_on".into(), json!(dates.clone().min()));
         row.insert("last_received_on".into(), json!(dates.max()));
+        row.insert("due_dates".into(), Value::Object(due_dates(self)));
     }
+}
+
+/// The key of `due_dates` for a supplier without credit terms.
+const NO_CREDIT_TERMS: &str = "none";
+
+/// The purchase order's due date under each credit terms its supplier may have, keyed by
+/// the terms' word (and [`NO_CREDIT_TERMS`]), as the domain decides it.
+///
+/// All of them, because the terms belong to the supplier: another aggregate, kept by another
+/// projection with its own checkpoint, whose terms may change after the order. The payables
+/// view picks the date of the supplier's current terms, so it follows a change of terms at
+/// once and never works the rule out in SQL.
+fn due_dates(order: &PurchaseOrder) -> Map<String, Value> {
+    std::iter::once(None)
+        .chain(CreditTerms::ALL.iter().copied().map(Some))
+        .map(|terms| {
+            let key = terms.map_or(NO_CREDIT_TERMS, |terms| terms.as_str());
+            (key.to_owned(), json!(order.due_date(terms)))
+        })
+        .collect()
 }
 
 impl OrderKind for SalesOrder {

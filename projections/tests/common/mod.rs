@@ -57,6 +57,39 @@ pub struct Db {
 impl Db {
     /// Creates an empty database and runs every migration on it.
     pub async fn fresh() -> Db {
+        let db = Self::empty().await;
+        db.migrate().await;
+        db
+    }
+
+    /// Creates an empty database and runs the migrations numbered below `version` on it, to
+    /// see what migration `version` does to rows written before it.
+    pub async fn fresh_before(version: i64) -> Db {
+        let db = Self::empty().await;
+        let mut migrator = sqlx::migrate!("../migrations");
+        let earlier: Vec<_> = migrator
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect();
+        migrator.migrations = earlier.into();
+        migrator
+            .run(&db.pool)
+            .await
+            .expect("the earlier migrations apply");
+        db
+    }
+
+    /// Runs every migration that has not run yet.
+    pub async fn migrate(&self) {
+        sqlx::migrate!("../migrations")
+            .run(&self.pool)
+            .await
+            .expect("the migrations apply");
+    }
+
+    /// Creates an empty database.
+    async fn empty() -> Db {
         let name = format!("oms_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url())
             .await
@@ -71,10 +104,6 @@ impl Db {
             .connect_with(options(&name))
             .await
             .expect("connect to the test database");
-        sqlx::migrate!("../migrations")
-            .run(&pool)
-            .await
-            .expect("the migrations apply");
         Db { name, pool }
     }
 
