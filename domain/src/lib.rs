@@ -1,8 +1,8 @@
 //! Orders domain: aggregates, commands, events and value types for an event-sourced,
 //! multi-tenant order-management service for meat traders.
 //!
-//! The crate is pure: no I/O, nothing of HTTP, SQL or NATS. It decides; the services crate
-//! stores, relays, projects and serves. Every business rule lives in an aggregate's
+//! The crate is pure: no I/O, nothing of HTTP, SQL or NATS. It decides; the crates under
+//! `services/` store, relay, project and serve. Every business rule lives in an aggregate's
 //! `handle`, which validates everything first and only then writes events; `apply` only
 //! assigns. Events are past tense and carry the derived facts (line amounts, totals, amount
 //! due, payment status) so that read models stay simple.

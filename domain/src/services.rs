@@ -1,6 +1,7 @@
 //! What aggregates may consult while deciding: lookups of other aggregates and the date.
 //!
-//! The domain defines these traits; the services crate implements them over read models.
+//! The domain defines these traits; oms-store implements them over the event store, inside a
+//! command's own transaction.
 //! [`InMemoryLookups`] and [`FixedClock`] serve the domain's own tests and examples.
 
 use std::collections::{HashMap, HashSet};
