@@ -47,7 +47,7 @@ fn require_platform(claims: &crate::auth::Claims) -> Result<(), ApiError> {
 impl From<TenantError> for ApiError {
     fn from(err: TenantError) -> Self {
         match err {
-            TenantError::Invalid { field, message } => ApiError::invalid(field, message),
+            TenantError::Invalid(err) => ApiError::invalid(err.field, err.message),
             TenantError::SlugTaken(slug) => ApiError::Conflict {
                 detail: format!("the slug {slug} is taken"),
                 errors: vec![super::error::FieldProblem {

@@ -2,6 +2,8 @@
 //! row in `tenant_heads` (position 0, the genesis hash), created together.
 
 use chrono::{DateTime, Utc};
+use oms_domain::error::FieldError;
+use oms_domain::values::{TenantName, TenantSlug};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -24,14 +26,9 @@ pub struct Tenant {
 /// Why a tenant was not created.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
-    /// The name is empty or the slug is not `[a-z0-9][a-z0-9-]*`, at most 63 characters.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// `name` or `slug`.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
+    /// The name or the slug breaks the domain's rules (`TenantName`, `TenantSlug`).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
     /// Another tenant has the slug.
     #[error("the slug {0} is taken")]
     SlugTaken(String),
@@ -76,27 +73,9 @@ pub async fn create_keyed(
     Ok(idempotency::finish(tx, pool, PLATFORM, key, render(&tenant)).await?)
 }
 
-/// Checks a tenant's name and slug.
-pub fn validate(name: &str, slug: &str) -> Result<(), TenantError> {
-    if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(TenantError::Invalid {
-            field: "name",
-            message: "must be 1 to 200 characters".into(),
-        });
-    }
-    let valid_slug = !slug.is_empty()
-        && slug.len() <= 63
-        && slug.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid_slug {
-        return Err(TenantError::Invalid {
-            field: "slug",
-            message: "must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters".into(),
-        });
-    }
-    Ok(())
+/// Checks a tenant's name and slug against the domain's rules.
+pub fn validate(name: &str, slug: &str) -> Result<(TenantName, TenantSlug), TenantError> {
+    Ok((TenantName::parse(name)?, TenantSlug::parse(slug)?))
 }
 
 /// Creates a tenant and its head row in one transaction.
@@ -113,15 +92,15 @@ pub async fn create_in(
     name: &str,
     slug: &str,
 ) -> Result<Tenant, TenantError> {
-    validate(name, slug)?;
+    let (name, slug) = validate(name, slug)?;
     let tenant: Option<Tenant> = sqlx::query_as(
         "insert into tenants (id, name, slug) values ($1, $2, $3)
          on conflict (slug) do nothing
          returning id, name, slug, created_at",
     )
     .bind(Uuid::now_v7())
-    .bind(name.trim())
-    .bind(slug)
+    .bind(name.as_str())
+    .bind(slug.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     let tenant = tenant.ok_or_else(|| TenantError::SlugTaken(slug.to_string()))?;

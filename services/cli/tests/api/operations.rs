@@ -150,3 +150,34 @@ async fn platform_admin_creates_and_lists_tenants() {
         .unwrap();
     assert_eq!(supplier.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_tenant_name_with_a_control_character_is_422_and_creates_nothing() {
+    let app = spawn_app().await;
+    let root = app.keys.mint(
+        "root",
+        None,
+        None,
+        vec![Role::PlatformAdmin],
+        chrono::Duration::hours(1),
+    );
+    let tenants_before: i64 = sqlx::query_scalar("select count(*) from tenants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    let response = app
+        .request(Method::POST, "/api/v1/tenants", &root)
+        .json(&json!({"name": "Null\u{0}Meats", "slug": "null-meats"}))
+        .send()
+        .await
+        .unwrap();
+
+    let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+    let tenants_after: i64 = sqlx::query_scalar("select count(*) from tenants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(tenants_after, tenants_before);
+}
