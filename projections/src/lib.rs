@@ -9,10 +9,11 @@
 //!   [`Projection::apply`], one event at a time, in tenant position order.
 //! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details and
 //!   order history.
+//! - [`checkpoints`]: `read.checkpoints`, how far each projection of each tenant has applied.
 //! - [`analysts`]: analysts' read-only Postgres logins, one tenant each.
 //!
-//! The tables and views themselves are in `migrations/0002_read_models.sql`; the analysts'
-//! guide (`docs/analysts.md`) describes them.
+//! The tables and views themselves are in `migrations/` (0002 creates them; later migrations
+//! change them); the analysts' guide (`docs/analysts.md`) describes them.
 //!
 //! This crate knows nothing of NATS or HTTP. It depends on the domain (whose `apply` it reuses
 //! to fold an order's state, so a read model cannot disagree with its aggregate) and on sqlx.
