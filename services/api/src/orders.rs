@@ -115,8 +115,44 @@ impl<'a> Caller<'a> {
     }
 }
 
+/// An order aggregate as the API shows it: the document every response about it carries.
+pub trait OrderDocument: OmsAggregate
+where
+    Self::Event: oms_domain::UniqueKeys,
+{
+    /// The order document of the aggregate's state.
+    fn document(loaded: &Loaded<Self>) -> Value;
+}
+
+/// Runs an order command that takes no number (every action but create and invoice).
+pub async fn act<A>(
+    state: &AppState,
+    caller: Caller<'_>,
+    permission: Permission,
+    id: Uuid,
+    outcome: Outcome,
+    make: impl Fn(Option<String>) -> A::Command,
+) -> Result<Response, ApiError>
+where
+    A: OrderDocument,
+    A::Event: oms_domain::UniqueKeys,
+{
+    run::<A, _>(
+        state,
+        OrderCommand {
+            caller,
+            permission,
+            id,
+            number: None,
+            outcome,
+            make,
+        },
+    )
+    .await
+}
+
 /// One order command, as a handler hands it to [`run`].
-pub struct OrderCommand<'a, A, F> {
+pub struct OrderCommand<'a, F> {
     /// Who sent it.
     pub caller: Caller<'a>,
     /// What the caller's roles must allow.
@@ -127,19 +163,14 @@ pub struct OrderCommand<'a, A, F> {
     pub number: Option<NumberSeries>,
     /// How success is answered.
     pub outcome: Outcome,
-    /// The document the response carries.
-    pub view: fn(&Loaded<A>) -> Value,
     /// Builds the domain command, given the number taken from `number`.
     pub make: F,
 }
 
 /// One order command: role check, context, pipeline, reply with the state after it.
-pub async fn run<A, F>(
-    state: &AppState,
-    command: OrderCommand<'_, A, F>,
-) -> Result<Response, ApiError>
+pub async fn run<A, F>(state: &AppState, command: OrderCommand<'_, F>) -> Result<Response, ApiError>
 where
-    A: OmsAggregate,
+    A: OrderDocument,
     A::Event: oms_domain::UniqueKeys,
     F: Fn(Option<String>) -> A::Command,
 {
@@ -149,7 +180,6 @@ where
         id,
         number,
         outcome,
-        view,
         make,
     } = command;
     let Caller { user, headers, raw } = caller;
@@ -158,7 +188,7 @@ where
     let outcome = state
         .commands
         .execute::<A, _, _>(&ctx, id, number, make, |loaded, position| {
-            let mut body = view(loaded);
+            let mut body = A::document(loaded);
             with_position(&mut body, position);
             let mut headers = vec![("etag".to_string(), format!("\"{}\"", loaded.version))];
             let status = match outcome {
@@ -205,10 +235,9 @@ pub async fn show<A>(
     id: Uuid,
     params: &BTreeMap<String, String>,
     resource: oms_projections::queries::Resource,
-    view: fn(&Loaded<A>) -> Value,
 ) -> Result<Response, ApiError>
 where
-    A: OmsAggregate,
+    A: OrderDocument,
     A::Event: oms_domain::UniqueKeys,
 {
     user.require(Permission::Read)?;
@@ -226,7 +255,7 @@ where
             "no order {id} existed at {as_of}"
         )));
     }
-    Ok(document(view(&loaded), loaded.version))
+    Ok(document(A::document(&loaded), loaded.version))
 }
 
 /// The endpoints purchase and sales orders share, generated for one kind of order: list,
@@ -275,7 +304,7 @@ macro_rules! shared_order_endpoints {
             ApiPath(id): ApiPath<Uuid>,
             ApiQuery(params): ApiQuery<std::collections::BTreeMap<String, String>>,
         ) -> Result<Response, ApiError> {
-            orders::show::<$aggregate>(&state, &user, id, &params, oms_projections::queries::Resource::$resource, view).await
+            orders::show::<$aggregate>(&state, &user, id, &params, oms_projections::queries::Resource::$resource).await
         }
 
         /// The order's history: one entry per event, oldest first, with actor, summary and
@@ -319,7 +348,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<$header_patch>,
         ) -> Result<Response, ApiError> {
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::ChangeHeader(body.value.clone())
             })
             .await
@@ -336,7 +365,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<$line_request>,
         ) -> Result<Response, ApiError> {
             let line = new_line(body.value.clone());
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Added, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Added, |_| {
                 $command::AddLine(line.clone())
             })
             .await
@@ -353,7 +382,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<$line_patch>,
         ) -> Result<Response, ApiError> {
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::ChangeLine { line_id, patch: body.value.clone() }
             })
             .await
@@ -368,7 +397,7 @@ macro_rules! shared_order_endpoints {
             ApiPath((id, line_id)): ApiPath<(Uuid, Uuid)>,
             headers: CommandHeaders,
         ) -> Result<Response, ApiError> {
-            act(&state, Caller::new(&user, &headers, b""), Permission::Operate, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, b""), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::RemoveLine { line_id }
             })
             .await
@@ -384,7 +413,7 @@ macro_rules! shared_order_endpoints {
             headers: CommandHeaders,
             body: JsonBody<ReasonRequest>,
         ) -> Result<Response, ApiError> {
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
                 $command::Cancel { reason: body.value.reason.clone() }
             })
             .await
@@ -401,7 +430,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<PaymentRequest>,
         ) -> Result<Response, ApiError> {
             let payment_id = Uuid::now_v7();
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
                 $command::RecordPayment(oms_domain::order::NewPayment {
                     payment_id,
                     amount: body.value.amount,
@@ -424,7 +453,7 @@ macro_rules! shared_order_endpoints {
             body: JsonBody<NoteRequest>,
         ) -> Result<Response, ApiError> {
             let note_id = Uuid::now_v7();
-            act(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Operate, id, Outcome::Changed, |_| {
                 $command::AddNote { note_id, text: body.value.text.clone() }
             })
             .await

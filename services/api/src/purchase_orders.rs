@@ -144,9 +144,11 @@ pub struct PurchaseLineRequest {
     pub description: Option<LongText>,
 }
 
-/// The order document (what every response about the order carries).
-pub fn view(loaded: &Loaded<PurchaseOrder>) -> Value {
-    oms_projections::documents::purchase_order(&loaded.aggregate, &loaded.stamp())
+impl orders::OrderDocument for PurchaseOrder {
+    /// The order document (what every response about the order carries).
+    fn document(loaded: &Loaded<Self>) -> Value {
+        oms_projections::documents::purchase_order(&loaded.aggregate, &loaded.stamp())
+    }
 }
 
 fn new_line(line: PurchaseLineRequest) -> NewLine {
@@ -158,43 +160,6 @@ fn new_line(line: PurchaseLineRequest) -> NewLine {
         quantity: line.quantity,
         description: line.description,
     }
-}
-
-/// Runs a PurchaseOrder command that takes no number.
-async fn act(
-    state: &AppState,
-    caller: Caller<'_>,
-    permission: Permission,
-    id: Uuid,
-    outcome: Outcome,
-    make: impl Fn(Option<String>) -> PurchaseOrderCommand,
-) -> Result<Response, ApiError> {
-    act_numbered(state, caller, permission, id, None, outcome, make).await
-}
-
-/// [`act`] for a command that takes a number from `number` (create, invoice).
-async fn act_numbered(
-    state: &AppState,
-    caller: Caller<'_>,
-    permission: Permission,
-    id: Uuid,
-    number: Option<NumberSeries>,
-    outcome: Outcome,
-    make: impl Fn(Option<String>) -> PurchaseOrderCommand,
-) -> Result<Response, ApiError> {
-    orders::run::<PurchaseOrder, _>(
-        state,
-        orders::OrderCommand {
-            caller,
-            permission,
-            id,
-            number,
-            outcome,
-            view,
-            make,
-        },
-    )
-    .await
 }
 
 /// Creates a draft purchase order.
@@ -231,25 +196,27 @@ pub async fn create(
     };
     let given = request.order_number.clone();
     let number = given.is_none().then_some(NumberSeries::PURCHASE_ORDER);
-    act_numbered(
+    orders::run::<PurchaseOrder, _>(
         &state,
-        Caller::new(&user, &headers, &body.raw),
-        Permission::Operate,
-        Uuid::now_v7(),
-        number,
-        Outcome::Created {
-            collection: COLLECTION,
-        },
-        |assigned| {
-            let order_number = given.clone().unwrap_or_else(|| {
-                OrderNumber::parse(assigned.as_deref().unwrap_or_default())
-                    .expect("assigned numbers are valid order numbers")
-            });
-            PurchaseOrderCommand::Create(NewPurchaseOrder {
-                order_number,
-                header: header.clone(),
-                lines: lines.clone(),
-            })
+        orders::OrderCommand {
+            caller: Caller::new(&user, &headers, &body.raw),
+            permission: Permission::Operate,
+            id: Uuid::now_v7(),
+            number,
+            outcome: Outcome::Created {
+                collection: COLLECTION,
+            },
+            make: |assigned: Option<String>| {
+                let order_number = given.clone().unwrap_or_else(|| {
+                    OrderNumber::parse(assigned.as_deref().unwrap_or_default())
+                        .expect("assigned numbers are valid order numbers")
+                });
+                PurchaseOrderCommand::Create(NewPurchaseOrder {
+                    order_number,
+                    header: header.clone(),
+                    lines: lines.clone(),
+                })
+            },
         },
     )
     .await
@@ -267,7 +234,7 @@ macro_rules! simple_action {
             headers: CommandHeaders,
             body: JsonBody<EmptyRequest>,
         ) -> Result<Response, ApiError> {
-            act(&state, Caller::new(&user, &headers, &body.raw), $permission, id, Outcome::Changed, |_| $command).await
+            orders::act::<PurchaseOrder>(&state, Caller::new(&user, &headers, &body.raw), $permission, id, Outcome::Changed, |_| $command).await
         }
     };
 }
@@ -292,7 +259,7 @@ pub async fn reject(
     headers: CommandHeaders,
     body: JsonBody<ReasonRequest>,
 ) -> Result<Response, ApiError> {
-    act(
+    orders::act::<PurchaseOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Manage,
@@ -316,7 +283,7 @@ pub async fn record_receipt(
     body: JsonBody<ReceiptRequest>,
 ) -> Result<Response, ApiError> {
     let receipt_id = Uuid::now_v7();
-    act(
+    orders::act::<PurchaseOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Operate,

@@ -161,9 +161,11 @@ pub struct SalesLineRequest {
     pub source_purchase_order_id: Option<Uuid>,
 }
 
-/// The order document (what every response about the order carries).
-pub fn view(loaded: &Loaded<SalesOrder>) -> Value {
-    oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
+impl orders::OrderDocument for SalesOrder {
+    /// The order document (what every response about the order carries).
+    fn document(loaded: &Loaded<Self>) -> Value {
+        oms_projections::documents::sales_order(&loaded.aggregate, &loaded.stamp())
+    }
 }
 
 fn new_line(line: SalesLineRequest) -> NewLine {
@@ -176,43 +178,6 @@ fn new_line(line: SalesLineRequest) -> NewLine {
         description: line.description,
         source_purchase_order_id: line.source_purchase_order_id,
     }
-}
-
-/// Runs a SalesOrder command that takes no number.
-async fn act(
-    state: &AppState,
-    caller: Caller<'_>,
-    permission: Permission,
-    id: Uuid,
-    outcome: Outcome,
-    make: impl Fn(Option<String>) -> SalesOrderCommand,
-) -> Result<Response, ApiError> {
-    act_numbered(state, caller, permission, id, None, outcome, make).await
-}
-
-/// [`act`] for a command that takes a number from `number` (create, invoice).
-async fn act_numbered(
-    state: &AppState,
-    caller: Caller<'_>,
-    permission: Permission,
-    id: Uuid,
-    number: Option<NumberSeries>,
-    outcome: Outcome,
-    make: impl Fn(Option<String>) -> SalesOrderCommand,
-) -> Result<Response, ApiError> {
-    orders::run::<SalesOrder, _>(
-        state,
-        orders::OrderCommand {
-            caller,
-            permission,
-            id,
-            number,
-            outcome,
-            view,
-            make,
-        },
-    )
-    .await
 }
 
 /// Creates a draft sales order.
@@ -246,25 +211,27 @@ pub async fn create(
     };
     let given = request.order_number.clone();
     let number = given.is_none().then_some(NumberSeries::SALES_ORDER);
-    act_numbered(
+    orders::run::<SalesOrder, _>(
         &state,
-        Caller::new(&user, &headers, &body.raw),
-        Permission::Operate,
-        Uuid::now_v7(),
-        number,
-        Outcome::Created {
-            collection: COLLECTION,
-        },
-        |assigned| {
-            let order_number = given.clone().unwrap_or_else(|| {
-                OrderNumber::parse(assigned.as_deref().unwrap_or_default())
-                    .expect("assigned numbers are valid order numbers")
-            });
-            SalesOrderCommand::Create(NewSalesOrder {
-                order_number,
-                header: header.clone(),
-                lines: lines.clone(),
-            })
+        orders::OrderCommand {
+            caller: Caller::new(&user, &headers, &body.raw),
+            permission: Permission::Operate,
+            id: Uuid::now_v7(),
+            number,
+            outcome: Outcome::Created {
+                collection: COLLECTION,
+            },
+            make: |assigned: Option<String>| {
+                let order_number = given.clone().unwrap_or_else(|| {
+                    OrderNumber::parse(assigned.as_deref().unwrap_or_default())
+                        .expect("assigned numbers are valid order numbers")
+                });
+                SalesOrderCommand::Create(NewSalesOrder {
+                    order_number,
+                    header: header.clone(),
+                    lines: lines.clone(),
+                })
+            },
         },
     )
     .await
@@ -280,7 +247,7 @@ pub async fn confirm(
     headers: CommandHeaders,
     body: JsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
-    act(
+    orders::act::<SalesOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
@@ -301,7 +268,7 @@ pub async fn close(
     headers: CommandHeaders,
     body: JsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
-    act(
+    orders::act::<SalesOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Manage,
@@ -322,7 +289,7 @@ pub async fn ship(
     headers: CommandHeaders,
     body: JsonBody<ShipRequest>,
 ) -> Result<Response, ApiError> {
-    act(
+    orders::act::<SalesOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
@@ -357,7 +324,7 @@ pub async fn deliver(
     headers: CommandHeaders,
     body: JsonBody<DeliverRequest>,
 ) -> Result<Response, ApiError> {
-    act(
+    orders::act::<SalesOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
         Permission::Operate,
@@ -382,20 +349,22 @@ pub async fn invoice(
 ) -> Result<Response, ApiError> {
     let given = body.value.invoice_number.clone();
     let number = given.is_none().then_some(NumberSeries::INVOICE);
-    act_numbered(
+    orders::run::<SalesOrder, _>(
         &state,
-        Caller::new(&user, &headers, &body.raw),
-        Permission::Manage,
-        id,
-        number,
-        Outcome::Changed,
-        |assigned| SalesOrderCommand::Invoice {
-            invoice_number: given.clone().unwrap_or_else(|| {
-                InvoiceNumber::parse(assigned.as_deref().unwrap_or_default())
-                    .expect("assigned numbers are valid invoice numbers")
-            }),
-            invoice_date: body.value.invoice_date,
-            due_date: body.value.due_date,
+        orders::OrderCommand {
+            caller: Caller::new(&user, &headers, &body.raw),
+            permission: Permission::Manage,
+            id,
+            number,
+            outcome: Outcome::Changed,
+            make: |assigned: Option<String>| SalesOrderCommand::Invoice {
+                invoice_number: given.clone().unwrap_or_else(|| {
+                    InvoiceNumber::parse(assigned.as_deref().unwrap_or_default())
+                        .expect("assigned numbers are valid invoice numbers")
+                }),
+                invoice_date: body.value.invoice_date,
+                due_date: body.value.due_date,
+            },
         },
     )
     .await
