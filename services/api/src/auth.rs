@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A role from shared/DOMAIN.md's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[clap(rename_all = "snake_case")]
 pub enum Role {
     /// Reads orders, reference data, history.
     Readonly,
@@ -38,6 +37,20 @@ pub enum Permission {
     Manage,
     /// Create and list tenants.
     Platform,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// A role by its name in tokens (`readonly`, `auditor`, `user`, `manager`, `admin`,
+    /// `platform_admin`), so the command line and tokens spell roles alike.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+            format!(
+                "unknown role {name:?}: use readonly, auditor, user, manager, admin or platform_admin"
+            )
+        })
+    }
 }
 
 impl Role {
@@ -156,6 +169,14 @@ impl TokenKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_parse_by_their_token_names_only() {
+        assert_eq!("platform_admin".parse::<Role>(), Ok(Role::PlatformAdmin));
+        assert_eq!("readonly".parse::<Role>(), Ok(Role::Readonly));
+        assert!("owner".parse::<Role>().unwrap_err().contains("owner"));
+        assert!("Admin".parse::<Role>().is_err());
+    }
 
     #[test]
     fn only_managers_and_admins_manage() {

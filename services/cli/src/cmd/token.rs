@@ -16,8 +16,8 @@ pub struct TokenArgs {
     /// The actor's display name.
     #[arg(long)]
     name: Option<String>,
-    /// Roles, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "admin")]
+    /// Roles, comma-separated: readonly, auditor, user, manager, admin, platform_admin.
+    #[arg(long, value_delimiter = ',', default_value = "admin")]
     roles: Vec<Role>,
     /// Hours until it expires.
     #[arg(long, default_value_t = 24)]
