@@ -13,6 +13,29 @@ use crate::error::{DomainError, FieldError};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{Money, NoteText, PaymentMethod, ShortText};
 
+/// The most lines one order may carry. Every line is in the order's document, in every list
+/// page that shows the order and, on a create, in one event; an unbounded count would let one
+/// request make an event too large to deliver and a document too large to page through.
+/// Five hundred is far above any load a trader books on one order.
+pub const MAX_LINES_PER_ORDER: usize = 500;
+
+/// The most notes one order may carry, for the same reason as [`MAX_LINES_PER_ORDER`]: each
+/// note stays in the order's document for ever.
+pub const MAX_NOTES_PER_ORDER: usize = 1_000;
+
+/// The earliest date an order accepts (`0001-01-01`): dates are `YYYY-MM-DD` with a
+/// four-digit year, and a date outside them could not be stored or shown as such.
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(date) => date,
+    None => panic!("0001-01-01 is a date"),
+};
+
+/// The latest date an order accepts (`9999-12-31`), see [`EARLIEST_DATE`].
+pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(date) => date,
+    None => panic!("9999-12-31 is a date"),
+};
+
 /// A payment to record against an order.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NewPayment {
@@ -128,6 +151,45 @@ pub(crate) fn check_delivery_date(
     }
 }
 
+/// Checks that each date given is within [`EARLIEST_DATE`]..=[`LATEST_DATE`]: JSON reads
+/// dates with five-digit and negative years too, which neither `YYYY-MM-DD` nor the read
+/// models can hold, and due dates computed from them could overflow.
+pub(crate) fn check_dates<'a>(
+    checks: &mut Checks,
+    dates: impl IntoIterator<Item = (&'a str, Option<NaiveDate>)>,
+) {
+    for (field, date) in dates {
+        if date.is_some_and(|d| !(EARLIEST_DATE..=LATEST_DATE).contains(&d)) {
+            checks.add(field, "must be a date from 0001-01-01 to 9999-12-31");
+        }
+    }
+}
+
+/// Refuses an order of `count` lines when that is more than [`MAX_LINES_PER_ORDER`]; the
+/// error names `lines`, the field that holds them. Checked before anything else about the
+/// lines, so an oversized request costs no lookups.
+pub(crate) fn check_line_count(count: usize) -> Result<(), DomainError> {
+    if count > MAX_LINES_PER_ORDER {
+        return Err(DomainError::invalid(
+            "lines",
+            format!("an order may have at most {MAX_LINES_PER_ORDER} lines"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a note that would take an order past [`MAX_NOTES_PER_ORDER`]; the error names
+/// `notes`, the order's list of notes.
+pub(crate) fn check_note_count(existing: usize) -> Result<(), DomainError> {
+    if existing >= MAX_NOTES_PER_ORDER {
+        return Err(DomainError::invalid(
+            "notes",
+            format!("an order may have at most {MAX_NOTES_PER_ORDER} notes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a payment against what is outstanding, today's date and earlier payments.
 pub(crate) fn check_payment(
     payment: &NewPayment,
@@ -150,6 +212,7 @@ pub(crate) fn check_payment(
     if payment.paid_on > today {
         checks.add("paid_on", "must not be in the future");
     }
+    check_dates(&mut checks, [("paid_on", Some(payment.paid_on))]);
     checks.finish()
 }
 

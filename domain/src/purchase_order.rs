@@ -23,7 +23,10 @@ use uuid::Uuid;
 
 use crate::changes::{diff, Changes};
 use crate::error::DomainError;
-use crate::order::{check_delivery_date, check_payment, repeated_positions, Checks};
+use crate::order::{
+    check_dates, check_delivery_date, check_line_count, check_note_count, check_payment,
+    repeated_positions, Checks,
+};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
     choice, patchable, CreditTerms, Currency, Logistics, LongText, Money, NoteText, NumberSeries,
@@ -32,7 +35,7 @@ use crate::values::{
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
-pub use crate::order::{NewPayment, Note, Payment};
+pub use crate::order::{NewPayment, Note, Payment, MAX_LINES_PER_ORDER, MAX_NOTES_PER_ORDER};
 
 /// Aggregate type of purchase orders in the event store.
 pub const PURCHASE_ORDER_TYPE: &str = "purchase_order";
@@ -649,11 +652,13 @@ impl PurchaseOrder {
                     }
                 }
                 check_delivery_date(&mut checks, header.order_date, header.delivery_date);
+                check_header_dates(&mut checks, &header);
                 checks.finish()?;
                 PurchaseOrderEvent::HeaderChanged { changes, header }
             }
             PurchaseOrderCommand::AddLine(new) => {
                 self.require("add a line to", &[S::Draft])?;
+                check_line_count(self.lines.len() + 1)?;
                 let mut checks = Checks::new();
                 checks.require(
                     self.line(new.line_id).is_none(),
@@ -783,6 +788,7 @@ impl PurchaseOrder {
             }
             PurchaseOrderCommand::AddNote { note_id, text } => {
                 self.current_status()?;
+                check_note_count(self.notes.len())?;
                 if self.notes.iter().any(|n| n.note_id == note_id) {
                     return Err(DomainError::invalid(
                         "note_id",
@@ -816,6 +822,7 @@ impl PurchaseOrder {
         if self.exists() {
             return Err(DomainError::AlreadyExists);
         }
+        check_line_count(new.lines.len())?;
         let header = &new.header;
         let mut checks = Checks::new();
         checks
@@ -837,6 +844,7 @@ impl PurchaseOrder {
                 .await?;
         }
         check_delivery_date(&mut checks, header.order_date, header.delivery_date);
+        check_header_dates(&mut checks, header);
         for i in repeated_positions(new.lines.iter().map(|l| l.line_id)) {
             checks.add(
                 format!("lines[{i}].line_id"),
@@ -878,6 +886,7 @@ impl PurchaseOrder {
         if inputs.is_empty() {
             checks.add("lines", "must name at least one line");
         }
+        check_dates(&mut checks, [("received_on", Some(received_on))]);
         let repeated = repeated_positions(inputs.iter().map(|l| l.line_id));
         let mut received = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
@@ -917,6 +926,18 @@ impl PurchaseOrder {
             payment_status: PaymentStatus::of(self.amount_paid, received_total),
         })
     }
+}
+
+/// Checks the header's dates against the range every order date must be in.
+fn check_header_dates(checks: &mut Checks, header: &PurchaseOrderHeader) {
+    check_dates(
+        checks,
+        [
+            ("order_date", Some(header.order_date)),
+            ("pickup_date", header.pickup_date),
+            ("delivery_date", header.delivery_date),
+        ],
+    );
 }
 
 /// A line's running totals after receiving `input`, or the field that would overflow.

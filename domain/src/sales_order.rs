@@ -20,7 +20,10 @@ use uuid::Uuid;
 
 use crate::changes::{diff, Changes};
 use crate::error::DomainError;
-use crate::order::{check_delivery_date, check_payment, repeated_positions, Checks};
+use crate::order::{
+    check_dates, check_delivery_date, check_line_count, check_note_count, check_payment,
+    repeated_positions, Checks,
+};
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
     choice, patchable, Currency, InvoiceNumber, LongText, Money, NoteText, NumberSeries,
@@ -29,7 +32,7 @@ use crate::values::{
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
-pub use crate::order::{NewPayment, Note, Payment};
+pub use crate::order::{NewPayment, Note, Payment, MAX_LINES_PER_ORDER, MAX_NOTES_PER_ORDER};
 
 /// Aggregate type of sales orders in the event store.
 pub const SALES_ORDER_TYPE: &str = "sales_order";
@@ -662,11 +665,13 @@ impl SalesOrder {
                     }
                 }
                 check_delivery_date(&mut checks, header.order_date, header.delivery_date);
+                check_header_dates(&mut checks, &header);
                 checks.finish()?;
                 SalesOrderEvent::HeaderChanged { changes, header }
             }
             SalesOrderCommand::AddLine(new) => {
                 self.require("add a line to", &[S::Draft])?;
+                check_line_count(self.lines.len() + 1)?;
                 let mut checks = Checks::new();
                 checks.require(
                     self.line(new.line_id).is_none(),
@@ -757,6 +762,9 @@ impl SalesOrder {
             }
             SalesOrderCommand::Deliver { delivered_on } => {
                 self.require("deliver", &[S::Shipped])?;
+                let mut checks = Checks::new();
+                check_dates(&mut checks, [("delivered_on", Some(delivered_on))]);
+                checks.finish()?;
                 if self
                     .shipment
                     .as_ref()
@@ -775,6 +783,15 @@ impl SalesOrder {
                 due_date,
             } => {
                 self.require("invoice", &[S::Delivered])?;
+                let mut checks = Checks::new();
+                check_dates(
+                    &mut checks,
+                    [
+                        ("invoice_date", Some(invoice_date)),
+                        ("due_date", Some(due_date)),
+                    ],
+                );
+                checks.finish()?;
                 if due_date < invoice_date {
                     return Err(DomainError::invalid(
                         "due_date",
@@ -811,6 +828,7 @@ impl SalesOrder {
             }
             SalesOrderCommand::AddNote { note_id, text } => {
                 self.current_status()?;
+                check_note_count(self.notes.len())?;
                 if self.notes.iter().any(|n| n.note_id == note_id) {
                     return Err(DomainError::invalid(
                         "note_id",
@@ -851,6 +869,7 @@ impl SalesOrder {
         if self.exists() {
             return Err(DomainError::AlreadyExists);
         }
+        check_line_count(new.lines.len())?;
         let header = &new.header;
         let mut checks = Checks::new();
         checks
@@ -872,6 +891,7 @@ impl SalesOrder {
                 .await?;
         }
         check_delivery_date(&mut checks, header.order_date, header.delivery_date);
+        check_header_dates(&mut checks, header);
         for i in repeated_positions(new.lines.iter().map(|l| l.line_id)) {
             checks.add(
                 format!("lines[{i}].line_id"),
@@ -916,6 +936,7 @@ impl SalesOrder {
         if inputs.is_empty() {
             checks.add("lines", "must name at least one line");
         }
+        check_dates(&mut checks, [("shipped_on", Some(shipped_on))]);
         let repeated = repeated_positions(inputs.iter().map(|l| l.line_id));
         let mut shipped = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
@@ -945,6 +966,18 @@ impl SalesOrder {
             amount_due: shipped_total,
         })
     }
+}
+
+/// Checks the header's dates against the range every order date must be in.
+fn check_header_dates(checks: &mut Checks, header: &SalesOrderHeader) {
+    check_dates(
+        checks,
+        [
+            ("order_date", Some(header.order_date)),
+            ("pickup_date", header.pickup_date),
+            ("delivery_date", header.delivery_date),
+        ],
+    );
 }
 
 /// Checks a line's product (if given: active) and source purchase order (if given: exists),

@@ -1111,3 +1111,161 @@ async fn due_date_applies_the_suppliers_credit_terms_to_the_reference_date() {
     );
     assert_eq!(received.due_date(None), Some(date("2024-06-12")));
 }
+
+// --- size and date limits -------------------------------------------------------------
+
+/// `count` lines of 1 LB beef at 1.00, with ids 0x10000, 0x10001, …
+fn many_lines(count: usize) -> Vec<NewLine> {
+    (0..count)
+        .map(|i| new_line(Uuid::from_u128(0x10000 + i as u128), BEEF, "1", "1"))
+        .collect()
+}
+
+fn create_with_lines(lines: Vec<NewLine>) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::Create(NewPurchaseOrder {
+        order_number: OrderNumber::assigned("PO", 1),
+        header: header(),
+        lines,
+    })
+}
+
+#[tokio::test]
+async fn create_takes_up_to_the_line_cap() {
+    let (order, events) = run(vec![create_with_lines(many_lines(MAX_LINES_PER_ORDER))]).await;
+    assert_eq!(order.lines.len(), MAX_LINES_PER_ORDER);
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn create_refuses_more_lines_than_the_cap() {
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(create_with_lines(many_lines(MAX_LINES_PER_ORDER + 1)))
+        .await
+        .then_expect_error(invalid(&[("lines", "an order may have at most 500 lines")]));
+}
+
+#[tokio::test]
+async fn add_line_refuses_the_line_past_the_cap() {
+    let given = run(vec![create_with_lines(many_lines(MAX_LINES_PER_ORDER))])
+        .await
+        .1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(given)
+        .when_async(PurchaseOrderCommand::AddLine(new_line(
+            LINE_3, BEEF, "1", "1",
+        )))
+        .await
+        .then_expect_error(invalid(&[("lines", "an order may have at most 500 lines")]));
+}
+
+#[tokio::test]
+async fn add_line_is_allowed_up_to_the_cap() {
+    let (order, events) = after(
+        vec![create_with_lines(many_lines(MAX_LINES_PER_ORDER - 1))],
+        PurchaseOrderCommand::AddLine(new_line(LINE_3, BEEF, "1", "1")),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(order.lines.len(), MAX_LINES_PER_ORDER);
+}
+
+/// The events of a draft order with `count` notes.
+async fn with_notes(count: usize) -> Vec<PurchaseOrderEvent> {
+    let mut events = history(S::Draft).await;
+    events.extend((0..count).map(|i| PurchaseOrderEvent::NoteAdded {
+        note_id: Uuid::from_u128(0x20000 + i as u128),
+        text: NoteText::parse("x").unwrap(),
+    }));
+    events
+}
+
+#[tokio::test]
+async fn add_note_refuses_the_note_past_the_cap() {
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(with_notes(MAX_NOTES_PER_ORDER).await)
+        .when_async(PurchaseOrderCommand::AddNote {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("one too many").unwrap(),
+        })
+        .await
+        .then_expect_error(invalid(&[(
+            "notes",
+            "an order may have at most 1000 notes",
+        )]));
+}
+
+#[tokio::test]
+async fn add_note_is_allowed_up_to_the_cap() {
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(with_notes(MAX_NOTES_PER_ORDER - 1).await)
+        .when_async(PurchaseOrderCommand::AddNote {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("the last one").unwrap(),
+        })
+        .await
+        .then_expect_events(vec![PurchaseOrderEvent::NoteAdded {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("the last one").unwrap(),
+        }]);
+}
+
+const OUT_OF_RANGE: &str = "must be a date from 0001-01-01 to 9999-12-31";
+
+#[tokio::test]
+async fn create_refuses_dates_outside_four_digit_years() {
+    let mut header = header();
+    header.order_date = NaiveDate::from_ymd_opt(0, 1, 1).unwrap();
+    header.pickup_date = Some(NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap());
+    header.delivery_date = Some(NaiveDate::from_ymd_opt(-262_000, 1, 1).unwrap());
+    TestFramework::<PurchaseOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::assigned("PO", 1),
+            header,
+            lines: Vec::new(),
+        }))
+        .await
+        .then_expect_error(invalid(&[
+            ("delivery_date", "must not be before the order date"),
+            ("order_date", OUT_OF_RANGE),
+            ("pickup_date", OUT_OF_RANGE),
+            ("delivery_date", OUT_OF_RANGE),
+        ]));
+}
+
+#[tokio::test]
+async fn the_calendars_edges_are_valid_order_dates() {
+    let mut header = header();
+    header.order_date = date("0001-01-01");
+    header.delivery_date = Some(date("9999-12-31"));
+    let (order, _) = run(vec![PurchaseOrderCommand::Create(NewPurchaseOrder {
+        order_number: OrderNumber::assigned("PO", 1),
+        header,
+        lines: Vec::new(),
+    })])
+    .await;
+    assert!(order.exists());
+}
+
+#[tokio::test]
+async fn receipts_and_payments_refuse_dates_outside_four_digit_years() {
+    let mut receipt = receipt(1, false, &[(LINE_1, "1")]);
+    if let PurchaseOrderCommand::RecordReceipt { received_on, .. } = &mut receipt {
+        *received_on = NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap();
+    }
+    given(S::Approved)
+        .await
+        .when_async(receipt)
+        .await
+        .then_expect_error(invalid(&[("received_on", OUT_OF_RANGE)]));
+    let mut payment = payment(1, "1.00", TODAY);
+    if let PurchaseOrderCommand::RecordPayment(new) = &mut payment {
+        new.paid_on = NaiveDate::from_ymd_opt(0, 12, 31).unwrap();
+    }
+    given(S::Approved)
+        .await
+        .when_async(payment)
+        .await
+        .then_expect_error(invalid(&[("paid_on", OUT_OF_RANGE)]));
+}

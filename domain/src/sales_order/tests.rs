@@ -792,3 +792,133 @@ async fn amount_due_follows_ordered_then_shipped_then_invoiced() {
     let text = serde_json::to_string(&closed).unwrap();
     assert_eq!(serde_json::from_str::<SalesOrder>(&text).unwrap(), closed);
 }
+
+// --- size and date limits -------------------------------------------------------------
+
+/// `count` lines of 1 LB beef at 1.00, with ids 0x10000, 0x10001, …
+fn many_lines(count: usize) -> Vec<NewLine> {
+    (0..count)
+        .map(|i| new_line(Uuid::from_u128(0x10000 + i as u128), BEEF, "1", "1", None))
+        .collect()
+}
+
+fn create_with_lines(lines: Vec<NewLine>) -> SalesOrderCommand {
+    SalesOrderCommand::Create(NewSalesOrder {
+        order_number: OrderNumber::assigned("SO", 1),
+        header: header(),
+        lines,
+    })
+}
+
+const TOO_MANY_LINES: &str = "an order may have at most 500 lines";
+
+#[tokio::test]
+async fn create_refuses_more_lines_than_the_cap_and_takes_the_cap() {
+    TestFramework::<SalesOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(create_with_lines(many_lines(MAX_LINES_PER_ORDER + 1)))
+        .await
+        .then_expect_error(invalid(&[("lines", TOO_MANY_LINES)]));
+    let (order, _) = run(vec![create_with_lines(many_lines(MAX_LINES_PER_ORDER))]).await;
+    assert_eq!(order.lines.len(), MAX_LINES_PER_ORDER);
+}
+
+#[tokio::test]
+async fn add_line_refuses_the_line_past_the_cap() {
+    given_commands(vec![create_with_lines(many_lines(MAX_LINES_PER_ORDER))])
+        .await
+        .when_async(SalesOrderCommand::AddLine(new_line(
+            LINE_3, BEEF, "1", "1", None,
+        )))
+        .await
+        .then_expect_error(invalid(&[("lines", TOO_MANY_LINES)]));
+    let (order, _) = run(vec![
+        create_with_lines(many_lines(MAX_LINES_PER_ORDER - 1)),
+        SalesOrderCommand::AddLine(new_line(LINE_3, BEEF, "1", "1", None)),
+    ])
+    .await;
+    assert_eq!(order.lines.len(), MAX_LINES_PER_ORDER);
+}
+
+#[tokio::test]
+async fn add_note_refuses_the_note_past_the_cap() {
+    let note = |i: usize| SalesOrderEvent::NoteAdded {
+        note_id: Uuid::from_u128(0x20000 + i as u128),
+        text: NoteText::parse("x").unwrap(),
+    };
+    let mut full = history(S::Invoiced).await;
+    full.extend((0..MAX_NOTES_PER_ORDER).map(note));
+    TestFramework::<SalesOrder>::with(services())
+        .given(full.clone())
+        .when_async(SalesOrderCommand::AddNote {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("one too many").unwrap(),
+        })
+        .await
+        .then_expect_error(invalid(&[(
+            "notes",
+            "an order may have at most 1000 notes",
+        )]));
+    full.pop();
+    TestFramework::<SalesOrder>::with(services())
+        .given(full)
+        .when_async(SalesOrderCommand::AddNote {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("the last one").unwrap(),
+        })
+        .await
+        .then_expect_events(vec![SalesOrderEvent::NoteAdded {
+            note_id: Uuid::from_u128(5),
+            text: NoteText::parse("the last one").unwrap(),
+        }]);
+}
+
+const OUT_OF_RANGE: &str = "must be a date from 0001-01-01 to 9999-12-31";
+
+fn year(year: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, 1, 1).unwrap()
+}
+
+#[tokio::test]
+async fn every_date_of_an_order_must_have_a_four_digit_year() {
+    let mut header = header();
+    header.order_date = year(0);
+    header.pickup_date = Some(year(10_000));
+    TestFramework::<SalesOrder>::with(services())
+        .given_no_previous_events()
+        .when_async(SalesOrderCommand::Create(NewSalesOrder {
+            order_number: OrderNumber::assigned("SO", 1),
+            header,
+            lines: Vec::new(),
+        }))
+        .await
+        .then_expect_error(invalid(&[
+            ("order_date", OUT_OF_RANGE),
+            ("pickup_date", OUT_OF_RANGE),
+        ]));
+    let mut far_ship = ship(&[(LINE_1, "1")]);
+    if let SalesOrderCommand::Ship { shipped_on, .. } = &mut far_ship {
+        *shipped_on = year(10_000);
+    }
+    given(S::Confirmed)
+        .await
+        .when_async(far_ship)
+        .await
+        .then_expect_error(invalid(&[("shipped_on", OUT_OF_RANGE)]));
+    given(S::Shipped)
+        .await
+        .when_async(SalesOrderCommand::Deliver {
+            delivered_on: year(10_000),
+        })
+        .await
+        .then_expect_error(invalid(&[("delivered_on", OUT_OF_RANGE)]));
+    given(S::Delivered)
+        .await
+        .when_async(SalesOrderCommand::Invoice {
+            invoice_number: InvoiceNumber::assigned("INV", 1),
+            invoice_date: date("2024-06-14"),
+            due_date: year(10_000),
+        })
+        .await
+        .then_expect_error(invalid(&[("due_date", OUT_OF_RANGE)]));
+}
