@@ -259,6 +259,7 @@ impl From<DomainError> for ApiError {
 
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> Self {
+        let err_text = err.to_string();
         match err {
             CommandError::Domain(err) => err.into(),
             CommandError::VersionMismatch { current } => Self::PreconditionFailed { current },
@@ -283,6 +284,15 @@ impl From<CommandError> for ApiError {
             CommandError::UnknownTenant => {
                 Self::Unauthorized("the token's tenant does not exist".into())
             }
+            CommandError::RequestIdReused => Self::invalid(
+                "X-Request-Id",
+                "this request id was used for a different request in the last 24 hours",
+            ),
+            CommandError::EventTooLarge { .. } => Self::Unprocessable {
+                detail: format!("{err_text}; send fewer lines or shorter texts"),
+                errors: Vec::new(),
+            },
+            CommandError::InDoubt => Self::Unavailable(err_text),
             CommandError::Corrupt(err) => Self::Internal(err.to_string()),
             CommandError::Database(err) => err.into(),
         }

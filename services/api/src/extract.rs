@@ -184,10 +184,18 @@ impl CommandHeaders {
                 .unwrap_or_else(|| self.request_id.clone()),
             causation_id: self.causation_id.clone(),
             expected_version: self.expected_version,
-            idempotency: self
-                .idempotency_key
-                .as_ref()
-                .map(|key| IdempotencyKey::new(key.clone(), self.method.as_str(), &self.path, raw)),
+            // Every command is recorded: under the client's key, else under its request id.
+            idempotency: Some(match &self.idempotency_key {
+                Some(key) => {
+                    IdempotencyKey::new(key.clone(), self.method.as_str(), &self.path, raw)
+                }
+                None => IdempotencyKey::for_request_id(
+                    &self.request_id,
+                    self.method.as_str(),
+                    &self.path,
+                    raw,
+                ),
+            }),
         }
     }
 

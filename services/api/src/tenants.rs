@@ -63,6 +63,7 @@ impl From<TenantError> for ApiError {
                 detail: "a concurrent request used this Idempotency-Key".into(),
                 errors: Vec::new(),
             },
+            TenantError::InDoubt => ApiError::Unavailable(err.to_string()),
             TenantError::Database(err) => err.into(),
         }
     }

@@ -1,6 +1,13 @@
-//! Idempotency-Key records: a keyed POST's first response, replayed to a repeat of the same
-//! request for 24 hours. Written in the same transaction as the request's events, so a
-//! response is recorded exactly when its effects are.
+//! Idempotency records: a command's first response, replayed to a repeat of the same request
+//! for 24 hours. Written in the same transaction as the command's events, so a response is
+//! recorded exactly when its effects are.
+//!
+//! Every command through the API gets one: under the client's `Idempotency-Key`, or — when it
+//! sent none — under its request id (`X-Request-Id`, generated when absent and returned on the
+//! response). The record is also how the service learns what happened when the connection to
+//! Postgres fails at `COMMIT`: [`finish`] then looks for the record (waiting for the
+//! transaction that may still be committing) and answers what really happened, instead of
+//! guessing.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -13,29 +20,66 @@ pub const RETENTION_HOURS: i32 = 24;
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 200;
 
+/// How long [`finish`] keeps trying to learn whether a commit whose acknowledgement was lost
+/// took effect, before it answers that the outcome is unknown.
+pub const IN_DOUBT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where a record's key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The client's `Idempotency-Key` header: recorded in the events' metadata too.
+    Client,
+    /// The request id, for a command sent without a key: a client that retries with the same
+    /// `X-Request-Id` gets the first outcome, and the service can resolve a lost commit.
+    RequestId,
+}
+
 /// A request's key and the fingerprint of what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
-    /// The client's key.
+    /// The key the record is stored under (the client's key, or `request-id:<id>`).
     pub key: String,
     /// SHA-256 of method, path and body.
     pub request_hash: Vec<u8>,
+    /// Whether the client chose it.
+    pub origin: KeyOrigin,
 }
 
 impl IdempotencyKey {
-    /// The key for a request.
+    /// The client's `Idempotency-Key` for a request.
     pub fn new(key: String, method: &str, path: &str, body: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(method.as_bytes());
-        hasher.update([0]);
-        hasher.update(path.as_bytes());
-        hasher.update([0]);
-        hasher.update(body);
         Self {
             key,
-            request_hash: hasher.finalize().to_vec(),
+            request_hash: fingerprint(method, path, body),
+            origin: KeyOrigin::Client,
         }
     }
+
+    /// The key of a request sent without an `Idempotency-Key`: its request id, in a namespace
+    /// of its own so that it never meets a client's key.
+    pub fn for_request_id(request_id: &str, method: &str, path: &str, body: &[u8]) -> Self {
+        Self {
+            key: format!("request-id:{request_id}"),
+            request_hash: fingerprint(method, path, body),
+            origin: KeyOrigin::RequestId,
+        }
+    }
+
+    /// The client's key, for the events' metadata (none for a request-id key).
+    pub fn client_key(&self) -> Option<&str> {
+        (self.origin == KeyOrigin::Client).then_some(self.key.as_str())
+    }
+}
+
+/// SHA-256 of method, path and body: what "the same request" means.
+fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0]);
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().to_vec()
 }
 
 /// A response as recorded: what the API sends again on a replay.
@@ -146,7 +190,11 @@ pub enum KeyError {
     /// client should retry.
     #[error("a concurrent request used this Idempotency-Key")]
     Raced,
-    /// Postgres failed.
+    /// The connection failed at `COMMIT` and, within [`IN_DOUBT_WAIT`], the service could not
+    /// find out whether the transaction committed: the client must retry with the same key.
+    #[error("the database connection failed while committing; whether it took effect is unknown")]
+    InDoubt,
+    /// Postgres failed (and nothing was committed).
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -189,6 +237,83 @@ pub async fn finish(
             };
         }
     }
-    tx.commit().await?;
-    Ok(Finished::Committed(reply))
+    match tx.commit().await {
+        Ok(()) => Ok(Finished::Committed(reply)),
+        // The connection broke at COMMIT: the transaction may or may not have committed.
+        Err(err) if crate::is_unavailable(&err) => match key {
+            Some(key) => match resolve(pool, tenant, key).await {
+                Some(true) => Ok(Finished::Committed(reply)),
+                Some(false) => Err(KeyError::Database(err)),
+                None => Err(KeyError::InDoubt),
+            },
+            None => Err(KeyError::InDoubt),
+        },
+        Err(err) => Err(KeyError::Database(err)),
+    }
+}
+
+/// Whether the transaction that recorded `key` committed, when its `COMMIT` was not
+/// acknowledged. Tries until [`IN_DOUBT_WAIT`] is up (Postgres may be restarting); `None`:
+/// it could not find out.
+///
+/// A plain read could run before the other transaction's commit becomes visible. So the probe
+/// inserts the same key in a transaction of its own and rolls it back: the primary key makes
+/// that insert wait for the other transaction to end, then either succeed (nothing was
+/// committed) or meet the committed record.
+async fn resolve(pool: &PgPool, tenant: Uuid, key: &IdempotencyKey) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match probe(pool, tenant, key).await {
+            Ok(committed) => {
+                tracing::warn!(tenant = %tenant, committed, "a commit's acknowledgement was lost; resolved");
+                return Some(committed);
+            }
+            Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %err, "a commit's acknowledgement was lost; still finding out");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(err) => {
+                tracing::error!(error = %err, tenant = %tenant, "a commit's outcome is unknown");
+                return None;
+            }
+        }
+    }
+}
+
+async fn probe(pool: &PgPool, tenant: Uuid, key: &IdempotencyKey) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let free: Option<i32> = sqlx::query_scalar(
+        "insert into idempotency_keys (tenant_id, key, request_hash, status, response)
+         values ($1, $2, '', 0, 'null') on conflict do nothing returning 1",
+    )
+    .bind(tenant)
+    .bind(&key.key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.rollback().await?;
+    if free.is_some() {
+        return Ok(false);
+    }
+    Ok(matches!(
+        lookup(pool, tenant, key).await?,
+        Recorded::Replay(_)
+    ))
+}
+
+/// Deletes records older than the retention, at most `batch` at a time; returns how many.
+/// Every command leaves a record, so something must take them away again.
+pub async fn purge_expired(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from idempotency_keys
+          where ctid in (select ctid from idempotency_keys
+                          where created_at <= now() - make_interval(hours => $1)
+                          limit $2)",
+    )
+    .bind(RETENTION_HOURS)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -44,7 +44,10 @@ pub use event::{
 pub use event_store::EventStore;
 pub use hash::GENESIS;
 pub use lookups::{SharedTx, TxLookups};
-pub use pipeline::{Actor, CommandContext, CommandError, Commands, Executed, Loaded, OmsAggregate};
+pub use pipeline::{
+    Actor, CommandContext, CommandError, Commands, Executed, Loaded, OmsAggregate,
+    MAX_EVENT_PAYLOAD_BYTES,
+};
 
 /// The series a command may take a number from (defined by the domain, counted here).
 pub use oms_domain::NumberSeries;

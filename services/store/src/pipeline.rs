@@ -26,12 +26,18 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::idempotency::{self, Finished, IdempotencyKey, KeyError, Reply, Started};
+use crate::idempotency::{self, Finished, IdempotencyKey, KeyError, KeyOrigin, Reply, Started};
 use crate::lookups::TxLookups;
 use crate::{AppendError, EventStore, FoldError, NewEvent, StoredEvent};
 
 /// How often a lost race is retried before the client gets a conflict.
 const MAX_ATTEMPTS: usize = 5;
+
+/// The largest payload one event may have, in bytes of JSON. An event travels whole on NATS
+/// (whose default message limit is 1 MiB) inside its envelope, so a command whose event would be
+/// larger is refused before anything is written, instead of being stored and then stuck in
+/// front of its tenant's relay.
+pub const MAX_EVENT_PAYLOAD_BYTES: usize = 512 * 1024;
 
 /// Who sent a command; recorded in every event's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +64,8 @@ pub struct CommandContext {
     pub causation_id: Option<String>,
     /// The version the client expects (`If-Match`).
     pub expected_version: Option<i64>,
-    /// The request's `Idempotency-Key`.
+    /// The key the command's response is recorded under: the client's `Idempotency-Key`, or
+    /// one made from the request id (none: no record, and a lost commit cannot be resolved).
     pub idempotency: Option<IdempotencyKey>,
 }
 
@@ -70,7 +77,7 @@ impl CommandContext {
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
-            "idempotency_key": self.idempotency.as_ref().map(|k| k.key.clone()),
+            "idempotency_key": self.idempotency.as_ref().and_then(|k| k.client_key()),
         })
     }
 }
@@ -121,7 +128,8 @@ pub enum Executed {
     Replayed(Reply),
 }
 
-/// Why a command was not carried out. Nothing was written in any case.
+/// Why a command was not carried out. Nothing was written, except perhaps after
+/// [`CommandError::InDoubt`].
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The aggregate refused the command.
@@ -147,6 +155,24 @@ pub enum CommandError {
     /// The idempotency key was used for a different request.
     #[error("the Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
+    /// The request id (standing in for a key) was used for a different request.
+    #[error("the X-Request-Id was used for a different request")]
+    RequestIdReused,
+    /// One event would be larger than the pipeline carries (NATS's message size, with room for
+    /// the envelope); nothing was written.
+    #[error(
+        "the command's event would be {bytes} bytes, more than the {limit} bytes an event may have"
+    )]
+    EventTooLarge {
+        /// The event's payload size.
+        bytes: usize,
+        /// [`MAX_EVENT_PAYLOAD_BYTES`].
+        limit: usize,
+    },
+    /// The connection failed at `COMMIT` and whether the command took effect could not be
+    /// found out: the only error after which something may have been written.
+    #[error("the database connection failed while committing; whether the command took effect is unknown — retry with the same Idempotency-Key or X-Request-Id")]
+    InDoubt,
     /// The token's tenant does not exist.
     #[error("unknown tenant")]
     UnknownTenant,
@@ -163,6 +189,7 @@ impl From<KeyError> for CommandError {
         match err {
             KeyError::Mismatch => Self::IdempotencyMismatch,
             KeyError::Raced => Self::Conflict,
+            KeyError::InDoubt => Self::InDoubt,
             KeyError::Database(err) => Self::Database(err),
         }
     }
@@ -311,7 +338,14 @@ impl Commands {
         R: Fn(&Loaded<A>, i64) -> Reply,
     {
         let key = ctx.idempotency.as_ref();
-        let mut tx = match idempotency::start(self.store.pool(), ctx.tenant, key).await? {
+        let refused = |err: KeyError| match (err, key.map(|k| k.origin)) {
+            (KeyError::Mismatch, Some(KeyOrigin::RequestId)) => CommandError::RequestIdReused,
+            (err, _) => CommandError::from(err),
+        };
+        let mut tx = match idempotency::start(self.store.pool(), ctx.tenant, key)
+            .await
+            .map_err(refused)?
+        {
             Started::New(tx) => tx,
             Started::Replay(reply) => return Ok(Executed::Replayed(reply)),
         };
@@ -376,6 +410,16 @@ impl Commands {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if let Some(bytes) = new_events
+            .iter()
+            .map(|event| event.payload.to_string().len())
+            .find(|bytes| *bytes > MAX_EVENT_PAYLOAD_BYTES)
+        {
+            return Err(CommandError::EventTooLarge {
+                bytes,
+                limit: MAX_EVENT_PAYLOAD_BYTES,
+            });
+        }
         let appended = self
             .store
             .append_in(&mut tx, ctx.tenant, new_events)
@@ -386,7 +430,10 @@ impl Commands {
             loaded.created_at.get_or_insert(last.recorded_at);
         }
         let reply = render(&loaded, appended.position);
-        match idempotency::finish(tx, self.store.pool(), ctx.tenant, key, reply).await? {
+        match idempotency::finish(tx, self.store.pool(), ctx.tenant, key, reply)
+            .await
+            .map_err(refused)?
+        {
             Finished::Committed(reply) => Ok(Executed::Fresh {
                 reply,
                 position: appended.position,

@@ -38,6 +38,9 @@ pub enum TenantError {
     /// A concurrent request with the same Idempotency-Key got in the way.
     #[error("a concurrent request used this Idempotency-Key")]
     IdempotencyRaced,
+    /// The connection failed at `COMMIT` and whether the tenant was created is unknown.
+    #[error("the database connection failed while committing; whether the tenant was created is unknown — retry with the same Idempotency-Key")]
+    InDoubt,
     /// Postgres failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -48,6 +51,7 @@ impl From<KeyError> for TenantError {
         match err {
             KeyError::Mismatch => Self::IdempotencyMismatch,
             KeyError::Raced => Self::IdempotencyRaced,
+            KeyError::InDoubt => Self::InDoubt,
             KeyError::Database(err) => Self::Database(err),
         }
     }
