@@ -224,6 +224,13 @@ impl QueryError {
 /// Longest `q` accepted, in characters.
 const MAX_Q: usize = 200;
 
+/// Longest cursor text accepted, in bytes: far above any cursor [`Cursor::encode`] makes
+/// (whose longest key is a lower-cased name of at most 200 characters).
+const MAX_CURSOR: usize = 4096;
+
+/// Longest sort key a cursor may carry, in bytes.
+const MAX_CURSOR_KEY: usize = 2048;
+
 /// A sort: which field, which direction, and the SQL that goes with it.
 #[derive(Debug, Clone, Copy)]
 struct Sort {
@@ -297,6 +304,37 @@ impl Sort {
     fn key_sql(&self) -> String {
         self.key_text.replace("%c", self.expression)
     }
+
+    /// Whether `key` is text that [`Sort::key_sql`] can produce for this sort, so that the
+    /// cast back to the column's type (`::timestamptz`, `::date`, `::numeric`) cannot fail.
+    /// Timestamps and dates must be in the canonical form and round-trip exactly; numbers
+    /// are plain decimals; text must be something Postgres can hold (no NUL).
+    fn accepts_key(&self, key: &str) -> bool {
+        if key.len() > MAX_CURSOR_KEY || key.contains('\0') {
+            return false;
+        }
+        match self.key_type {
+            "timestamptz" => {
+                const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+                chrono::NaiveDateTime::parse_from_str(key, FORMAT).is_ok_and(|at| {
+                    (1..=9999).contains(&chrono::Datelike::year(&at))
+                        && at.format(FORMAT).to_string() == key
+                })
+            }
+            "date" => NaiveDate::parse_from_str(key, "%Y-%m-%d").is_ok_and(|date| {
+                (1..=9999).contains(&chrono::Datelike::year(&date))
+                    && date.format("%Y-%m-%d").to_string() == key
+            }),
+            "numeric" => {
+                let unsigned = key.strip_prefix('-').unwrap_or(key);
+                let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+                let digits =
+                    |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+                digits(whole) && digits(fraction)
+            }
+            _ => true,
+        }
+    }
 }
 
 /// What a cursor holds.
@@ -315,9 +353,15 @@ impl Cursor {
         base64url(body.to_string().as_bytes())
     }
 
-    /// Reads a cursor made by [`Cursor::encode`] for the same resource and sort.
+    /// Reads a cursor made by [`Cursor::encode`] for the same resource and sort. The text
+    /// comes from a client, so everything in it is checked before it reaches SQL: a key
+    /// that is not what the sort's column holds (a forged or edited cursor) would otherwise
+    /// fail in Postgres's cast, as a server error instead of a bad parameter.
     fn decode(text: &str, resource: Resource, sort: &Sort) -> Result<Self, QueryError> {
         let garbled = || QueryError::bad("cursor", "is not a cursor this list gave out");
+        if text.len() > MAX_CURSOR {
+            return Err(garbled());
+        }
         let bytes = base64url_decode(text.trim()).ok_or_else(garbled)?;
         let body: Value = serde_json::from_slice(&bytes).map_err(|_| garbled())?;
         let field = |name: &str| body.get(name).and_then(Value::as_str);
@@ -330,7 +374,10 @@ impl Cursor {
                 "belongs to another sort order; start again without a cursor",
             ));
         }
-        let key = field("k").ok_or_else(garbled)?.to_owned();
+        let key = field("k")
+            .filter(|key| sort.accepts_key(key))
+            .ok_or_else(garbled)?
+            .to_owned();
         let id = field("i")
             .and_then(|id| Uuid::parse_str(id).ok())
             .ok_or_else(garbled)?;
@@ -416,8 +463,11 @@ fn push_filters(
                 query.push(format!(" and {column} = ")).push_bind(id);
             }
             "order_date_from" | "order_date_to" => {
+                // Four-digit years only: chrono reads years Postgres cannot hold.
                 let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                    .map_err(|_| QueryError::bad(name, "must be a date such as 2024-06-15"))?;
+                    .ok()
+                    .filter(|date| (1..=9999).contains(&chrono::Datelike::year(date)))
+                    .ok_or_else(|| QueryError::bad(name, "must be a date such as 2024-06-15"))?;
                 if name == "order_date_from" {
                     date_from = Some(date);
                     query.push(" and order_date >= ").push_bind(date);
@@ -432,6 +482,11 @@ fn push_filters(
                         name,
                         format!("must be at most {MAX_Q} characters"),
                     ));
+                }
+                // Postgres text cannot hold NUL, and no name or number contains a control
+                // character: refuse them here rather than fail in the query.
+                if value.chars().any(char::is_control) {
+                    return Err(QueryError::bad(name, "must not contain control characters"));
                 }
                 if value.is_empty() {
                     continue;
@@ -671,6 +726,86 @@ mod tests {
         for garbage in ["", "!!!", "e30", "bm90IGpzb24"] {
             assert!(Cursor::decode(garbage, Resource::SalesOrders, &sort).is_err());
         }
+    }
+
+    /// A cursor for `resource` and `sort` whose key is `key`, as a forger would make one.
+    fn forged(resource: Resource, sort: &Sort, key: Value) -> String {
+        let body =
+            json!({"r": resource.path(), "s": sort.spec(), "k": key, "i": Uuid::from_u128(1)});
+        base64url(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn forged_cursor_keys_are_refused_before_they_reach_sql() {
+        let cases: [(&str, &[Value], &[&str]); 4] = [
+            (
+                "-created_at",
+                &[
+                    json!("not a time"),
+                    json!("2024-06-01"),
+                    json!("2024-06-01T00:00:00Z"),
+                    json!("2024-13-01T00:00:00.000000Z"),
+                    json!("0000-01-01T00:00:00.000000Z"),
+                    json!(12),
+                    json!(null),
+                    json!(["2024"]),
+                    json!("2024-06-01T00:00:00.000000Z\0"),
+                ],
+                &["2024-06-01T10:20:30.123456Z", "9999-12-31T23:59:59.999999Z"],
+            ),
+            (
+                "order_date",
+                &[
+                    json!("2026-02-30"),
+                    json!("+10000-01-01"),
+                    json!("0000-01-01"),
+                    json!("2024-6-1"),
+                    json!(true),
+                ],
+                &["2024-06-01", "0001-01-01"],
+            ),
+            (
+                "total",
+                &[
+                    json!("NaN"),
+                    json!("1e5"),
+                    json!("12."),
+                    json!(".5"),
+                    json!("--1"),
+                    json!(""),
+                    json!(12.5),
+                ],
+                &["12.50", "-3", "0"],
+            ),
+            (
+                "order_number",
+                &[json!("PO\0"), json!({"a": 1})],
+                &["PO-000001", "", "'; drop table x"],
+            ),
+        ];
+        for (spec, refused, accepted) in cases {
+            let sort = Sort::parse(Resource::PurchaseOrders, Some(spec)).unwrap();
+            for key in refused {
+                let text = forged(Resource::PurchaseOrders, &sort, key.clone());
+                assert!(
+                    Cursor::decode(&text, Resource::PurchaseOrders, &sort).is_err(),
+                    "{spec}: {key} was accepted"
+                );
+            }
+            for key in accepted {
+                let text = forged(Resource::PurchaseOrders, &sort, json!(key));
+                assert_eq!(
+                    Cursor::decode(&text, Resource::PurchaseOrders, &sort)
+                        .unwrap()
+                        .key,
+                    *key,
+                    "{spec}"
+                );
+            }
+        }
+        let sort = Sort::parse(Resource::PurchaseOrders, None).unwrap();
+        let long = forged(Resource::PurchaseOrders, &sort, json!("x".repeat(10_000)));
+        assert!(Cursor::decode(&long, Resource::PurchaseOrders, &sort).is_err());
     }
 
     #[test]
