@@ -81,6 +81,10 @@ pub enum ApiError {
     /// 413: body over the limit.
     #[error("the request body is larger than 1 MiB")]
     PayloadTooLarge,
+    /// 431: a header is longer than the service accepts (the request, correlation and
+    /// causation ids: see `request_ids`).
+    #[error("{0}")]
+    HeaderTooLarge(String),
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -131,6 +135,7 @@ impl ApiError {
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,6 +154,7 @@ impl ApiError {
             Self::PreconditionFailed { .. } => ("version-mismatch", "Version mismatch"),
             Self::PayloadTooLarge => ("payload-too-large", "Request body too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            Self::HeaderTooLarge(_) => ("header-too-large", "Request header too large"),
             Self::Unprocessable { .. } => ("validation", "Validation failed"),
             Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),

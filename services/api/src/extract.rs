@@ -42,8 +42,25 @@ impl FromRequestParts<AppState> for Authenticated {
             TokenError::Expired => ApiError::Unauthorized("the token has expired".into()),
             TokenError::Invalid(_) => ApiError::Unauthorized("the token is invalid".into()),
         })?;
+        if !recordable(&claims.sub) || !claims.name.as_deref().is_none_or(recordable) {
+            return Err(ApiError::Unauthorized(format!(
+                "the token is invalid: sub and name must be 1 to {MAX_ACTOR_LEN} characters \
+                 without control characters"
+            )));
+        }
         Ok(Self(claims))
     }
+}
+
+/// The longest `sub` or `name` claim accepted, in characters.
+const MAX_ACTOR_LEN: usize = 200;
+
+/// Whether a token's `sub` or `name` can be recorded on events as it is: every event stores
+/// them, in JSON that Postgres must hold (no NUL) and people must read (one bounded line).
+fn recordable(text: &str) -> bool {
+    !text.trim().is_empty()
+        && text.chars().count() <= MAX_ACTOR_LEN
+        && !text.chars().any(char::is_control)
 }
 
 /// A verified token that belongs to a tenant: every endpoint below `/api/v1` except tenants.
@@ -99,6 +116,13 @@ impl FromRequestParts<AppState> for TenantUser {
             limiter
                 .check(tenant)
                 .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        }
+        // After the rate limit, so that a flood of tokens for unknown tenants is limited
+        // before it reaches the database.
+        if !state.tenants.exists(&state.pool, tenant).await? {
+            return Err(ApiError::Unauthorized(
+                "the token's tenant does not exist".into(),
+            ));
         }
         Ok(Self { tenant, claims })
     }

@@ -8,8 +8,10 @@
 //!   they share in `orders`), `audit`, and `ops` (health, readiness, metrics, OpenAPI, docs).
 //!   Each registers its handlers with utoipa-axum, so a route and its OpenAPI entry are one
 //!   registration; `openapi` holds the document's description, tags and security scheme.
-//! - The edge: `extract` (token, tenant, If-Match, Idempotency-Key, JSON body — each refuses
-//!   bad input with a problem before a handler runs), `reply` (a command's outcome as a
+//! - The edge: `request_ids` (bounds on the request, correlation and causation ids,
+//!   checked before any other layer), `extract` (token, tenant, If-Match, Idempotency-Key,
+//!   JSON body — each refuses bad input with a problem before a handler runs),
+//!   `known_tenants` (a token's tenant must exist), `reply` (a command's outcome as a
 //!   response), `queries` (reads from the read models), `rate_limit` (governor, per tenant).
 //! - The public surface, for the `oms` binary and the black-box tests: [`AppState`] and
 //!   [`Application`] (what handlers reach, and the server tests start on port 0), [`config`],
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 mod extract;
+mod known_tenants;
 pub mod metrics;
 mod openapi;
 mod ops;
@@ -34,6 +37,7 @@ mod queries;
 mod rate_limit;
 mod reference;
 mod reply;
+mod request_ids;
 mod sales_orders;
 mod tenants;
 
@@ -76,6 +80,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// Per-tenant request limits (none: unlimited).
     pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// The tenants recently seen to exist (a token for any other is refused).
+    pub(crate) tenants: Arc<known_tenants::KnownTenants>,
 }
 
 impl AppState {
@@ -98,6 +104,7 @@ impl AppState {
                     burst,
                 }))
             }),
+            tenants: Arc::new(known_tenants::KnownTenants::new()),
         }
     }
 }
@@ -143,6 +150,12 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: an id header out of bounds is refused before any layer echoes, logs or
+        // stores it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_ids::refuse_bad_ids,
+        ))
         .with_state(state)
 }
 

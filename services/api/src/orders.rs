@@ -244,11 +244,14 @@ where
     let Some(as_of) = params.get("as_of") else {
         return super::queries::show(state, user, resource, id, params).await;
     };
+    // Four-digit years only, as RFC 3339 has them; Postgres could not compare the others.
     let at = DateTime::parse_from_rfc3339(as_of)
-        .map_err(|_| {
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+        .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
+        .ok_or_else(|| {
             ApiError::BadRequest(format!("as_of must be an RFC 3339 timestamp, not {as_of}"))
-        })?
-        .with_timezone(&Utc);
+        })?;
     let loaded = state.commands.load_as_of::<A>(user.tenant, id, at).await?;
     if !loaded.exists() {
         return Err(ApiError::NotFound(format!(

@@ -47,7 +47,9 @@ fn min_position(params: &BTreeMap<String, String>) -> Result<Option<i64>, ApiErr
         .transpose()
 }
 
-/// Waits until every read model of the tenant has reached `position`.
+/// Waits until every read model of the tenant has reached `position`. A position beyond
+/// the tenant's newest event can never have come from a command: it is refused at once
+/// (400) rather than waited for (API.md).
 pub async fn wait_for_position(
     state: &AppState,
     tenant: Uuid,
@@ -56,22 +58,76 @@ pub async fn wait_for_position(
     let Some(position) = position else {
         return Ok(());
     };
-    let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
+    let reached = oms_projections::checkpoints::read_models_position(&state.pool, tenant).await?;
+    if reached >= position {
+        return Ok(());
+    }
+    let head = head_position(state, tenant).await?;
+    if position > head {
+        return Err(ApiError::BadRequest(format!(
+            "min_position {position} is beyond the tenant's newest position ({head}); \
+             pass a position a command returned"
+        )));
+    }
+    if reach(state, tenant, position, READ_YOUR_WRITES_WAIT).await? {
+        return Ok(());
+    }
+    let reached = oms_projections::checkpoints::read_models_position(&state.pool, tenant).await?;
+    Err(ApiError::Unavailable(format!(
+        "the read models are at position {reached}, not yet at {position}; retry shortly"
+    )))
+}
+
+/// The position of the tenant's newest event (0 before its first).
+async fn head_position(state: &AppState, tenant: Uuid) -> Result<i64, ApiError> {
+    Ok(state
+        .commands
+        .store()
+        .head(tenant)
+        .await?
+        .map_or(0, |head| head.position))
+}
+
+/// Waits up to `limit` for every read model of the tenant to reach `position`; whether they
+/// did.
+async fn reach(
+    state: &AppState,
+    tenant: Uuid,
+    position: i64,
+    limit: Duration,
+) -> Result<bool, ApiError> {
+    let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(5);
     loop {
         let reached =
             oms_projections::checkpoints::read_models_position(&state.pool, tenant).await?;
         if reached >= position {
-            return Ok(());
+            return Ok(true);
         }
         if Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!(
-                "the read models are at position {reached}, not yet at {position}; retry shortly"
-            )));
+            return Ok(false);
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// How long a read that found nothing waits for read models that are behind the event store
+/// before it answers 404 (see [`settled_miss`]).
+pub const MISS_WAIT: Duration = Duration::from_secs(2);
+
+/// Called when a read found nothing: if the tenant's read models are behind its newest
+/// event, waits (up to [`MISS_WAIT`]) for them to catch up and says whether to look again.
+/// So a client that reads what it has just created, without `min_position`, is not told
+/// 404 merely because the projection is a few milliseconds behind; a read of something that
+/// does not exist costs two small queries, and never a 503.
+async fn settled_miss(state: &AppState, tenant: Uuid) -> Result<bool, ApiError> {
+    let head = head_position(state, tenant).await?;
+    let reached = oms_projections::checkpoints::read_models_position(&state.pool, tenant).await?;
+    if reached >= head {
+        return Ok(false);
+    }
+    reach(state, tenant, head, MISS_WAIT).await
 }
 
 /// Whether the client asked for CSV (`Accept: text/csv` or `?format=csv`).
@@ -147,9 +203,11 @@ pub async fn show(
     user.require(Permission::Read)?;
     wait_for_position(state, user.tenant, min_position(params)?).await?;
     let mut conn = state.pool.acquire().await?;
-    let document = queries::get(&mut conn, user.tenant, resource, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no such item {id}")))?;
+    let mut document = queries::get(&mut conn, user.tenant, resource, id).await?;
+    if document.is_none() && settled_miss(state, user.tenant).await? {
+        document = queries::get(&mut conn, user.tenant, resource, id).await?;
+    }
+    let document = document.ok_or_else(|| ApiError::NotFound(format!("no such item {id}")))?;
     let version = document["version"].as_i64().unwrap_or_default();
     Ok(super::reply::document(document, version))
 }
@@ -165,7 +223,10 @@ pub async fn history(
     user.require(Permission::Read)?;
     wait_for_position(state, user.tenant, min_position(params)?).await?;
     let mut conn = state.pool.acquire().await?;
-    let items = queries::history(&mut conn, user.tenant, order_type, id).await?;
+    let mut items = queries::history(&mut conn, user.tenant, order_type, id).await?;
+    if items.is_empty() && settled_miss(state, user.tenant).await? {
+        items = queries::history(&mut conn, user.tenant, order_type, id).await?;
+    }
     if items.is_empty() {
         return Err(ApiError::NotFound(format!("no order {id}")));
     }
