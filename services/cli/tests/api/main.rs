@@ -4,11 +4,13 @@
 mod helpers;
 
 mod audit;
+mod bad_input;
 mod backup;
 mod concurrency;
 mod docs;
 mod errors;
 mod event_size;
+mod fuzz;
 mod idempotency;
 mod in_doubt;
 mod lifecycle;
