@@ -5,10 +5,13 @@
 //!
 //! - [`Relay`] (`relay.rs`): the loop — wake on `LISTEN`, poll as well, lock a tenant's
 //!   checkpoint, publish its next events with their `Nats-Msg-Id`, wait for the acks, move the
-//!   checkpoint. The checkpoint table (`relay_checkpoints`) is this crate's; events are read
-//!   through [`oms_store::EventStore`].
-//! - `stream.rs` ([`ensure_stream`], [`subject`], [`message_id`]): the stream, the subjects and message ids. An event travels as the store's
-//!   envelope, `oms_store::StoredEvent`, in its serde form.
+//!   checkpoint; each tenant on its own, so one that cannot be published is marked
+//!   ([`FailingTenant`]), backed off and retried while the others go on. The checkpoint table
+//!   (`relay_checkpoints`) is this crate's; events are read through [`oms_store::EventStore`].
+//! - `stream.rs` ([`ensure_stream`], [`subject`], [`message_id`], [`encode`]): the stream, the
+//!   subjects, message ids and bodies. An event travels as the store's envelope,
+//!   `oms_store::StoredEvent`, in its serde form — by reference (without its payload, marked
+//!   [`PAYLOAD_HEADER`]` = `[`PAYLOAD_OMITTED`]) when it is larger than a NATS message.
 //! - [`anchors`]: the anchors' stream, the [`anchors::Anchorer`] that publishes them, and the
 //!   reader an auditor's verification uses.
 //!
@@ -18,5 +21,10 @@ pub mod anchors;
 mod relay;
 mod stream;
 
-pub use relay::{Relay, RelayConfig, RelayError, RelayMetrics, NOTIFY_CHANNEL};
-pub use stream::{ensure_stream, message_id, subject};
+pub use relay::{
+    FailingTenant, Relay, RelayConfig, RelayError, RelayMetrics, TenantLabel, NOTIFY_CHANNEL,
+};
+pub use stream::{
+    body_limit, encode, ensure_stream, message_id, subject, Encoded, HEADER_HEADROOM,
+    PAYLOAD_HEADER, PAYLOAD_OMITTED,
+};
