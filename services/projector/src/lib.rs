@@ -10,12 +10,15 @@
 //! - [`replay`]: `oms replay` — a rebuild of a projection for a tenant, swapped in at commit.
 //!
 //! NATS is not trusted for correctness: a delivered event is applied only at
-//! `checkpoint + 1`, and anything missing is read from the event store. It depends on the store
-//! and the projections; the relay, on the other side of NATS, is not known here.
+//! `checkpoint + 1`, anything missing is read from the event store, and so is an event the
+//! relay sent by reference (too large for a NATS message: [`PAYLOAD_HEADER`]). It depends on
+//! the store and the projections; the relay, on the other side of NATS, is not known here.
 
 mod apply;
 mod projector;
 pub mod replay;
 
 pub use apply::{apply_event, catch_up, catch_up_all, record, Outcome, ProjectorError};
-pub use projector::{ProjectionLabel, Projector, ProjectorConfig, ProjectorMetrics};
+pub use projector::{
+    ProjectionLabel, Projector, ProjectorConfig, ProjectorMetrics, PAYLOAD_HEADER, PAYLOAD_OMITTED,
+};

@@ -10,7 +10,20 @@
 //!
 //! NATS gives speed; the event store gives correctness: a sweeper also catches up, straight
 //! from the store, any (projection, tenant) that is behind its tenant's head and has not moved
-//! since the last sweep (a lost tail message, NATS down).
+//! since the last sweep (a lost tail message, NATS down). Each (projection, tenant) is caught
+//! up on its own: one that fails is logged, counted and tried again at the next sweep, and the
+//! sweep goes on with the others.
+//!
+//! # Events delivered by reference
+//!
+//! An event larger than a NATS message is published by the relay without its payload: the
+//! message carries the header `Oms-Payload: omitted` and the envelope with `payload` null
+//! (and perhaps `metadata` null too). Such a message — marked by the header, or by a null
+//! payload, which no domain event serialises to — is never applied as it is: the event at its
+//! (tenant, position) is read from the event store and that is applied, exactly as a gap is
+//! filled. A message naming a position the store does not have is terminated (nothing is
+//! applied from it); one whose hash disagrees with the store's is logged, and the store's
+//! event applied.
 
 use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt;
@@ -26,6 +39,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::apply::{apply_event, catch_up, Outcome, ProjectorError};
+
+/// The header the relay sets on a message whose body leaves the event's payload out.
+///
+/// The wire contract with the relay, which publishes it (this crate does not depend on the
+/// relay; both sides name the header and its value).
+pub const PAYLOAD_HEADER: &str = "Oms-Payload";
+
+/// [`PAYLOAD_HEADER`]'s value when the payload was left out: the event is read from the store.
+pub const PAYLOAD_OMITTED: &str = "omitted";
 
 /// How the projector consumes.
 #[derive(Debug, Clone)]
@@ -61,8 +83,8 @@ pub struct ProjectionLabel {
     pub projection: &'static str,
 }
 
-/// The projector's counters, labelled by projection, served at `/metrics` when this process
-/// also serves the API.
+/// The projector's counters, labelled by projection, served at `/metrics` by whichever role
+/// endpoint the process serves.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectorMetrics {
     /// Events applied from NATS.
@@ -71,6 +93,11 @@ pub struct ProjectorMetrics {
     pub duplicates: Family<ProjectionLabel, Counter>,
     /// Events applied from the event store to fill a gap or catch up.
     pub gap_filled: Family<ProjectionLabel, Counter>,
+    /// Events read from the event store because their message left the payload out.
+    pub by_reference: Family<ProjectionLabel, Counter>,
+    /// Deliveries and catch-ups that failed (redelivered or retried), and messages refused
+    /// as not an event: a projection that keeps failing shows here before its lag alerts.
+    pub failures: Family<ProjectionLabel, Counter>,
 }
 
 impl ProjectorMetrics {
@@ -90,6 +117,16 @@ impl ProjectorMetrics {
             "oms_projector_gap_filled",
             "Events applied straight from the event store to fill a gap or catch up",
             self.gap_filled.clone(),
+        );
+        registry.register(
+            "oms_projector_by_reference",
+            "Events read from the event store because their message left the payload out",
+            self.by_reference.clone(),
+        );
+        registry.register(
+            "oms_projector_failures",
+            "Deliveries or catch-ups that failed and will be retried, and messages refused",
+            self.failures.clone(),
         );
     }
 
@@ -213,17 +250,48 @@ impl Projector {
     }
 
     async fn handle(&self, projection: Projection, message: &jetstream::Message) {
-        let event = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+        let label = ProjectorMetrics::label(projection);
+        let delivered = match serde_json::from_slice::<StoredEvent>(&message.payload) {
             Ok(event) => event,
             Err(err) => {
+                self.metrics.failures.get_or_create(&label).inc();
                 tracing::error!(error = %err, subject = %message.subject, "projector: not an event; terminating it");
                 let _ = message.ack_with(AckKind::Term).await;
                 return;
             }
         };
+        let event = if payload_omitted(message, &delivered) {
+            match self.referenced(&delivered).await {
+                Ok(Some(event)) => {
+                    self.metrics.by_reference.get_or_create(&label).inc();
+                    event
+                }
+                Ok(None) => {
+                    self.metrics.failures.get_or_create(&label).inc();
+                    tracing::error!(
+                        projection = projection.name(),
+                        tenant = %delivered.tenant_id,
+                        position = delivered.position,
+                        subject = %message.subject,
+                        "projector: a message by reference names an event the store does not have; terminating it"
+                    );
+                    let _ = message.ack_with(AckKind::Term).await;
+                    return;
+                }
+                Err(err) => {
+                    self.metrics.failures.get_or_create(&label).inc();
+                    tracing::warn!(projection = projection.name(), position = delivered.position, error = %err, "projector: cannot read an event sent by reference; redelivering later");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            delivered
+        };
         match apply_event(&self.store, projection, &event).await {
             Ok(outcome) => {
-                let label = ProjectorMetrics::label(projection);
                 match outcome {
                     Outcome::Applied { gap_filled } => {
                         self.metrics.applied.get_or_create(&label).inc();
@@ -242,12 +310,43 @@ impl Projector {
                 }
             }
             Err(err) => {
+                self.metrics.failures.get_or_create(&label).inc();
                 tracing::warn!(projection = projection.name(), position = event.position, error = %err, "projector: apply failed; redelivering later");
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
             }
         }
+    }
+
+    /// The stored event a message by reference names (its tenant and position), if the store
+    /// has it. The store's event is what is applied; a hash that disagrees with it (a forged
+    /// or corrupted message) is logged.
+    async fn referenced(
+        &self,
+        delivered: &StoredEvent,
+    ) -> Result<Option<StoredEvent>, ProjectorError> {
+        let (tenant, position) = (delivered.tenant_id, delivered.position);
+        let stored = EventStore::events_between(
+            self.store.pool(),
+            tenant,
+            position.saturating_sub(1),
+            position.saturating_add(1),
+            1,
+        )
+        .await?
+        .into_iter()
+        .find(|event| event.position == position);
+        if let Some(event) = &stored {
+            if event.hash != delivered.hash || event.aggregate_id != delivered.aggregate_id {
+                tracing::warn!(
+                    tenant = %tenant,
+                    position,
+                    "projector: a message by reference disagrees with the event store; applying the store's event"
+                );
+            }
+        }
+        Ok(stored)
     }
 
     async fn sweep(&self, shutdown: CancellationToken) {
@@ -267,7 +366,7 @@ impl Projector {
     }
 
     /// Catches up every (projection, tenant) that is behind and did not move since the last
-    /// sweep.
+    /// sweep, each on its own.
     async fn sweep_once(
         &self,
         seen: &mut HashMap<(Projection, Uuid), i64>,
@@ -287,14 +386,24 @@ impl Projector {
                 }
                 let key = (projection, tenant);
                 if seen.get(&key) == Some(&checkpoint) {
-                    let applied =
-                        catch_up(&self.store, projection, tenant, self.config.catch_up_batch)
-                            .await?;
-                    self.metrics
-                        .gap_filled
-                        .get_or_create(&ProjectorMetrics::label(projection))
-                        .inc_by(applied);
-                    seen.remove(&key);
+                    // One (projection, tenant) that fails does not stop the sweep: it stays
+                    // in `seen` and is tried again at the next one.
+                    let label = ProjectorMetrics::label(projection);
+                    match catch_up(&self.store, projection, tenant, self.config.catch_up_batch)
+                        .await
+                    {
+                        Ok(applied) => {
+                            self.metrics
+                                .gap_filled
+                                .get_or_create(&label)
+                                .inc_by(applied);
+                            seen.remove(&key);
+                        }
+                        Err(err) => {
+                            self.metrics.failures.get_or_create(&label).inc();
+                            tracing::warn!(projection = projection.name(), tenant = %tenant, position = checkpoint + 1, error = %err, "projector: catch-up failed; retrying at the next sweep");
+                        }
+                    }
                 } else {
                     seen.insert(key, checkpoint);
                 }
@@ -302,4 +411,15 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// Whether `message` carries its event by reference: marked so by the relay, or with a null
+/// payload (no domain event serialises to null, so such a payload is never applied as is).
+fn payload_omitted(message: &jetstream::Message, delivered: &StoredEvent) -> bool {
+    delivered.payload.is_null()
+        || message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(PAYLOAD_HEADER))
+            .is_some_and(|value| value.as_str() == PAYLOAD_OMITTED)
 }
