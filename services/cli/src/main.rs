@@ -3,6 +3,7 @@
 
 mod cmd;
 mod connect;
+mod roles;
 mod telemetry;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,10 @@
 //! `oms serve`: the api, relay and projector roles — all in one process by default, or one
 //! alone with `--role`, so production can scale them apart.
 //!
+//! Every process answers `/health`, `/ready` and `/metrics` on `--bind`: the API's own
+//! endpoints when it runs the API, and otherwise those of [`crate::roles`] (the relay's or the
+//! projector's counters, the pipeline's lag, and for a relay its failing tenants).
+//!
 //! Shutdown: SIGTERM or SIGINT cancels one token that every role watches. The API stops
 //! accepting connections and lets requests in flight finish; the relay and the projector
 //! finish their current batch; the process exits 0. If that takes longer than
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connect::DbArgs;
+use crate::roles::{self, Endpoints};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +48,8 @@ pub enum ServeRole {
 pub struct ServeArgs {
     #[command(flatten)]
     db: DbArgs,
-    /// Where the API listens.
+    /// Where the API listens; a relay or projector process serves its health, readiness and
+    /// metrics there.
     #[arg(long, env = "OMS_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
     /// NATS URL.
@@ -124,6 +130,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut registry = Registry::default();
+    // The relay, kept for the health endpoints of a relay process (its failing tenants).
+    let mut relay_handle = None;
     if args.runs(ServeRole::Relay) || args.runs(ServeRole::Projector) {
         let Some(client) = nats.clone() else {
             anyhow::bail!(
@@ -135,6 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if args.runs(ServeRole::Relay) {
             let relay = Relay::new(store.clone(), jetstream.clone(), args.relay_config());
             relay.metrics().register(&mut registry);
+            relay_handle = Some(relay.clone());
             // Anchors: each tenant's head published outside the database (docs/audit.md).
             let anchorer = Anchorer::new(
                 store.clone(),
@@ -198,7 +207,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     } else {
-        tracing::info!(role = ?args.role, "running");
+        let role = match args.role {
+            ServeRole::Relay => "relay",
+            _ => "projector",
+        };
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot bind {}", config.bind))?;
+        let address = listener.local_addr().context("cannot bind")?;
+        let endpoints = Endpoints::new(role, pool.clone(), nats, registry, relay_handle);
+        tracing::info!(role, url = %format!("http://{address}"), "running; serving /health, /ready and /metrics");
+        tasks.spawn(roles::serve(
+            listener,
+            Arc::new(endpoints),
+            shutdown.clone(),
+        ));
     }
     tasks.close();
 
