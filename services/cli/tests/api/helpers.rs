@@ -497,3 +497,107 @@ pub async fn read_model_snapshot(pool: &PgPool) -> Vec<(String, serde_json::Valu
     }
     out
 }
+
+/// A nats-server of the test's own, like [`NatsServer`] (JetStream, a temporary store, a
+/// random port, killed when dropped) but started from a configuration that sets its
+/// `max_payload` — the largest message it takes, 1 MiB by default — to test what is too
+/// large for it without megabytes of data.
+pub struct LimitedNats {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl LimitedNats {
+    /// Starts a server whose `max_payload` is `max_payload` bytes.
+    pub fn start(max_payload: usize) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\nmax_payload: {max_payload}\njetstream {{ store_dir: {:?} }}\n",
+                dir.path().join("store")
+            ),
+        )
+        .expect("write the nats-server configuration");
+        let child = std::process::Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not come up on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A client that keeps reconnecting.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.url())
+            .await
+            .expect("connect to the test nats-server")
+    }
+}
+
+impl Drop for LimitedNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nats-server binary the tests run, found as [`NatsServer`] finds it: `OMS_NATS_SERVER_BIN`,
+/// else the first `nats-server` of at least 2.10 on `PATH` or in the project's `.tools/`.
+pub fn nats_server_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("OMS_NATS_SERVER_BIN") {
+        return path.into();
+    }
+    let new_enough = |binary: &std::path::Path| {
+        let Ok(output) = std::process::Command::new(binary).arg("--version").output() else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = text.trim().rsplit('v').next().unwrap_or_default();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 10)
+    };
+    let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.push(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../.tools/python/bin/nats-server"),
+    );
+    candidates
+        .into_iter()
+        .find(|p| p.is_file() && new_enough(p))
+        .expect("a nats-server >= 2.10 is needed: run the tests with `make test`, or set OMS_NATS_SERVER_BIN")
+}

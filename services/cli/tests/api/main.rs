@@ -13,6 +13,7 @@ mod event_size;
 mod fuzz;
 mod idempotency;
 mod in_doubt;
+mod isolation;
 mod lifecycle;
 mod operations;
 mod outage;
