@@ -65,6 +65,8 @@ test: ## Check formatting and lints, then run every crate's tests (starts Postgr
 	$(CARGO) fmt --all -- --check
 	echo "==> cargo clippy --workspace --all-targets -- -D warnings"
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	echo "==> chaos run, short ($(CHAOS_SHORT_SECONDS) s; 'make chaos' runs the full one)"
+	CHAOS_SECONDS=$(CHAOS_SHORT_SECONDS) CHAOS_JSON= $(CARGO) test -p oms --test chaos -- --ignored --nocapture
 	if $(CARGO) nextest --version >/dev/null 2>&1; then
 	  echo "==> cargo nextest run --workspace"
 	  exec $(CARGO) nextest run --workspace --no-fail-fast
@@ -72,6 +74,19 @@ test: ## Check formatting and lints, then run every crate's tests (starts Postgr
 	  echo "==> cargo test --workspace (install cargo-nextest for faster runs)"
 	  exec $(CARGO) test --workspace --no-fail-fast
 	fi
+
+# The chaos run (services/cli/tests/chaos.rs): `oms serve` split into its roles, over a Postgres
+# cluster and a nats-server of its own, under load while a driver kills them at random; then
+# every event, chain, stream message and read model is checked. `make test` runs a short one.
+CHAOS_SECONDS ?= 600
+CHAOS_SHORT_SECONDS ?= 60
+.PHONY: chaos
+chaos: ## Chaos run: kill api, relay, projector, NATS and Postgres at random under load, then check nothing was lost or applied twice (CHAOS_SECONDS, default 600); writes docs/reliability/chaos.json
+	@OMS_NATS_SERVER_BIN="$$(scripts/ensure-nats.sh bin)"
+	export OMS_NATS_SERVER_BIN
+	echo "==> chaos run, $(CHAOS_SECONDS) s (figures to docs/reliability/chaos.json)"
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_JSON="$(CURDIR)/docs/reliability/chaos.json" \
+	  exec $(CARGO) test -p oms --test chaos -- --ignored --nocapture
 
 lint: ## Check formatting and run clippy with warnings as errors
 	@$(CARGO) fmt --all -- --check
