@@ -47,6 +47,16 @@ use uuid::Uuid;
 
 const SECRET: &str = "chaos-run-secret-that-is-longer-than-32-characters";
 const OMS: &str = env!("CARGO_BIN_EXE_oms");
+/// The run's own copy of [`OMS`], so that a rebuild during the run does not change what is
+/// restarted.
+static OMS_COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn oms_bin() -> &'static Path {
+    OMS_COPY
+        .get()
+        .map(PathBuf::as_path)
+        .unwrap_or(Path::new(OMS))
+}
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// How long one command may keep retrying (no answer, 5xx) before it is "in doubt".
 const COMMAND_BUDGET: Duration = Duration::from_secs(60);
@@ -315,7 +325,7 @@ impl RoleProcess {
             .append(true)
             .open(&self.log)
             .expect("the role's log file");
-        let mut command = Command::new(OMS);
+        let mut command = Command::new(oms_bin());
         command
             .args(["serve", "--role", self.role])
             .env_remove("OMS_LOG_FORMAT")
@@ -1537,7 +1547,7 @@ struct Ran {
 
 /// Runs `oms <args>` with `env`, killed after `bound`.
 async fn oms(args: &[&str], env: &[(&str, &str)], bound: Duration) -> Ran {
-    let mut command = tokio::process::Command::new(OMS);
+    let mut command = tokio::process::Command::new(oms_bin());
     command
         .args(args)
         .env("OMS_LOG", "warn")
@@ -1656,6 +1666,9 @@ async fn start(settings: &Settings, run: &str) -> Stack {
     }
     let workdir = Workdir(Some(dir));
     let root = workdir.path().to_path_buf();
+    let copy = root.join("oms");
+    std::fs::copy(OMS, &copy).expect("copy the oms binary");
+    let _ = OMS_COPY.set(copy);
 
     let mut pg = Postgres::init(&root);
     pg.start();
