@@ -12,29 +12,23 @@
 //! - `/metrics`: the process's own registry (the relay's or the projector's counters) with the
 //!   pipeline's lag per tenant, rendered exactly as the API renders its `/metrics`.
 //!
-//! Three fixed `GET` endpoints for probes and scrapers need no router or framework, and this
-//! crate does not depend on one: they are answered by a small HTTP/1.1 responder over tokio —
-//! one request per connection (`Connection: close`), a bounded request head, time limits on
-//! reading and writing. It stops accepting on shutdown and lets the connections it has finish.
+//! They are served with axum, as the API is; shutdown stops accepting and lets the requests in
+//! flight finish.
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use oms_api::metrics::Metrics;
 use oms_relay::Relay;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// The largest request head read (request line and headers); a probe's is a few hundred bytes.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client may take to read the response.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The content type of `/metrics`, as the API serves it.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -57,6 +51,21 @@ pub struct Reply {
     pub content_type: &'static str,
     /// The body.
     pub body: String,
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, self.content_type),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            self.body,
+        )
+            .into_response()
+    }
 }
 
 impl Reply {
@@ -87,25 +96,6 @@ impl Endpoints {
             metrics: Metrics::new(registry),
             relay,
         }
-    }
-
-    /// Answers `method` on `path` (the request target without its query).
-    pub async fn respond(&self, method: &str, path: &str) -> Reply {
-        let reply = match (method, path) {
-            ("GET" | "HEAD", "/health") => self.health(),
-            ("GET" | "HEAD", "/ready") => self.ready().await,
-            ("GET" | "HEAD", "/metrics") => self.metrics().await,
-            (_, "/health" | "/ready" | "/metrics") => Reply::json(
-                405,
-                &json!({"error": "method not allowed; use GET or HEAD"}),
-            ),
-            _ => Reply::json(
-                404,
-                &json!({"error": "no such endpoint; this process serves /health, /ready and /metrics"}),
-            ),
-        };
-        self.metrics.response(reply.status);
-        reply
     }
 
     /// The process is up.
@@ -159,148 +149,41 @@ impl Endpoints {
     }
 }
 
-/// Serves `endpoints` on `listener` until `shutdown` is cancelled, then stops accepting and
-/// waits for the connections it has (each bounded by its time limits).
-pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>, shutdown: CancellationToken) {
-    let connections = TaskTracker::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let endpoints = endpoints.clone();
-                    connections.spawn(async move { answer(stream, &endpoints).await });
-                }
-                Err(err) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
-                    tracing::warn!(error = %err, "endpoints: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+/// The router of the three endpoints; any other path is 404, any other method 405.
+pub fn router(endpoints: Arc<Endpoints>) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|State(e): State<Arc<Endpoints>>| async move { e.health() }),
+        )
+        .route(
+            "/ready",
+            get(|State(e): State<Arc<Endpoints>>| async move { e.ready().await }),
+        )
+        .route(
+            "/metrics",
+            get(|State(e): State<Arc<Endpoints>>| async move { e.metrics().await }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            endpoints.clone(),
+            |State(e): State<Arc<Endpoints>>,
+             request: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                let response = next.run(request).await;
+                e.metrics.response(response.status().as_u16());
+                response
             },
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
+        ))
+        .with_state(endpoints)
 }
 
-/// Reads one request, answers it and closes the connection.
-async fn answer(mut stream: TcpStream, endpoints: &Endpoints) {
-    let Ok(Some(head)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await else {
-        return;
-    };
-    let (reply, with_body) = match request_line(&head) {
-        Some((method, path)) => (endpoints.respond(method, path).await, method != "HEAD"),
-        None => (
-            Reply::json(400, &json!({"error": "not an HTTP/1.x request"})),
-            true,
-        ),
-    };
-    let response = encode(&reply, with_body);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    })
-    .await;
-}
-
-/// The request head (up to the blank line), or `None` if the client closed first or sent
-/// more than [`MAX_HEAD`] bytes without one. A body, if any, is not read.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        head.extend_from_slice(&chunk[..read]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            head.truncate(end);
-            return String::from_utf8(head).ok();
-        }
-        if head.len() > MAX_HEAD {
-            return None;
-        }
-    }
-}
-
-/// The method and the path (without the query) of an HTTP/1.x request line.
-fn request_line(head: &str) -> Option<(&str, &str)> {
-    let line = head.split("\r\n").next()?;
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return None;
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    Some((method, path))
-}
-
-/// The response's bytes (without the body for `HEAD`, with its length either way).
-fn encode(reply: &Reply, with_body: bool) -> Vec<u8> {
-    let reason = match reply.status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "",
-    };
-    let allow = if reply.status == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let mut response = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
-        reply.status,
-        reply.content_type,
-        reply.body.len()
-    )
-    .into_bytes();
-    if with_body {
-        response.extend_from_slice(reply.body.as_bytes());
-    }
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_line_gives_its_method_and_path_without_the_query() {
-        assert_eq!(
-            request_line("GET /metrics?x=1 HTTP/1.1\r\nHost: a"),
-            Some(("GET", "/metrics"))
-        );
-        assert_eq!(
-            request_line("HEAD /ready HTTP/1.0"),
-            Some(("HEAD", "/ready"))
-        );
-    }
-
-    #[test]
-    fn anything_but_an_http_1_request_line_is_refused() {
-        for line in [
-            "",
-            "GET",
-            "GET /ready",
-            "GET /ready HTTP/2",
-            "GET ready HTTP/1.1",
-            "GET / x HTTP/1.1",
-        ] {
-            assert_eq!(request_line(line), None, "{line:?}");
-        }
-    }
-
-    #[test]
-    fn a_head_response_has_the_length_but_not_the_body() {
-        let reply = Reply::json(200, &json!({"status": "ok"}));
-        let text = String::from_utf8(encode(&reply, false)).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains(&format!("Content-Length: {}\r\n", reply.body.len())));
-        assert!(text.ends_with("\r\n\r\n"), "{text}");
+/// Serves `endpoints` on `listener` until `shutdown` is cancelled, then stops accepting and
+/// lets the requests in flight finish.
+pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>, shutdown: CancellationToken) {
+    if let Err(err) = axum::serve(listener, router(endpoints))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %err, "endpoints: serving failed");
     }
 }

@@ -40,14 +40,8 @@ use uuid::Uuid;
 
 use crate::apply::{apply_event, catch_up, Outcome, ProjectorError};
 
-/// The header the relay sets on a message whose body leaves the event's payload out.
-///
-/// The wire contract with the relay, which publishes it (this crate does not depend on the
-/// relay; both sides name the header and its value).
-pub const PAYLOAD_HEADER: &str = "Oms-Payload";
-
-/// [`PAYLOAD_HEADER`]'s value when the payload was left out: the event is read from the store.
-pub const PAYLOAD_OMITTED: &str = "omitted";
+/// The header (and its value) of a message sent by reference: the store's wire contract.
+pub use oms_store::{PAYLOAD_HEADER, PAYLOAD_OMITTED};
 
 /// How the projector consumes.
 #[derive(Debug, Clone)]

@@ -9,14 +9,8 @@ use uuid::Uuid;
 
 use crate::{RelayConfig, RelayError};
 
-/// The header that marks a message whose body does not carry the event's payload.
-///
-/// Part of the wire contract with the projector (which does not depend on this crate and
-/// keeps its own copy of the name and value).
-pub const PAYLOAD_HEADER: &str = "Oms-Payload";
-
-/// [`PAYLOAD_HEADER`]'s value when the payload was left out: read the event from the store.
-pub const PAYLOAD_OMITTED: &str = "omitted";
+/// The header (and its value) of a message sent by reference: the store's wire contract.
+pub use oms_store::{PAYLOAD_HEADER, PAYLOAD_OMITTED};
 
 /// Bytes of a message's `max_payload` kept for its headers when deciding whether an event's
 /// body fits. `max_payload` bounds headers and body together; the relay's headers (message

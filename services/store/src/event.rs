@@ -61,6 +61,15 @@ mod timestamp {
     }
 }
 
+/// The NATS header that marks a message whose body is the envelope without its payload (an
+/// event larger than a NATS message, published by reference): the projector reads such an
+/// event from the store. Defined here, with the envelope, because the relay that sets it and
+/// the projector that reads it do not depend on each other.
+pub const PAYLOAD_HEADER: &str = "Oms-Payload";
+
+/// [`PAYLOAD_HEADER`]'s value when the payload was left out.
+pub const PAYLOAD_OMITTED: &str = "omitted";
+
 /// An event about to be appended; the store gives it its position, time and hash.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

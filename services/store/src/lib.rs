@@ -40,6 +40,7 @@ pub mod tenants;
 
 pub use event::{
     format_timestamp, AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent,
+    PAYLOAD_HEADER, PAYLOAD_OMITTED,
 };
 pub use event_store::EventStore;
 pub use hash::GENESIS;

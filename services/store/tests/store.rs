@@ -379,3 +379,45 @@ async fn a_commands_reads_touch_one_partition_by_primary_key() {
         "{head_plan}"
     );
 }
+
+#[tokio::test]
+async fn expired_idempotency_records_are_purged_and_live_ones_kept() {
+    let (_, pool, tenant) = store_with_tenant().await;
+    for (key, age_hours) in [("old-1", 25), ("old-2", 48), ("fresh", 1)] {
+        sqlx::query(
+            "insert into idempotency_keys (tenant_id, key, request_hash, status, response, created_at)
+             values ($1, $2, '', 200, '{}', now() - make_interval(hours => $3))",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(age_hours)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    assert_eq!(
+        oms_store::idempotency::purge_expired(&pool, 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        oms_store::idempotency::purge_expired(&pool, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        oms_store::idempotency::purge_expired(&pool, 100)
+            .await
+            .unwrap(),
+        0
+    );
+
+    let left: Vec<String> = sqlx::query_scalar("select key from idempotency_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["fresh".to_string()]);
+}

@@ -186,6 +186,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     if args.runs(ServeRole::Api) {
+        // Every command leaves an idempotency record; the API processes take the expired ones
+        // away again.
+        tasks.spawn(purge_idempotency_records(pool.clone(), shutdown.clone()));
         let state = AppState::new(
             pool.clone(),
             &config,
@@ -238,6 +241,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes idempotency records past their retention every ten minutes, in batches so that no
+/// statement holds many rows; several API processes doing it at once is harmless.
+async fn purge_idempotency_records(pool: PgPool, shutdown: CancellationToken) {
+    const BATCH: i64 = 10_000;
+    loop {
+        loop {
+            match oms_store::idempotency::purge_expired(&pool, BATCH).await {
+                Ok(deleted) if deleted == u64::try_from(BATCH).unwrap_or(u64::MAX) => {
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::info!(deleted, "expired idempotency records purged");
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "purging expired idempotency records failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM (what `docker stop` and Kubernetes send) or SIGINT (Ctrl-C).
