@@ -626,3 +626,35 @@ async fn relay_and_projector_processes_serve_their_own_metrics_health_and_readin
     assert!(relay.terminate().await.success());
     assert!(projector.terminate().await.success());
 }
+
+#[tokio::test]
+async fn an_11000_line_order_is_refused_and_other_tenants_are_delivered_within_a_second() {
+    // Arrange: the service with its read side on a nats-server with the default 1 MiB limit,
+    // and a purchase order of 11,000 lines — a 0.9 MB request, under the 1 MiB body limit,
+    // whose event would be over 2 MB.
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    oms_relay::ensure_stream(&jetstream::new(client.clone()), &test_relay_config())
+        .await
+        .unwrap();
+    let pipeline = Pipeline::start(spawn_api().await, client, test_relay_config()).await;
+    let app = &pipeline.app;
+    let (supplier, product) = app.reference_data().await;
+    let lines: Vec<Value> = (0..11_000)
+        .map(|_| json!({"product_id": product, "weight": "1", "price_per_unit": "1.00"}))
+        .collect();
+    let body = json!({"supplier_id": supplier, "order_date": "2026-11-02", "lines": lines});
+    let size = body.to_string().len();
+    assert!((900_000..1_048_576).contains(&size), "{size} bytes");
+    let before = app.write_footprint().await;
+
+    // Act: the big order, then writes in five other tenants.
+    let refused = app.post("/api/v1/purchase-orders", body).await;
+
+    // Assert: refused with a problem, nothing written; every other tenant's event reaches NATS
+    // and every read model within a second of its write.
+    expect_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(app.write_footprint().await, before);
+    let others = pipeline.five_tenants_delivered_promptly().await;
+    assert_eq!(others.len(), 5);
+}
