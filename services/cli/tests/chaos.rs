@@ -2133,6 +2133,43 @@ fn table(figures: &Value) -> String {
     out
 }
 
+/// The order the figures are written in: the headline first, the details last (serde_json
+/// sorts an object's keys; nested objects stay sorted).
+const FIGURE_ORDER: [&str; 12] = [
+    "started_at",
+    "duration_s",
+    "commands",
+    "events",
+    "mismatches",
+    "kills",
+    "recovery_s",
+    "drain_s",
+    "peak_lag_events",
+    "settings",
+    "checks",
+    "kill_log",
+];
+
+/// Pretty JSON of `figures` with its top-level keys in [`FIGURE_ORDER`].
+fn headline_first(figures: &Value) -> String {
+    let mut out = String::from("{\n");
+    let fields: Vec<String> = FIGURE_ORDER
+        .iter()
+        .filter_map(|key| figures.get(*key).map(|value| (key, value)))
+        .map(|(key, value)| {
+            let pretty = serde_json::to_string_pretty(value).unwrap();
+            format!("  {key:?}: {}", pretty.replace('\n', "\n  "))
+        })
+        .collect();
+    out += &fields.join(",\n");
+    out += "\n}\n";
+    debug_assert_eq!(
+        serde_json::from_str::<Value>(&out).ok().as_ref(),
+        Some(figures)
+    );
+    out
+}
+
 async fn run(settings: Settings) {
     eprintln!("chaos: {settings:?}");
     let started_at = chrono::Utc::now();
@@ -2154,8 +2191,7 @@ async fn run(settings: Settings) {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
         }
-        std::fs::write(path, serde_json::to_string_pretty(&figures).unwrap() + "\n")
-            .expect("write the figures");
+        std::fs::write(path, headline_first(&figures)).expect("write the figures");
         eprintln!("chaos: figures written to {}", path.display());
     }
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
