@@ -18,9 +18,9 @@
 //! `CHAOS_SECONDS` (600), and `make test` runs a short version. Settings (environment):
 //! `CHAOS_SECONDS` (60), `CHAOS_CLIENTS` (8), `CHAOS_TENANTS` (4), `CHAOS_RATE` (commands per
 //! second over all clients; 0 = as fast as the service answers; default 50), `CHAOS_GAP_MIN` /
-//! `CHAOS_GAP_MAX` (seconds between faults; 5 / 11), `CHAOS_SEED`, `CHAOS_JSON`,
-//! `OMS_NATS_SERVER_BIN`. Postgres server binaries (initdb, pg_ctl) ≥ 15 must be installed;
-//! as root the cluster runs as the `postgres` user (scripts/lib.sh: `run_as`).
+//! `CHAOS_GAP_MAX` (seconds between faults; 5 / 11), `CHAOS_DRAIN_SECONDS` (300), `CHAOS_SEED`,
+//! `CHAOS_JSON`, `OMS_NATS_SERVER_BIN`. Postgres server binaries (initdb, pg_ctl) ≥ 15 must be
+//! installed; as root the cluster runs as the `postgres` user (scripts/lib.sh: `run_as`).
 
 #[allow(dead_code)]
 #[path = "common_nats.rs"]
@@ -62,8 +62,6 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const COMMAND_BUDGET: Duration = Duration::from_secs(60);
 /// One HTTP attempt.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the pipeline may take to drain once the load has stopped.
-const DRAIN_BOUND: Duration = Duration::from_secs(300);
 /// How long a recovery is measured before it counts as "not recovered".
 const RECOVERY_BOUND: Duration = Duration::from_secs(180);
 
@@ -80,6 +78,8 @@ struct Settings {
     downtime: (f64, f64),
     seed: u64,
     json: Option<PathBuf>,
+    /// How long the pipeline may take to drain once the load has stopped.
+    drain: Duration,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -109,6 +109,7 @@ impl Settings {
             gap: (env_or("CHAOS_GAP_MIN", 5.0), env_or("CHAOS_GAP_MAX", 11.0)),
             downtime: (0.3, 3.0),
             seed,
+            drain: Duration::from_secs(env_or("CHAOS_DRAIN_SECONDS", 300)),
             json: std::env::var_os("CHAOS_JSON")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -1875,7 +1876,7 @@ async fn load(stack: &Stack, settings: &Settings, run: &str) -> Outcome {
     // Drain: every tenant's relay and read models at its head.
     let drain_started = Instant::now();
     let mut drained = false;
-    while drain_started.elapsed() < DRAIN_BOUND {
+    while drain_started.elapsed() < settings.drain {
         if let Ok(targets) = heads(&stack.pool).await {
             if caught_up(&stack.pool, &targets).await.unwrap_or(false) {
                 drained = true;
@@ -1933,7 +1934,7 @@ async fn check(stack: &Stack, outcome: &Outcome, facts: &StoreFacts) -> (Vec<Che
     let mut checkpoints = check_checkpoints(&facts.heads, &now);
     if !outcome.drained {
         checkpoints.ok = false;
-        checkpoints.detail += &format!("; not drained within {DRAIN_BOUND:?}");
+        checkpoints.detail += &format!("; not drained within {:.0} s", outcome.drain_s);
     }
     checks.push(checkpoints);
     checks.push(match &outcome.metrics_lag {
