@@ -50,7 +50,7 @@ run: ## Run the service (api, relay and projector) with a demo tenant (starts Po
 
 # The tests get OMS_TEST_DATABASE_URL (an admin URL: they create and drop their own databases
 # oms_test_*) and OMS_NATS_SERVER_BIN (they start their own nats-servers on random ports).
-test: ## Check formatting and lints, then run every crate's tests (starts Postgres if needed; finds or installs nats-server)
+test: ## Check formatting and lints, a short chaos run and schemathesis run, then every crate's tests (starts Postgres if needed; finds or installs nats-server)
 	@$(mask)
 	if [ -n "$${OMS_TEST_DATABASE_URL:-}" ]; then
 	  DATABASE_URL="$$OMS_TEST_DATABASE_URL" scripts/ensure-postgres.sh --admin >/dev/null
@@ -67,6 +67,8 @@ test: ## Check formatting and lints, then run every crate's tests (starts Postgr
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	echo "==> chaos run, short ($(CHAOS_SHORT_SECONDS) s; 'make chaos' runs the full one)"
 	CHAOS_SECONDS=$(CHAOS_SHORT_SECONDS) CHAOS_JSON= $(CARGO) test -p oms --test chaos -- --ignored --nocapture
+	echo "==> schemathesis against the OpenAPI document ($${SCHEMATHESIS_SECONDS:-75} s; 'make schemathesis' runs longer)"
+	scripts/schemathesis.sh "$${SCHEMATHESIS_SECONDS:-75}"
 	if $(CARGO) nextest --version >/dev/null 2>&1; then
 	  echo "==> cargo nextest run --workspace"
 	  exec $(CARGO) nextest run --workspace --no-fail-fast
@@ -87,6 +89,20 @@ chaos: ## Chaos run: kill api, relay, projector, NATS and Postgres at random und
 	echo "==> chaos run, $(CHAOS_SECONDS) s (figures to docs/reliability/chaos.json)"
 	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_JSON="$(CURDIR)/docs/reliability/chaos.json" \
 	  exec $(CARGO) test -p oms --test chaos -- --ignored --nocapture
+
+# schemathesis (4.x, installed into .tools/schemathesis) against /api/v1/openapi.json of an
+# `oms serve` of its own: every operation, every check, seed 42; fails on any server error or
+# any answer the document does not describe. `make test` runs it for 75 s.
+.PHONY: schemathesis
+schemathesis: ## Check the service against its OpenAPI document with schemathesis (SCHEMATHESIS_SECONDS, default 300; starts Postgres if needed)
+	@if [ -n "$${OMS_TEST_DATABASE_URL:-}" ]; then
+	  DATABASE_URL="$$OMS_TEST_DATABASE_URL" scripts/ensure-postgres.sh --admin >/dev/null
+	else
+	  OMS_TEST_DATABASE_URL="$$(DATABASE_URL="$${DATABASE_URL:-$(DEFAULT_DATABASE_URL)}" scripts/ensure-postgres.sh --admin)"
+	fi
+	OMS_NATS_SERVER_BIN="$$(scripts/ensure-nats.sh bin)"
+	export OMS_TEST_DATABASE_URL OMS_NATS_SERVER_BIN
+	exec scripts/schemathesis.sh "$${SCHEMATHESIS_SECONDS:-300}"
 
 lint: ## Check formatting and run clippy with warnings as errors
 	@$(CARGO) fmt --all -- --check

@@ -39,6 +39,7 @@ mod reference;
 mod reply;
 mod request_ids;
 mod sales_orders;
+mod schemas;
 mod tenants;
 
 use axum::extract::DefaultBodyLimit;
@@ -120,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sales_orders::router())
         .merge(audit::router())
         .split_for_parts();
-    api.merge(ops::router(document))
+    api.merge(ops::router(openapi::complete(document)))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -24,7 +24,7 @@ use oms_store::{Loaded, OmsAggregate};
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
     /// Why.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schemas::with::reason)]
     pub reason: Reason,
 }
 
@@ -38,7 +38,7 @@ pub struct EmptyRequest {}
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     /// The note.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schemas::with::note_text)]
     pub text: NoteText,
 }
 
@@ -47,16 +47,16 @@ pub struct NoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Amount, > 0, at most what is outstanding.
-    #[schema(value_type = String, example = "1000.00")]
+    #[schema(schema_with = crate::schemas::with::money)]
     pub amount: Money,
     /// When it was paid (not in the future).
     pub paid_on: NaiveDate,
     /// wire, ach, check, credit_card, cash, other.
-    #[schema(value_type = String, example = "wire")]
+    #[schema(schema_with = crate::schemas::with::payment_method)]
     pub method: PaymentMethod,
     /// Bank reference, cheque number, …
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub reference: Option<oms_domain::values::ShortText>,
 }
 
@@ -67,11 +67,11 @@ pub struct WeighedLineRequest {
     /// The order line.
     pub line_id: Uuid,
     /// The actual (catch) weight.
-    #[schema(value_type = String, example = "39850.5")]
+    #[schema(schema_with = crate::schemas::with::weight)]
     pub weight: Weight,
     /// Cases or pieces.
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(schema_with = crate::schemas::with::opt_quantity)]
     pub quantity: Option<Quantity>,
 }
 
@@ -274,7 +274,9 @@ macro_rules! shared_order_endpoints {
         aggregate: $aggregate:ty,
         command: $command:ident,
         header_patch: $header_patch:ty,
+        header_patch_body: $header_patch_body:ty,
         line_patch: $line_patch:ty,
+        line_patch_body: $line_patch_body:ty,
         line_request: $line_request:ty,
     ) => {
         /// Lists orders with filters (`status`, `payment_status`, the party's id,
@@ -340,8 +342,8 @@ macro_rules! shared_order_endpoints {
 
         /// Changes header fields (draft only); `null` clears an optional one.
         #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
-            request_body(content = Object, description = "any header field of the create body; null clears an optional one"),
-            params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+            request_body = $header_patch_body,
+            params(("id" = Uuid, Path)),
             responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 412, body = super::error::Problem)),
             security(("bearer" = [])))]
         pub async fn change_header(
@@ -376,7 +378,7 @@ macro_rules! shared_order_endpoints {
 
         /// Changes a line (draft only).
         #[utoipa::path(patch, path = concat!("/api/v1/", $collection, "/{id}/lines/{line_id}"), tag = $tag,
-            request_body(content = Object, description = "product_id, weight, price_per_unit, quantity, description (and, on sales orders, source_purchase_order_id)"),
+            request_body = $line_patch_body,
             params(("id" = Uuid, Path), ("line_id" = Uuid, Path)), responses((status = 200, description = "the order document")), security(("bearer" = [])))]
         pub async fn change_line(
             State(state): State<AppState>,

@@ -62,19 +62,19 @@ pub struct CreatePurchaseOrder {
     pub order_date: NaiveDate,
     /// Given, or assigned `PO-000001`, `PO-000002`, …
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_number)]
     pub order_number: Option<OrderNumber>,
     /// ISO 4217, default USD.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "USD")]
+    #[schema(schema_with = crate::schemas::with::opt_currency)]
     pub currency: Option<Currency>,
     /// LB (default) or KG.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "LB")]
+    #[schema(schema_with = crate::schemas::with::opt_weight_unit)]
     pub weight_unit: Option<WeightUnit>,
     /// supplier_delivery (default), customer_pickup, we_pickup.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_logistics)]
     pub logistics: Option<Logistics>,
     /// The packing plant.
     #[serde(default)]
@@ -90,22 +90,23 @@ pub struct CreatePurchaseOrder {
     pub delivery_date: Option<NaiveDate>,
     /// wire, ach, check, credit_card.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_payment_terms)]
     pub payment_terms: Option<PaymentTerms>,
     /// The supplier's confirmation number.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub supplier_confirmation_number: Option<ShortText>,
     /// The carrier's release number.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub carrier_release_number: Option<ShortText>,
     /// Free text.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
     pub notes: Option<LongText>,
     /// Lines.
     #[serde(default)]
+    #[schema(max_items = 500)]
     pub lines: Vec<PurchaseLineRequest>,
 }
 
@@ -118,6 +119,7 @@ pub struct ReceiptRequest {
     /// True when receiving is finished (→ received).
     pub complete: bool,
     /// Actual (catch) weights per line.
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<WeighedLineRequest>,
 }
 
@@ -129,18 +131,18 @@ pub struct PurchaseLineRequest {
     /// The product.
     pub product_id: Uuid,
     /// Ordered weight in the order's weight unit (decimal string or number, > 0).
-    #[schema(value_type = String, example = "40000")]
+    #[schema(schema_with = crate::schemas::with::weight)]
     pub weight: Weight,
     /// Price per weight unit, up to 4 decimals.
-    #[schema(value_type = String, example = "2.1575")]
+    #[schema(schema_with = crate::schemas::with::unit_price)]
     pub price_per_unit: UnitPrice,
     /// Cases or pieces.
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(schema_with = crate::schemas::with::opt_quantity)]
     pub quantity: Option<Quantity>,
     /// Free text.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
     pub description: Option<LongText>,
 }
 
@@ -165,7 +167,7 @@ fn new_line(line: PurchaseLineRequest) -> NewLine {
 /// Creates a draft purchase order.
 #[utoipa::path(post, path = "/api/v1/purchase-orders", tag = "purchase orders", request_body = CreatePurchaseOrder,
     responses((status = 201, description = "the order document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
-    params(("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])))]
+    security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     user: TenantUser,
@@ -225,7 +227,7 @@ pub async fn create(
 macro_rules! simple_action {
     ($(#[$doc:meta])* $name:ident, $path:literal, $permission:expr, $command:expr) => {
         $(#[$doc])*
-        #[utoipa::path(post, path = $path, tag = "purchase orders", params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+        #[utoipa::path(post, path = $path, tag = "purchase orders", request_body(content = Option<EmptyRequest>, description = "nothing: an empty body or `{}`"), params(("id" = Uuid, Path)),
             responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
         pub async fn $name(
             State(state): State<AppState>,
@@ -317,6 +319,8 @@ super::orders::shared_order_endpoints! {
     aggregate: PurchaseOrder,
     command: PurchaseOrderCommand,
     header_patch: PurchaseOrderHeaderPatch,
+    header_patch_body: crate::schemas::PurchaseOrderHeaderPatchBody,
     line_patch: LinePatch,
+    line_patch_body: crate::schemas::PurchaseLinePatchBody,
     line_request: PurchaseLineRequest,
 }

@@ -125,7 +125,7 @@ where
 /// Documented per-kind entry points (the routes use the generic handlers; these exist so the
 /// OpenAPI document lists every kind's paths).
 macro_rules! documented_kind {
-    ($kind:ty, $plural:literal, $resource:ident, $create:ident, $list:ident, $show:ident, $update:ident) => {
+    ($kind:ty, $body:ty, $patch_body:ty, $plural:literal, $resource:ident, $create:ident, $list:ident, $show:ident, $update:ident) => {
         #[doc = concat!("Lists ", $plural, ": filters `q` (name or code contains), `active`; `sort`, `limit`, `cursor`; CSV.")]
         #[utoipa::path(get, path = concat!("/api/v1/", $plural), tag = "reference data",
             params(("q" = Option<String>, Query), ("active" = Option<bool>, Query), ("sort" = Option<String>, Query, description = "name, code, created_at, updated_at; -field for descending"),
@@ -137,8 +137,7 @@ macro_rules! documented_kind {
 
         #[doc = concat!("Creates a ", stringify!($kind), ".")]
         #[utoipa::path(post, path = concat!("/api/v1/", $plural), tag = "reference data",
-            request_body(content = Object, description = "the fields of shared/DOMAIN.md for this kind"),
-            params(("Idempotency-Key" = Option<String>, Header)),
+            request_body = $body,
             responses((status = 201, description = "the document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
             security(("bearer" = [])))]
         pub async fn $create(state: State<AppState>, user: TenantUser, headers: CommandHeaders, body: JsonBody<$kind>) -> Result<Response, ApiError> {
@@ -155,8 +154,8 @@ macro_rules! documented_kind {
 
         #[doc = concat!("Changes some fields of a ", stringify!($kind), "; `{\"active\": false}` deactivates it.")]
         #[utoipa::path(patch, path = concat!("/api/v1/", $plural, "/{id}"), tag = "reference data",
-            request_body(content = Object, description = "any subset of the fields, plus active"),
-            params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+            request_body = $patch_body,
+            params(("id" = Uuid, Path)),
             responses((status = 200, description = "the document"), (status = 404, body = super::error::Problem), (status = 412, body = super::error::Problem)),
             security(("bearer" = [])))]
         pub async fn $update(state: State<AppState>, user: TenantUser, id: ApiPath<Uuid>, headers: CommandHeaders, body: JsonBody<<$kind as ReferenceKind>::Patch>) -> Result<Response, ApiError> {
@@ -167,6 +166,8 @@ macro_rules! documented_kind {
 
 documented_kind!(
     Supplier,
+    crate::schemas::SupplierBody,
+    crate::schemas::SupplierPatchBody,
     "suppliers",
     Suppliers,
     create_supplier,
@@ -176,6 +177,8 @@ documented_kind!(
 );
 documented_kind!(
     Customer,
+    crate::schemas::CustomerBody,
+    crate::schemas::CustomerPatchBody,
     "customers",
     Customers,
     create_customer,
@@ -185,6 +188,8 @@ documented_kind!(
 );
 documented_kind!(
     Product,
+    crate::schemas::ProductBody,
+    crate::schemas::ProductPatchBody,
     "products",
     Products,
     create_product,
@@ -194,6 +199,8 @@ documented_kind!(
 );
 documented_kind!(
     Plant,
+    crate::schemas::PlantBody,
+    crate::schemas::PlantPatchBody,
     "plants",
     Plants,
     create_plant,
@@ -203,6 +210,8 @@ documented_kind!(
 );
 documented_kind!(
     Carrier,
+    crate::schemas::CarrierBody,
+    crate::schemas::CarrierPatchBody,
     "carriers",
     Carriers,
     create_carrier,

@@ -62,19 +62,19 @@ pub struct CreateSalesOrder {
     pub order_date: NaiveDate,
     /// Given, or assigned `SO-000001`, …
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_number)]
     pub order_number: Option<OrderNumber>,
     /// ISO 4217, default USD.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "USD")]
+    #[schema(schema_with = crate::schemas::with::opt_currency)]
     pub currency: Option<Currency>,
     /// LB (default) or KG.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "LB")]
+    #[schema(schema_with = crate::schemas::with::opt_weight_unit)]
     pub weight_unit: Option<WeightUnit>,
     /// The customer's own PO number.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub customer_po_number: Option<ShortText>,
     /// The plant it ships from.
     #[serde(default)]
@@ -90,10 +90,11 @@ pub struct CreateSalesOrder {
     pub delivery_date: Option<NaiveDate>,
     /// Free text.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
     pub notes: Option<LongText>,
     /// Lines; each may name its source purchase order.
     #[serde(default)]
+    #[schema(max_items = 500)]
     pub lines: Vec<SalesLineRequest>,
 }
 
@@ -108,9 +109,10 @@ pub struct ShipRequest {
     pub carrier_id: Option<Uuid>,
     /// The carrier's release number.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub carrier_release_number: Option<ShortText>,
     /// Shipped (catch) weights per line.
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<WeighedLineRequest>,
 }
 
@@ -132,7 +134,7 @@ pub struct InvoiceRequest {
     pub due_date: NaiveDate,
     /// Given, or assigned `INV-000001`, …
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_number)]
     pub invoice_number: Option<InvoiceNumber>,
 }
 
@@ -143,18 +145,18 @@ pub struct SalesLineRequest {
     /// The product.
     pub product_id: Uuid,
     /// Ordered weight in the order's weight unit (decimal string or number, > 0).
-    #[schema(value_type = String, example = "40000")]
+    #[schema(schema_with = crate::schemas::with::weight)]
     pub weight: Weight,
     /// Price per weight unit, up to 4 decimals.
-    #[schema(value_type = String, example = "2.1575")]
+    #[schema(schema_with = crate::schemas::with::unit_price)]
     pub price_per_unit: UnitPrice,
     /// Cases or pieces.
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(schema_with = crate::schemas::with::opt_quantity)]
     pub quantity: Option<Quantity>,
     /// Free text.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
     pub description: Option<LongText>,
     /// The purchase order that supplies this line.
     #[serde(default)]
@@ -183,7 +185,7 @@ fn new_line(line: SalesLineRequest) -> NewLine {
 /// Creates a draft sales order.
 #[utoipa::path(post, path = "/api/v1/sales-orders", tag = "sales orders", request_body = CreateSalesOrder,
     responses((status = 201, description = "the order document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
-    params(("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])))]
+    security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     user: TenantUser,
@@ -238,8 +240,8 @@ pub async fn create(
 }
 
 /// draft → confirmed (needs a line).
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/confirm", tag = "sales orders",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/confirm", tag = "sales orders", request_body(content = Option<EmptyRequest>, description = "nothing: an empty body or `{}`"),
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
 pub async fn confirm(
     State(state): State<AppState>,
     user: TenantUser,
@@ -259,8 +261,8 @@ pub async fn confirm(
 }
 
 /// invoiced → closed (needs nothing outstanding).
-#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/close", tag = "sales orders",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/close", tag = "sales orders", request_body(content = Option<EmptyRequest>, description = "nothing: an empty body or `{}`"),
+    params(("id" = Uuid, Path)), responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
     user: TenantUser,
@@ -379,6 +381,8 @@ super::orders::shared_order_endpoints! {
     aggregate: SalesOrder,
     command: SalesOrderCommand,
     header_patch: SalesOrderHeaderPatch,
+    header_patch_body: crate::schemas::SalesOrderHeaderPatchBody,
     line_patch: LinePatch,
+    line_patch_body: crate::schemas::SalesLinePatchBody,
     line_request: SalesLineRequest,
 }

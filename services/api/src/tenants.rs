@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Display name.
+    #[schema(schema_with = crate::schemas::with::tenant_name)]
     pub name: String,
     /// Unique handle: lowercase letters, digits, '-'.
+    #[schema(schema_with = crate::schemas::with::tenant_slug)]
     pub slug: String,
 }
 
