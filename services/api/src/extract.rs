@@ -278,6 +278,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 /// Parses JSON into `T`, telling syntax errors (400) from data errors (422, with the path).
 pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
+    let shape: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|err| ApiError::BadRequest(format!("the body is not valid JSON: {err}")))?;
+    if let Some((field, message)) = misshapen(&shape, String::new()) {
+        return Err(ApiError::Unprocessable {
+            detail: if field.is_empty() {
+                message.to_string()
+            } else {
+                format!("{field}: {message}")
+            },
+            errors: vec![FieldProblem {
+                field,
+                message: message.to_string(),
+            }],
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(text);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = match parsed {
@@ -311,6 +326,37 @@ pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|err| ApiError::BadRequest(format!("the body is not valid JSON: {err}")))?;
     Ok(value)
+}
+
+/// Where a body is not shaped as every request body of this API is: an object, whose arrays
+/// (`lines`) hold objects. serde would otherwise read an array as a struct, field by field in
+/// order (`[]` as `{}`), which no client means and the OpenAPI document does not allow.
+fn misshapen(value: &serde_json::Value, path: String) -> Option<(String, &'static str)> {
+    use serde_json::Value;
+    match value {
+        Value::Object(fields) if path.is_empty() || path.ends_with(']') => {
+            fields.iter().find_map(|(name, value)| {
+                let path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                match value {
+                    Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                        let at = format!("{path}[{i}]");
+                        match item {
+                            Value::Object(_) => misshapen(item, at),
+                            _ => Some((at, "must be an object")),
+                        }
+                    }),
+                    _ => None,
+                }
+            })
+        }
+        Value::Object(_) => None,
+        _ if path.is_empty() => Some((String::new(), "the body must be a JSON object")),
+        _ => Some((path, "must be an object")),
+    }
 }
 
 /// Drops serde's " at line 1 column 42" tail: the field path says where.
@@ -405,6 +451,25 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(errors[0].field, "count");
+    }
+
+    #[test]
+    fn arrays_are_not_read_as_objects() {
+        for (body, field) in [
+            (&b"[]"[..], ""),
+            (b"[\"a\", 1]", ""),
+            (b"\"text\"", ""),
+            (br#"{"lines": [["p", "1", "1"]]}"#, "lines[0]"),
+            (br#"{"lines": [{}, 3]}"#, "lines[1]"),
+            (br#"{"lines": [{"lots": [1]}]}"#, "lines[0].lots[0]"),
+        ] {
+            let err = parse_json::<Body>(body).unwrap_err();
+            let ApiError::Unprocessable { errors, .. } = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(errors[0].field, field, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(parse_json::<Body>(br#"{"name":"a","count":1}"#).is_ok());
     }
 
     #[test]
