@@ -490,3 +490,42 @@ async fn auditors_read_raw_events_the_feed_and_the_verification() {
     assert_eq!(verify["ok"], false);
     assert_eq!(verify["first_bad_position"], 3);
 }
+
+#[tokio::test]
+async fn reading_what_was_just_created_waits_for_the_read_models_instead_of_404() {
+    let app = spawn_api().await; // nothing projects until the test says so
+    let supplier = app
+        .post_ok(
+            "/api/v1/suppliers",
+            json!({"name": "Prairie"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = supplier["id"].as_str().unwrap().to_string();
+    // The read models catch up 300 ms later, as a projector a little behind would.
+    let store = oms_store::EventStore::new(app.pool.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        oms_projector::catch_up_all(&store, 500).await.unwrap();
+    });
+    let started = Instant::now();
+    let read = expect_json(
+        app.get(&format!("/api/v1/suppliers/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(read["name"], "Prairie");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "did not wait"
+    );
+    // Once the read models are at the head, a miss is a 404 at once.
+    let started = Instant::now();
+    expect_problem(
+        app.get(&format!("/api/v1/suppliers/{}", Uuid::now_v7()))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
