@@ -2006,6 +2006,9 @@ fn figures(
     in_doubt: (u64, u64),
 ) -> Value {
     let records = &outcome.records;
+    // A 2xx replayed from the idempotency record: an earlier attempt committed, and its answer
+    // was a 503 or was lost.
+    let replays: Vec<&Record> = records.iter().filter(|r| r.ok() && r.replayed).collect();
     let attempts: Vec<u16> = records
         .iter()
         .flat_map(|r| r.statuses.iter().copied())
@@ -2042,7 +2045,11 @@ fn figures(
         "commands": {
             "sent": records.len(),
             "answered_2xx": answered_2xx,
-            "replayed_2xx": records.iter().filter(|r| r.ok() && r.replayed).count(),
+            "replayed_2xx": replays.len(),
+            "committed_though_answered_503": replays.iter().filter(|r| {
+                let earlier = &r.statuses[..r.statuses.len() - 1];
+                !earlier.is_empty() && earlier.iter().all(|s| *s == 503)
+            }).count(),
             "retried": records.iter().filter(|r| r.statuses.len() > 1).count(),
             "refused": records.iter().filter(|r| r.answer.is_some() && !r.ok()).count(),
             "in_doubt": in_doubt.0,
@@ -2060,6 +2067,9 @@ fn figures(
         "recovery_s": recovery,
         "checks": checks.iter().map(|c| json!({
             "name": c.name, "ok": c.ok, "mismatches": c.mismatches, "detail": c.detail,
+        })).collect::<Vec<_>>(),
+        "replays": replays.iter().map(|r| json!({
+            "command": r.command, "key": r.key, "attempts": r.statuses,
         })).collect::<Vec<_>>(),
         "kill_log": outcome.kills.iter().map(|k| json!({
             "kind": k.kind.name(), "at_s": round(k.at_s, 1), "down_s": round(k.down_s, 2),
@@ -2082,8 +2092,8 @@ fn table(figures: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "  commands  sent {}  2xx {} ({} replayed)  retried {}  refused {}  in doubt {} ({} committed)",
-        c["sent"], c["answered_2xx"], c["replayed_2xx"], c["retried"], c["refused"], c["in_doubt"], c["in_doubt_committed"]
+        "  commands  sent {}  2xx {} ({} replayed, {} of them after a 503)  retried {}  refused {}  in doubt {} ({} committed)",
+        c["sent"], c["answered_2xx"], c["replayed_2xx"], c["committed_though_answered_503"], c["retried"], c["refused"], c["in_doubt"], c["in_doubt_committed"]
     );
     let _ = writeln!(
         out,
@@ -2136,7 +2146,7 @@ fn table(figures: &Value) -> String {
 
 /// The order the figures are written in: the headline first, the details last (serde_json
 /// sorts an object's keys; nested objects stay sorted).
-const FIGURE_ORDER: [&str; 12] = [
+const FIGURE_ORDER: [&str; 13] = [
     "started_at",
     "duration_s",
     "commands",
@@ -2148,6 +2158,7 @@ const FIGURE_ORDER: [&str; 12] = [
     "peak_lag_events",
     "settings",
     "checks",
+    "replays",
     "kill_log",
 ];
 
