@@ -4,8 +4,8 @@
 mod helpers;
 
 mod audit;
-mod bad_input;
 mod backup;
+mod bad_input;
 mod concurrency;
 mod docs;
 mod errors;
