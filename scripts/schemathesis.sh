@@ -119,14 +119,18 @@ log "starting oms serve on 127.0.0.1:$port (database $db, nats-server on port $n
 RUST_LOG="${RUST_LOG:-warn}" "$oms" serve --bind "127.0.0.1:$port" --nats-url "nats://127.0.0.1:$nats_port" \
   </dev/null >"$work/oms.log" 2>&1 &
 oms_pid=$!
+# ready: true when the service answers GET /ready with 200 (plain bash: no HTTP client needed).
+ready() {
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+    printf "GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3
+    head -n 1 <&3 | grep -q " 200 "' "$port" 2>/dev/null
+}
 for ((i = 0; i < 150; i++)); do
-  if curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then
-    break
-  fi
+  ready && break
   pid_alive "$oms_pid" || die "oms serve exited; see its log above"
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || die "oms serve was not ready within 30 s"
+ready || die "oms serve was not ready within 30 s"
 
 # --- the run ----------------------------------------------------------------------------------
 # A schema says which requests are well formed, not which ids exist or what state an order is
