@@ -63,7 +63,10 @@ impl CommitCutter {
         let (_, path) = rest.split_once('/').expect("a URL with a database");
         let (scheme_user, _) = direct.split_once('@').unwrap();
         // Plain text, so the relay can see the COMMIT message.
-        format!("{scheme_user}@127.0.0.1:{}/{path}?sslmode=disable", self.port)
+        format!(
+            "{scheme_user}@127.0.0.1:{}/{path}?sslmode=disable",
+            self.port
+        )
     }
 }
 
