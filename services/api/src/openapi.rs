@@ -22,7 +22,12 @@ body is accepted as `{}` on action endpoints; a token whose tenant does not exis
 the read models (pass a command's `position` as `?min_position=` to read your own write), while \
 `?as_of=` and `…/events` read the event store; the order document lists the order's notes as \
 `order_notes` because `notes` is the header's free-text field; rate limits are per tenant and per \
-API process (429 with `Retry-After`).",
+API process (429 with `Retry-After`).\n\n\
+After a failure: a 4xx wrote nothing; a 503 wrote nothing unless its `detail` says the outcome is \
+unknown (the database connection broke at commit and could not be checked within 10 s). After that \
+503, a connection reset or a time-out, retry with the same `Idempotency-Key` — or, without one, the \
+same `X-Request-Id`, which every command is also recorded under for 24 hours: the retry gets the \
+first outcome, or runs the command if it never took effect.",
         version = env!("CARGO_PKG_VERSION"),
     ),
     components(schemas(
