@@ -228,7 +228,7 @@ where
 }
 
 /// `GET …/{id}`: the order from the read model (`?min_position=` waits for it), or with
-/// `?as_of=<RFC 3339>` rebuilt from the events recorded up to then.
+/// `?as_of=<RFC 3339>` rebuilt from the events recorded up to then (auditor, admin).
 pub async fn show<A>(
     state: &AppState,
     user: &TenantUser,
@@ -244,6 +244,9 @@ where
     let Some(as_of) = params.get("as_of") else {
         return super::queries::show(state, user, resource, id, params).await;
     };
+    // Time travel reads the event store's history: an auditor's (and an admin's) right, as
+    // the raw events are (shared/DOMAIN.md's roles).
+    user.require(Permission::Audit)?;
     // Four-digit years only, as RFC 3339 has them; Postgres could not compare the others.
     let at = DateTime::parse_from_rfc3339(as_of)
         .ok()
@@ -300,7 +303,7 @@ macro_rules! shared_order_endpoints {
         /// The order from the read model (`?min_position=` waits for it), or as it was at
         /// `?as_of=`, rebuilt from its events.
         #[utoipa::path(get, path = concat!("/api/v1/", $collection, "/{id}"), tag = $tag,
-            params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant"), ("min_position" = Option<i64>, Query)),
+            params(("id" = Uuid, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant (auditor, admin)"), ("min_position" = Option<i64>, Query)),
             responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem)),
             security(("bearer" = [])))]
         pub async fn show(

@@ -529,3 +529,38 @@ async fn reading_what_was_just_created_waits_for_the_read_models_instead_of_404(
     .await;
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn time_travel_is_for_auditors_and_admins_only() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let id = id_of(&app.draft_po(&supplier, &product, "10", "1").await);
+    let path = format!("/api/v1/purchase-orders/{id}?as_of=2999-01-01T00:00:00Z");
+    let get_as = |roles: &[Role]| {
+        app.request(Method::GET, &path, &app.token_for(app.tenant, roles))
+            .send()
+    };
+
+    for roles in [&[Role::Readonly][..], &[Role::User], &[Role::Manager]] {
+        let refused = get_as(roles).await.unwrap();
+        expect_problem(refused, StatusCode::FORBIDDEN).await;
+    }
+    for roles in [&[Role::Auditor][..], &[Role::Admin]] {
+        let allowed = get_as(roles).await.unwrap();
+        assert_eq!(
+            expect_json(allowed, StatusCode::OK).await["id"],
+            id.as_str()
+        );
+    }
+    // The order itself, without time travel, stays readable by every role.
+    let current = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/purchase-orders/{id}?min_position=0"),
+            &app.token_for(app.tenant, &[Role::Readonly]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.status(), StatusCode::OK);
+}
