@@ -209,17 +209,20 @@ impl CommandHeaders {
             causation_id: self.causation_id.clone(),
             expected_version: self.expected_version,
             // Every command is recorded: under the client's key, else under its request id.
-            idempotency: Some(match &self.idempotency_key {
-                Some(key) => {
-                    IdempotencyKey::new(key.clone(), self.method.as_str(), &self.path, raw)
+            idempotency: Some(
+                match &self.idempotency_key {
+                    Some(key) => {
+                        IdempotencyKey::new(key.clone(), self.method.as_str(), &self.path, raw)
+                    }
+                    None => IdempotencyKey::for_request_id(
+                        &self.request_id,
+                        self.method.as_str(),
+                        &self.path,
+                        raw,
+                    ),
                 }
-                None => IdempotencyKey::for_request_id(
-                    &self.request_id,
-                    self.method.as_str(),
-                    &self.path,
-                    raw,
-                ),
-            }),
+                .for_actor(&user.claims.sub),
+            ),
         }
     }
 

@@ -82,7 +82,9 @@ pub async fn create(
     body: JsonBody<NewTenant>,
 ) -> Result<Response, ApiError> {
     require_platform(&claims)?;
-    let key = headers.idempotency_key(&body.raw);
+    let key = headers
+        .idempotency_key(&body.raw)
+        .map(|key| key.for_actor(&claims.sub));
     let finished = tenants::create_keyed(
         &state.pool,
         &body.value.name,

@@ -43,6 +43,9 @@ pub struct IdempotencyKey {
     pub request_hash: Vec<u8>,
     /// Whether the client chose it.
     pub origin: KeyOrigin,
+    /// Who sent the request (the token's `sub`): keys are scoped by actor, so another user who
+    /// happens to send the same key and body gets an answer of their own, never this one's.
+    pub actor: String,
 }
 
 impl IdempotencyKey {
@@ -52,6 +55,7 @@ impl IdempotencyKey {
             key,
             request_hash: fingerprint(method, path, body),
             origin: KeyOrigin::Client,
+            actor: String::new(),
         }
     }
 
@@ -62,7 +66,20 @@ impl IdempotencyKey {
             key: format!("request-id:{request_id}"),
             request_hash: fingerprint(method, path, body),
             origin: KeyOrigin::RequestId,
+            actor: String::new(),
         }
+    }
+
+    /// The same key, scoped to `actor`.
+    pub fn for_actor(mut self, actor: &str) -> Self {
+        self.actor = actor.to_string();
+        self
+    }
+
+    /// The key as stored: the actor's length, the actor and the key, so that no two
+    /// (actor, key) pairs meet (`3:bob:k` and `5:bob:k:k` cannot be confused).
+    fn stored(&self) -> String {
+        format!("{}:{}:{}", self.actor.len(), self.actor, self.key)
     }
 
     /// The client's key, for the events' metadata (none for a request-id key).
@@ -116,7 +133,7 @@ pub async fn lookup<'e>(
             and created_at > now() - make_interval(hours => $3)",
     )
     .bind(tenant)
-    .bind(&key.key)
+    .bind(key.stored())
     .bind(RETENTION_HOURS)
     .fetch_optional(executor)
     .await?;
@@ -150,7 +167,7 @@ pub async fn record(
          returning 1",
     )
     .bind(tenant)
-    .bind(&key.key)
+    .bind(key.stored())
     .bind(&key.request_hash)
     .bind(i16::try_from(reply.status).unwrap_or(200))
     .bind(&reply.body)
@@ -289,7 +306,7 @@ async fn probe(pool: &PgPool, tenant: Uuid, key: &IdempotencyKey) -> Result<bool
          values ($1, $2, '', 0, 'null') on conflict do nothing returning 1",
     )
     .bind(tenant)
-    .bind(&key.key)
+    .bind(key.stored())
     .fetch_optional(&mut *tx)
     .await?;
     tx.rollback().await?;

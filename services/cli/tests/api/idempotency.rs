@@ -89,3 +89,50 @@ async fn an_idempotency_key_over_200_characters_is_400() {
         .unwrap();
     expect_problem(response, StatusCode::BAD_REQUEST).await;
 }
+
+#[tokio::test]
+async fn the_same_key_from_another_user_is_that_users_own_request() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let body = json!({"supplier_id": supplier, "order_date": "2026-11-02",
+                      "lines": [{"product_id": product, "weight": "100", "price_per_unit": "2.00"}]});
+    let bob = app.keys.mint(
+        "bob",
+        Some("Bob Smith"),
+        Some(app.tenant),
+        vec![oms_api::auth::Role::Admin],
+        chrono::Duration::hours(1),
+    );
+    let send = |token: String| {
+        app.request(Method::POST, "/api/v1/purchase-orders", &token)
+            .header("idempotency-key", "shared-key-1")
+            .json(&body)
+            .send()
+    };
+
+    let marys = send(app.admin()).await.unwrap();
+    let bobs = send(bob.clone()).await.unwrap();
+
+    // Bob's request ran as his own: a second order, recorded with Bob as its actor, not a
+    // replay of Mary's response.
+    assert!(bobs.headers().get("idempotent-replayed").is_none());
+    let marys = expect_json(marys, StatusCode::CREATED).await;
+    let bobs = expect_json(bobs, StatusCode::CREATED).await;
+    assert_ne!(marys["id"], bobs["id"]);
+    let actors: Vec<String> = sqlx::query_scalar(
+        "select metadata->>'actor' from events
+          where tenant_id = $1 and event_type = 'PurchaseOrderCreated' order by position",
+    )
+    .bind(app.tenant)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(actors, ["mary", "bob"]);
+    // Each user's repeat is answered with their own first response.
+    let again = send(bob).await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        expect_json(again, StatusCode::CREATED).await["id"],
+        bobs["id"]
+    );
+}
