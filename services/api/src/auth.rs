@@ -84,6 +84,13 @@ pub struct Claims {
     /// The actor's display name, recorded with `sub`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Issued at, seconds since the epoch: a token issued in the future is refused, and the
+    /// lifetime is counted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before, seconds since the epoch: refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl Claims {
@@ -93,11 +100,16 @@ impl Claims {
     }
 }
 
+/// The longest a token may be valid for, by default: a stolen token stops working within a week
+/// at most, whatever `exp` its issuer chose (the demo token is minted for exactly this).
+pub const DEFAULT_MAX_LIFETIME: chrono::Duration = chrono::Duration::days(7);
+
 /// Signs and verifies HS256 tokens.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    max_lifetime: chrono::Duration,
     validation: Validation,
 }
 
@@ -123,12 +135,21 @@ impl TokenKeys {
     pub fn new(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
             validation,
         }
+    }
+
+    /// The same keys refusing tokens valid for longer than `max_lifetime` (from `iat`, or from
+    /// now for a token without one).
+    pub fn with_max_lifetime(mut self, max_lifetime: chrono::Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
     }
 
     /// A signed token for `claims`.
@@ -139,12 +160,29 @@ impl TokenKeys {
 
     /// The claims of a valid token.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    TokenError::Invalid("the token is not valid yet (nbf)".into())
+                }
                 _ => TokenError::Invalid(err.to_string()),
-            })
+            })?;
+        let now = Utc::now().timestamp();
+        if claims.iat.is_some_and(|iat| iat > now) {
+            return Err(TokenError::Invalid(
+                "the token was issued in the future (iat)".into(),
+            ));
+        }
+        let from = claims.iat.unwrap_or(now);
+        if claims.exp - from > self.max_lifetime.num_seconds() {
+            return Err(TokenError::Invalid(format!(
+                "the token is valid for longer than {} hours",
+                self.max_lifetime.num_hours()
+            )));
+        }
+        Ok(claims)
     }
 
     /// A token for `sub` in `tenant` with `roles`, valid for `ttl`.
@@ -162,6 +200,8 @@ impl TokenKeys {
             roles,
             exp: (Utc::now() + ttl).timestamp(),
             name: name.map(str::to_string),
+            iat: Some(Utc::now().timestamp()),
+            nbf: None,
         })
     }
 }
@@ -169,6 +209,49 @@ impl TokenKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claims(exp_in: i64, iat_in: Option<i64>, nbf_in: Option<i64>) -> Claims {
+        let now = Utc::now().timestamp();
+        Claims {
+            sub: "mary".into(),
+            tenant: Some(Uuid::nil()),
+            roles: vec![Role::Admin],
+            exp: now + exp_in,
+            name: None,
+            iat: iat_in.map(|d| now + d),
+            nbf: nbf_in.map(|d| now + d),
+        }
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_issued_in_the_future_or_too_long_lived_are_refused() {
+        let keys = TokenKeys::new("s");
+        let hour = 3600;
+        assert!(keys
+            .verify(&keys.sign(&claims(hour, Some(0), None)))
+            .is_ok());
+        assert!(keys
+            .verify(&keys.sign(&claims(hour, None, Some(-60))))
+            .is_ok());
+        for (case, bad) in [
+            ("nbf in an hour", claims(2 * hour, None, Some(hour))),
+            ("iat in an hour", claims(2 * hour, Some(hour), None)),
+            ("valid for 30 days", claims(30 * 24 * hour, Some(0), None)),
+            (
+                "valid for 30 days, no iat",
+                claims(30 * 24 * hour, None, None),
+            ),
+        ] {
+            assert!(
+                matches!(keys.verify(&keys.sign(&bad)), Err(TokenError::Invalid(_))),
+                "{case}"
+            );
+        }
+        let longer = TokenKeys::new("s").with_max_lifetime(chrono::Duration::days(60));
+        assert!(longer
+            .verify(&longer.sign(&claims(30 * 24 * hour, Some(0), None)))
+            .is_ok());
+    }
 
     #[test]
     fn roles_parse_by_their_token_names_only() {

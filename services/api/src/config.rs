@@ -42,6 +42,8 @@ pub struct Config {
     pub nats_url: String,
     /// The HS256 secret tokens are signed with (`OMS_JWT_SECRET`).
     pub jwt_secret: Secret,
+    /// The longest a token may be valid for (`OMS_JWT_MAX_LIFETIME_HOURS`).
+    pub jwt_max_lifetime: chrono::Duration,
     /// Connections in the pool (`OMS_DB_POOL_SIZE`).
     pub pool_size: u32,
     /// How long a request waits for a connection before it is answered 503.
@@ -58,6 +60,7 @@ impl Config {
             database_url: Secret::new(database_url),
             nats_url: "nats://127.0.0.1:4222".into(),
             jwt_secret: Secret::new(jwt_secret),
+            jwt_max_lifetime: crate::auth::DEFAULT_MAX_LIFETIME,
             pool_size: 32,
             acquire_timeout: Duration::from_secs(3),
             rate_limit: None,

@@ -96,7 +96,8 @@ impl AppState {
         Self {
             commands: Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock)),
             pool,
-            keys: TokenKeys::new(config.jwt_secret.expose()),
+            keys: TokenKeys::new(config.jwt_secret.expose())
+                .with_max_lifetime(config.jwt_max_lifetime),
             metrics,
             nats,
             rate_limiter: config.rate_limit.map(|(per_second, burst)| {

@@ -129,3 +129,28 @@ async fn migrate_applies_every_migration_once() {
     assert!(output.status.success(), "{output:?}");
     assert!(oms_store::migrate::is_up_to_date(&pool).await.unwrap());
 }
+
+#[test]
+fn serve_refuses_a_missing_short_or_development_secret_without_demo() {
+    for (secret, says) in [
+        (None, "OMS_JWT_SECRET"),
+        (Some("short"), "at least 32"),
+        (Some("oms-dev-secret-change-me"), "development secret"),
+    ] {
+        let envs: Vec<(&str, &str)> = secret.map(|s| ("OMS_JWT_SECRET", s)).into_iter().collect();
+        let output = oms(&["serve", "--bind", "127.0.0.1:0"], &envs);
+        assert!(!output.status.success(), "{secret:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{secret:?}: {stderr}");
+    }
+    // Not on the command line either, where `ps` would show it.
+    let output = oms(
+        &[
+            "serve",
+            "--jwt-secret",
+            "a-secret-that-is-long-enough-to-be-accepted",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+}

@@ -55,9 +55,9 @@ pub struct ServeArgs {
     /// NATS URL.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
-    /// The HS256 secret tokens are signed with.
-    #[arg(long, env = "OMS_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
+    /// The longest a token may be valid for, in hours (counted from its `iat`).
+    #[arg(long, env = "OMS_JWT_MAX_LIFETIME_HOURS", default_value_t = 168)]
+    jwt_max_lifetime_hours: u32,
     /// Which role to run.
     #[arg(long, value_enum, default_value = "all")]
     role: ServeRole,
@@ -106,15 +106,9 @@ impl ServeArgs {
 
 /// Serves until SIGTERM or SIGINT, then shuts down within the bound.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let jwt_secret = match (args.jwt_secret.clone(), args.demo) {
-        (Some(secret), _) if !secret.is_empty() => secret,
-        (_, true) => {
-            tracing::warn!("OMS_JWT_SECRET is not set; using the development secret (demo mode)");
-            DEV_JWT_SECRET.to_string()
-        }
-        (_, false) => anyhow::bail!("set OMS_JWT_SECRET (or run with --demo for local use)"),
-    };
+    let jwt_secret = jwt_secret(|name| std::env::var(name).ok(), args.demo)?;
     let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
+    config.jwt_max_lifetime = chrono::Duration::hours(i64::from(args.jwt_max_lifetime_hours));
     config.bind = args.bind;
     config.nats_url = args.nats_url.clone();
     config.pool_size = args.pool_size;
@@ -243,6 +237,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shortest signing secret accepted outside `--demo`: HS256's key should be at least as
+/// long as its 32-byte hash.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The secret tokens are signed with, from `OMS_JWT_SECRET` or the file `OMS_JWT_SECRET_FILE`
+/// names — never from the command line, where `ps` would show it. Outside `--demo` it must
+/// not be the development secret (anyone can read it in this repository and mint an admin
+/// token) and must have at least [`MIN_SECRET_BYTES`] bytes.
+fn jwt_secret(env: impl Fn(&str) -> Option<String>, demo: bool) -> anyhow::Result<String> {
+    let secret = match (env("OMS_JWT_SECRET"), env("OMS_JWT_SECRET_FILE")) {
+        (Some(secret), _) if !secret.is_empty() => Some(secret),
+        (_, Some(path)) if !path.is_empty() => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read OMS_JWT_SECRET_FILE {path}"))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        _ => None,
+    };
+    if demo {
+        return Ok(secret.unwrap_or_else(|| {
+            tracing::warn!("OMS_JWT_SECRET is not set; using the development secret (demo mode)");
+            DEV_JWT_SECRET.to_string()
+        }));
+    }
+    match secret {
+        None => anyhow::bail!(
+            "set OMS_JWT_SECRET or OMS_JWT_SECRET_FILE (or run with --demo for local use)"
+        ),
+        Some(secret) if secret == DEV_JWT_SECRET => anyhow::bail!(
+            "OMS_JWT_SECRET is the development secret, which anyone can read: set a secret of \
+             your own (or run with --demo for local use)"
+        ),
+        Some(secret) if secret.len() < MIN_SECRET_BYTES => anyhow::bail!(
+            "OMS_JWT_SECRET has {} bytes; it needs at least {MIN_SECRET_BYTES} (or run with \
+             --demo for local use)",
+            secret.len()
+        ),
+        Some(secret) => Ok(secret),
+    }
+}
+
 /// Deletes idempotency records past their retention every ten minutes, in batches so that no
 /// statement holds many rows; several API processes doing it at once is harmless.
 async fn purge_idempotency_records(pool: PgPool, shutdown: CancellationToken) {
@@ -328,5 +364,54 @@ async fn nats(url: &str) -> Option<async_nats::Client> {
             tracing::warn!(error = %err, "the NATS URL is not usable");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn outside_demo_the_secret_must_be_given_long_and_not_the_development_one() {
+        let long = "x".repeat(MIN_SECRET_BYTES);
+        assert_eq!(
+            jwt_secret(env(&[("OMS_JWT_SECRET", &long)]), false).unwrap(),
+            long
+        );
+        for vars in [
+            &[][..],
+            &[("OMS_JWT_SECRET", "")],
+            &[("OMS_JWT_SECRET", "short")],
+            &[("OMS_JWT_SECRET", DEV_JWT_SECRET)],
+        ] {
+            assert!(jwt_secret(env(vars), false).is_err(), "{vars:?}");
+        }
+        // --demo takes anything, and the development secret when none is given.
+        assert_eq!(jwt_secret(env(&[]), true).unwrap(), DEV_JWT_SECRET);
+        assert_eq!(
+            jwt_secret(env(&[("OMS_JWT_SECRET", "short")]), true).unwrap(),
+            "short"
+        );
+    }
+
+    #[test]
+    fn the_secret_may_come_from_a_file() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let secret = "y".repeat(40);
+        std::fs::write(file.path(), format!("{secret}\n")).unwrap();
+        let path = file.path().to_str().unwrap();
+        assert_eq!(
+            jwt_secret(env(&[("OMS_JWT_SECRET_FILE", path)]), false).unwrap(),
+            secret
+        );
+        assert!(jwt_secret(env(&[("OMS_JWT_SECRET_FILE", "/nonexistent/oms")]), false).is_err());
     }
 }
