@@ -161,9 +161,8 @@ async fn a_command_whose_commit_was_not_acknowledged_is_answered_as_committed() 
     let (app, cutter, supplier, product) = app_behind_cutter().await;
     assert_eq!(purchase_orders_created(&app).await, 0);
 
-    cutter.arm(CUT_AFTER_COMMIT);
-    let response = app
-        .request(
+    let send = || {
+        app.request(
             reqwest::Method::POST,
             "/api/v1/purchase-orders",
             &app.admin(),
@@ -171,8 +170,10 @@ async fn a_command_whose_commit_was_not_acknowledged_is_answered_as_committed() 
         .header("x-request-id", "in-doubt-committed-1")
         .json(&purchase_order(&supplier, &product))
         .send()
-        .await
-        .unwrap();
+    };
+
+    cutter.arm(CUT_AFTER_COMMIT);
+    let response = send().await.unwrap();
 
     assert!(cutter.fired(), "the connection was cut at COMMIT");
     let created = expect_json(response, StatusCode::CREATED).await;
@@ -181,17 +182,7 @@ async fn a_command_whose_commit_was_not_acknowledged_is_answered_as_committed() 
 
     // The same request again (same X-Request-Id, same body) is the first answer, not a second
     // order.
-    let again = app
-        .request(
-            reqwest::Method::POST,
-            "/api/v1/purchase-orders",
-            &app.admin(),
-        )
-        .header("x-request-id", "in-doubt-committed-1")
-        .json(&purchase_order(&supplier, &product))
-        .send()
-        .await
-        .unwrap();
+    let again = send().await.unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let replayed = expect_json(again, StatusCode::CREATED).await;
     assert_eq!(replayed["id"], created["id"]);
