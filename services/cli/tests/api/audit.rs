@@ -511,9 +511,19 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
     assert_eq!(anchorer.anchor_due().await.unwrap(), 5);
     assert_eq!(anchorer.anchor_due().await.unwrap(), 0);
     let tenant = |kind: &str| tenants.iter().find(|(k, _)| *k == kind).unwrap().1;
+    // Events are append-only (migration 0006): tampering takes the maintenance path, a
+    // superuser's transaction that asks for it.
     let exec = |sql: &'static str, t: Uuid| {
         let pool = app.pool.clone();
-        async move { sqlx::query(sql).bind(t).execute(&pool).await.unwrap() }
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("set local oms.event_maintenance = 'on'")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(sql).bind(t).execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
     };
     exec("update events set payload = jsonb_set(payload, '{NoteAdded,text}', '\"forged\"') where tenant_id = $1 and position = 7", tenant("payload")).await;
     exec(
@@ -547,7 +557,13 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
     .unwrap()
     {
         let hash = oms_store::hash::chain_hash(&previous, &event).to_vec();
-        sqlx::query("update events set hash = $3 where tenant_id = $1 and position = $2").bind(t).bind(event.position).bind(&hash).execute(&app.pool).await.unwrap();
+        let mut tx = app.pool.begin().await.unwrap();
+        sqlx::query("set local oms.event_maintenance = 'on'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("update events set hash = $3 where tenant_id = $1 and position = $2").bind(t).bind(event.position).bind(&hash).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
         previous = hash;
     }
     sqlx::query("update tenant_heads set hash = $2 where tenant_id = $1")
