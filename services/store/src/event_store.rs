@@ -259,8 +259,9 @@ impl EventStore {
              )
              update tenant_heads set hash = $12
               where tenant_id = $1 and (select count(*) from inserted) = $13
-             -- wake the relay when the transaction commits
-             returning pg_notify('oms_events', tenant_id::text)",
+             -- wake the relay when the transaction commits; the payload is empty because any
+             -- login may LISTEN (analysts too) and must learn nothing of who wrote when
+             returning pg_notify('oms_events', '')",
         )
         .bind(tenant)
         .bind(stored.iter().map(|e| e.position).collect::<Vec<_>>())

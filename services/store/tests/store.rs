@@ -33,6 +33,17 @@ fn event(aggregate: Uuid, sequence: i64, n: i64) -> NewEvent {
     }
 }
 
+/// A transaction on the maintenance path of the append-only event store (a superuser that
+/// sets `oms.event_maintenance`), for tests that tamper with events on purpose.
+async fn maintenance(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local oms.event_maintenance = 'on'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 #[tokio::test]
 async fn two_concurrent_appends_to_one_aggregate_one_commits_the_other_conflicts() {
     let (store, _, tenant) = store_with_tenant().await;
@@ -207,11 +218,14 @@ async fn chain_verification_names_the_position_of_a_modified_or_deleted_event() 
     assert_eq!(report.head_position, 10);
 
     // A changed payload is found at its position.
+    // Tampering takes the maintenance path: events are append-only (migration 0006).
+    let mut tx = maintenance(&pool).await;
     sqlx::query("update events set payload = jsonb_set(payload, '{NoteAdded,text}', '\"forged\"') where tenant_id = $1 and position = 4")
         .bind(tenant)
-        .execute(&pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     let report = store.verify_chain(tenant).await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.first_bad_position, Some(4));
@@ -227,11 +241,13 @@ async fn chain_verification_names_the_position_of_a_modified_or_deleted_event() 
             .await
             .unwrap();
     }
+    let mut tx = maintenance(&pool).await;
     sqlx::query("delete from events where tenant_id = $1 and position = 7")
         .bind(second)
-        .execute(&pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     let report = store.verify_chain(second).await.unwrap();
     assert_eq!(report.first_bad_position, Some(7));
 
@@ -246,11 +262,13 @@ async fn chain_verification_names_the_position_of_a_modified_or_deleted_event() 
             .await
             .unwrap();
     }
+    let mut tx = maintenance(&pool).await;
     sqlx::query("delete from events where tenant_id = $1 and position = 3")
         .bind(third)
-        .execute(&pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(
         store.verify_chain(third).await.unwrap().first_bad_position,
         Some(3)

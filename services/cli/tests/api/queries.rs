@@ -476,11 +476,18 @@ async fn auditors_read_raw_events_the_feed_and_the_verification() {
     assert_eq!(verify["events_checked"], 3);
     assert_eq!(verify["head_position"], 3);
 
-    sqlx::query("update events set payload = jsonb_set(payload, '{Created,lines}', '[]') where tenant_id = $1 and position = 3")
-        .bind(app.tenant)
-        .execute(&app.pool)
+    // Tampering takes the maintenance path: events are append-only (migration 0006).
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("set local oms.event_maintenance = 'on'")
+        .execute(&mut *tx)
         .await
         .unwrap();
+    sqlx::query("update events set payload = jsonb_set(payload, '{Created,lines}', '[]') where tenant_id = $1 and position = 3")
+        .bind(app.tenant)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let verify = app
         .request(Method::GET, "/api/v1/audit/verify", &auditor)
         .send()
