@@ -1,6 +1,7 @@
-//! Applying events to the read models: one delivered event with its gap fill, or a catch-up
-//! straight from the event store, each in a transaction with the (projection, tenant)
-//! checkpoint.
+//! Applying events to the read models: what a delivered message names (with any gap before
+//! it), or a catch-up, each in a transaction with the (projection, tenant) checkpoint — and
+//! both straight from the event store. A message only says which (tenant, position) to apply
+//! up to; what is applied are the store's rows.
 
 use oms_projections::{checkpoints, EventRecord, Projection, ProjectionError};
 use oms_store::{EventStore, StoredEvent};
@@ -16,6 +17,9 @@ pub enum Outcome {
     },
     /// At or below the checkpoint: nothing done.
     Duplicate,
+    /// The event store has no event at the message's (tenant, position): nothing applied, the
+    /// checkpoint unmoved. The message is forged or corrupted (or names a tenant that is gone).
+    Refused,
 }
 
 /// Why an event was not applied (it stays unacked and is redelivered).
@@ -52,38 +56,114 @@ pub fn record(store: &EventStore, event: &StoredEvent) -> EventRecord {
     }
 }
 
-/// Applies one delivered event for `projection` in one transaction, with the checkpoint and
-/// the gap fill.
+/// What a delivered message led to, with how its content compared with the event store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Applied (from the store), a duplicate, or refused.
+    pub outcome: Outcome,
+    /// The fields of the message that disagree with the store's row at its position (empty
+    /// when they agree, or when the store's row was not read: a duplicate or a refusal). A
+    /// message whose fields disagree is forged or corrupted; the store's row was applied.
+    pub disagreeing: Vec<&'static str>,
+}
+
+/// Applies, for `projection`, what the event store holds up to the (tenant, position) that a
+/// delivered message names, in one transaction with the checkpoint. Nothing of the message
+/// but its tenant and position is applied: the store's rows after the checkpoint, up to and
+/// including that position, are read in one indexed range read and applied in order (the
+/// event itself and any gap before it). A position the store does not have — beyond the
+/// tenant's head, of a tenant that does not exist — is [`Outcome::Refused`]: nothing is
+/// applied and the checkpoint stays where it was.
 pub async fn apply_event(
     store: &EventStore,
     projection: Projection,
-    event: &StoredEvent,
+    delivered: &StoredEvent,
 ) -> Result<Outcome, ProjectorError> {
+    Ok(apply_delivered(store, projection, delivered).await?.outcome)
+}
+
+/// [`apply_event`], also telling which fields of the message disagree with the store's row.
+pub async fn apply_delivered(
+    store: &EventStore,
+    projection: Projection,
+    delivered: &StoredEvent,
+) -> Result<Delivery, ProjectorError> {
+    let (tenant, position) = (delivered.tenant_id, delivered.position);
+    let refused = Delivery {
+        outcome: Outcome::Refused,
+        disagreeing: Vec::new(),
+    };
+    // Positions start at 1; the one past the largest cannot be named in the range read below,
+    // and no tenant reaches it.
+    let Some(through) = position.checked_add(1).filter(|_| position >= 1) else {
+        return Ok(refused);
+    };
     let mut tx = store.pool().begin().await?;
-    let checkpoint = checkpoints::lock(&mut tx, projection, event.tenant_id).await?;
-    if event.position <= checkpoint {
+    let checkpoint = checkpoints::lock(&mut tx, projection, tenant).await?;
+    if position <= checkpoint {
         tx.commit().await?;
-        return Ok(Outcome::Duplicate);
+        return Ok(Delivery {
+            outcome: Outcome::Duplicate,
+            disagreeing: Vec::new(),
+        });
     }
-    let mut gap_filled = 0;
-    if event.position > checkpoint + 1 {
-        let missing = EventStore::events_between(
-            &mut *tx,
-            event.tenant_id,
-            checkpoint,
-            event.position,
-            i64::MAX,
-        )
-        .await?;
-        for missed in &missing {
-            projection.apply(&mut tx, &record(store, missed)).await?;
-        }
-        gap_filled = u64::try_from(missing.len()).unwrap_or_default();
+    // Positions are gapless, so the store has `position` exactly when this read ends on it.
+    let events =
+        EventStore::events_between(&mut *tx, tenant, checkpoint, through, i64::MAX).await?;
+    let Some(stored) = events.last().filter(|event| event.position == position) else {
+        // Also undoes the checkpoint row `lock` may have inserted for an unknown tenant.
+        tx.rollback().await?;
+        return Ok(refused);
+    };
+    let disagreeing = disagreement(delivered, stored);
+    for event in &events {
+        projection.apply(&mut tx, &record(store, event)).await?;
     }
-    projection.apply(&mut tx, &record(store, event)).await?;
-    checkpoints::advance(&mut tx, projection, event.tenant_id, event.position).await?;
+    checkpoints::advance(&mut tx, projection, tenant, position).await?;
     tx.commit().await?;
-    Ok(Outcome::Applied { gap_filled })
+    Ok(Delivery {
+        outcome: Outcome::Applied {
+            gap_filled: u64::try_from(events.len() - 1).unwrap_or_default(),
+        },
+        disagreeing,
+    })
+}
+
+/// The fields of a delivered envelope that differ from the store's row at its position. A
+/// message by reference carries no payload (and perhaps no metadata): what it left out is not
+/// compared.
+fn disagreement(delivered: &StoredEvent, stored: &StoredEvent) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let mut check = |name, same: bool| {
+        if !same {
+            fields.push(name);
+        }
+    };
+    check("hash", delivered.hash == stored.hash);
+    check(
+        "aggregate_type",
+        delivered.aggregate_type == stored.aggregate_type,
+    );
+    check(
+        "aggregate_id",
+        delivered.aggregate_id == stored.aggregate_id,
+    );
+    check("sequence", delivered.sequence == stored.sequence);
+    check("event_type", delivered.event_type == stored.event_type);
+    check(
+        "event_version",
+        delivered.event_version == stored.event_version,
+    );
+    check("recorded_at", delivered.recorded_at == stored.recorded_at);
+    check(
+        "payload",
+        delivered.payload.is_null() || delivered.payload == stored.payload,
+    );
+    check(
+        "metadata",
+        delivered.metadata.is_null() || delivered.metadata == stored.metadata,
+    );
+    fields
 }
 
 /// Applies, straight from the event store, everything of `tenant` after the projection's

@@ -1,29 +1,43 @@
-//! The projector: applies events from NATS JetStream to the read models.
+//! The projector: applies events to the read models as NATS JetStream announces them.
 //!
-//! One durable pull consumer per projection. For each event, in one Postgres transaction: lock
-//! the (projection, tenant) checkpoint; skip (and ack) a position at or below it; on a gap,
-//! read the missing events from the event store and apply them first; apply the event; move
-//! the checkpoint; commit; then ack. A crash between commit and ack redelivers an event whose
-//! position is now at the checkpoint: skipped, no second effect. Several projector processes
-//! may share the consumers: the checkpoint row serialises them per tenant, and whoever gets a
-//! later event first fills the gap from the store.
+//! One durable pull consumer per projection. A message is only a notice: "the tenant's event
+//! at this position is in the store". For each, in one Postgres transaction: lock the
+//! (projection, tenant) checkpoint; skip (and ack) a position at or below it; otherwise read
+//! the store's events after the checkpoint up to and including the position (one indexed range
+//! read: the event, and any gap before it), apply those rows, move the checkpoint; commit; then
+//! ack. A crash between commit and ack redelivers an event whose position is now at the
+//! checkpoint: skipped, no second effect. Several projector processes may share the consumers:
+//! the checkpoint row serialises them per tenant, and whoever gets a later event first fills
+//! the gap from the store.
+//!
+//! # NATS is not trusted
+//!
+//! Whoever can publish on the stream could send anything, so nothing of a message's body is
+//! applied: the tenant, the position and everything applied come from the event store's rows.
+//! A message is refused — terminated (`AckKind::Term`), logged at error with its tenant,
+//! position and subject, counted in `oms_projector_refused_total`, the checkpoint unmoved, so
+//! the tenant's later events keep applying — when it is not an event, when its body names
+//! another tenant than its subject, or when the store has no event at its (tenant, position)
+//! (beyond the tenant's head, a tenant that does not exist). A message whose hash, aggregate,
+//! type, time, payload, metadata or subject disagrees with the store's row is logged at error
+//! as forged or corrupted and counted in `oms_projector_forged_total`; the store's row is what
+//! was applied. A forged message that takes the real one's `Nats-Msg-Id` first (so JetStream
+//! drops the real one as a duplicate) therefore applies the real event — or, sent before the
+//! event exists, is refused, and the sweeper applies the real one from the store.
 //!
 //! NATS gives speed; the event store gives correctness: a sweeper also catches up, straight
 //! from the store, any (projection, tenant) that is behind its tenant's head and has not moved
-//! since the last sweep (a lost tail message, NATS down). Each (projection, tenant) is caught
-//! up on its own: one that fails is logged, counted and tried again at the next sweep, and the
-//! sweep goes on with the others.
+//! since the last sweep (a lost or refused tail message, NATS down). Each (projection, tenant)
+//! is caught up on its own: one that fails is logged, counted and tried again at the next
+//! sweep, and the sweep goes on with the others.
 //!
 //! # Events delivered by reference
 //!
 //! An event larger than a NATS message is published by the relay without its payload: the
 //! message carries the header `Oms-Payload: omitted` and the envelope with `payload` null
-//! (and perhaps `metadata` null too). Such a message — marked by the header, or by a null
-//! payload, which no domain event serialises to — is never applied as it is: the event at its
-//! (tenant, position) is read from the event store and that is applied, exactly as a gap is
-//! filled. A message naming a position the store does not have is terminated (nothing is
-//! applied from it); one whose hash disagrees with the store's is logged, and the store's
-//! event applied.
+//! (and perhaps `metadata` null too). Since every event is read from the store anyway, such a
+//! message takes the same path as any other; only the comparison leaves out what the message
+//! left out, and it is counted in `oms_projector_by_reference_total`.
 
 use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt;
@@ -38,7 +52,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::apply::{apply_event, catch_up, Outcome, ProjectorError};
+use crate::apply::{apply_delivered, catch_up, Outcome, ProjectorError};
 
 /// The header (and its value) of a message sent by reference: the store's wire contract.
 pub use oms_store::{PAYLOAD_HEADER, PAYLOAD_OMITTED};
@@ -89,9 +103,16 @@ pub struct ProjectorMetrics {
     pub gap_filled: Family<ProjectionLabel, Counter>,
     /// Events read from the event store because their message left the payload out.
     pub by_reference: Family<ProjectionLabel, Counter>,
-    /// Deliveries and catch-ups that failed (redelivered or retried), and messages refused
-    /// as not an event: a projection that keeps failing shows here before its lag alerts.
+    /// Deliveries and catch-ups that failed (redelivered or retried): a projection that keeps
+    /// failing shows here before its lag alerts.
     pub failures: Family<ProjectionLabel, Counter>,
+    /// Messages terminated unapplied: not an event, a body naming another tenant than its
+    /// subject, or a (tenant, position) the event store does not have. Anything above 0 means
+    /// someone publishes on the stream who should not, or a message was corrupted.
+    pub refused: Family<ProjectionLabel, Counter>,
+    /// Messages whose content disagreed with the event store's row at their position (forged
+    /// or corrupted); the store's row was applied, not the message.
+    pub forged: Family<ProjectionLabel, Counter>,
 }
 
 impl ProjectorMetrics {
@@ -119,8 +140,18 @@ impl ProjectorMetrics {
         );
         registry.register(
             "oms_projector_failures",
-            "Deliveries or catch-ups that failed and will be retried, and messages refused",
+            "Deliveries or catch-ups that failed and will be retried",
             self.failures.clone(),
+        );
+        registry.register(
+            "oms_projector_refused",
+            "Messages terminated unapplied: not an event, another tenant than their subject's, or a position the event store does not have",
+            self.refused.clone(),
+        );
+        registry.register(
+            "oms_projector_forged",
+            "Messages that disagreed with the event store's row at their position; the store's row was applied",
+            self.forged.clone(),
         );
     }
 
@@ -248,99 +279,84 @@ impl Projector {
         let delivered = match serde_json::from_slice::<StoredEvent>(&message.payload) {
             Ok(event) => event,
             Err(err) => {
-                self.metrics.failures.get_or_create(&label).inc();
-                tracing::error!(error = %err, subject = %message.subject, "projector: not an event; terminating it");
+                self.metrics.refused.get_or_create(&label).inc();
+                tracing::error!(projection = projection.name(), error = %err, subject = %message.subject, "projector: not an event; terminating it");
                 let _ = message.ack_with(AckKind::Term).await;
                 return;
             }
         };
-        let event = if payload_omitted(message, &delivered) {
-            match self.referenced(&delivered).await {
-                Ok(Some(event)) => {
-                    self.metrics.by_reference.get_or_create(&label).inc();
-                    event
-                }
-                Ok(None) => {
-                    self.metrics.failures.get_or_create(&label).inc();
-                    tracing::error!(
-                        projection = projection.name(),
-                        tenant = %delivered.tenant_id,
-                        position = delivered.position,
-                        subject = %message.subject,
-                        "projector: a message by reference names an event the store does not have; terminating it"
-                    );
-                    let _ = message.ack_with(AckKind::Term).await;
-                    return;
-                }
-                Err(err) => {
-                    self.metrics.failures.get_or_create(&label).inc();
-                    tracing::warn!(projection = projection.name(), position = delivered.position, error = %err, "projector: cannot read an event sent by reference; redelivering later");
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                    return;
-                }
-            }
-        } else {
-            delivered
-        };
-        match apply_event(&self.store, projection, &event).await {
-            Ok(outcome) => {
-                match outcome {
-                    Outcome::Applied { gap_filled } => {
-                        self.metrics.applied.get_or_create(&label).inc();
-                        self.metrics
-                            .gap_filled
-                            .get_or_create(&label)
-                            .inc_by(gap_filled);
-                    }
-                    Outcome::Duplicate => {
-                        self.metrics.duplicates.get_or_create(&label).inc();
-                    }
-                }
-                if let Err(err) = message.ack().await {
-                    // Committed but not acked: the redelivery will be a duplicate.
-                    tracing::warn!(error = %err, "projector: ack failed");
-                }
-            }
+        let (tenant, position) = (delivered.tenant_id, delivered.position);
+        if subject_tenant(&message.subject) != Some(tenant.to_string().as_str()) {
+            // The relay publishes each event on its own tenant's subject: a body naming
+            // another tenant is forged, whichever of the two was changed.
+            self.metrics.refused.get_or_create(&label).inc();
+            tracing::error!(
+                projection = projection.name(),
+                tenant = %tenant,
+                position,
+                subject = %message.subject,
+                "projector: refused a message whose event names another tenant than its subject; terminating it"
+            );
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+        let delivery = match apply_delivered(&self.store, projection, &delivered).await {
+            Ok(delivery) => delivery,
             Err(err) => {
                 self.metrics.failures.get_or_create(&label).inc();
-                tracing::warn!(projection = projection.name(), position = event.position, error = %err, "projector: apply failed; redelivering later");
+                tracing::warn!(projection = projection.name(), tenant = %tenant, position, error = %err, "projector: apply failed; redelivering later");
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
+                return;
             }
+        };
+        let mut disagreeing = delivery.disagreeing;
+        if message.subject.as_str() != subject_of(&delivered) {
+            disagreeing.push("subject");
         }
-    }
-
-    /// The stored event a message by reference names (its tenant and position), if the store
-    /// has it. The store's event is what is applied; a hash that disagrees with it (a forged
-    /// or corrupted message) is logged.
-    async fn referenced(
-        &self,
-        delivered: &StoredEvent,
-    ) -> Result<Option<StoredEvent>, ProjectorError> {
-        let (tenant, position) = (delivered.tenant_id, delivered.position);
-        let stored = EventStore::events_between(
-            self.store.pool(),
-            tenant,
-            position.saturating_sub(1),
-            position.saturating_add(1),
-            1,
-        )
-        .await?
-        .into_iter()
-        .find(|event| event.position == position);
-        if let Some(event) = &stored {
-            if event.hash != delivered.hash || event.aggregate_id != delivered.aggregate_id {
-                tracing::warn!(
+        if !disagreeing.is_empty() {
+            self.metrics.forged.get_or_create(&label).inc();
+            tracing::error!(
+                projection = projection.name(),
+                tenant = %tenant,
+                position,
+                subject = %message.subject,
+                fields = ?disagreeing,
+                "projector: a forged or corrupted message disagrees with the event store; the store's event is applied, not the message"
+            );
+        }
+        match delivery.outcome {
+            Outcome::Applied { gap_filled } => {
+                self.metrics.applied.get_or_create(&label).inc();
+                self.metrics
+                    .gap_filled
+                    .get_or_create(&label)
+                    .inc_by(gap_filled);
+                if payload_omitted(message, &delivered) {
+                    self.metrics.by_reference.get_or_create(&label).inc();
+                }
+            }
+            Outcome::Duplicate => {
+                self.metrics.duplicates.get_or_create(&label).inc();
+            }
+            Outcome::Refused => {
+                self.metrics.refused.get_or_create(&label).inc();
+                tracing::error!(
+                    projection = projection.name(),
                     tenant = %tenant,
                     position,
-                    "projector: a message by reference disagrees with the event store; applying the store's event"
+                    subject = %message.subject,
+                    "projector: refused a message naming an event the event store does not have (beyond the tenant's head, or no such tenant); terminating it, the checkpoint stays"
                 );
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
             }
         }
-        Ok(stored)
+        if let Err(err) = message.ack().await {
+            // Committed but not acked: the redelivery will be a duplicate.
+            tracing::warn!(error = %err, "projector: ack failed");
+        }
     }
 
     async fn sweep(&self, shutdown: CancellationToken) {
@@ -405,6 +421,19 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// The tenant part of an event subject, `oms.events.<tenant>.<aggregate_type>.<aggregate_id>`.
+fn subject_tenant(subject: &str) -> Option<&str> {
+    subject.strip_prefix("oms.events.")?.split('.').next()
+}
+
+/// The subject the relay publishes `event` on.
+fn subject_of(event: &StoredEvent) -> String {
+    format!(
+        "oms.events.{}.{}.{}",
+        event.tenant_id, event.aggregate_type, event.aggregate_id
+    )
 }
 
 /// Whether `message` carries its event by reference: marked so by the relay, or with a null
