@@ -95,16 +95,67 @@ pub fn generate_password() -> String {
     base64url(&bytes)
 }
 
-/// Creates analyst login `login` of `tenant` with `password`, in one transaction: the role
-/// (`LOGIN`, member of `oms_analyst`, `search_path` = `read`) and its row in
-/// `read.analyst_logins`. An existing role or login of that name is
-/// [`AnalystError::Duplicate`].
+/// What an analyst login may use of the server, so that one login cannot starve the service
+/// or its colleagues: set on the role, so they hold in every session of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Sessions at once (`CONNECTION LIMIT`).
+    pub connection_limit: u16,
+    /// The role's default `statement_timeout`, in milliseconds (0: none). A session may
+    /// change it: it stops runaway queries, not a determined analyst.
+    pub statement_timeout_ms: u32,
+    /// The role's `idle_in_transaction_session_timeout`, in milliseconds (0: none): a session
+    /// left open in a transaction holds back vacuum.
+    pub idle_in_transaction_timeout_ms: u32,
+    /// The role's `temp_file_limit`, in kB (None: the server's): how much disk one session's
+    /// sorts and hashes may spill. Only a superuser, or a role granted `SET ON PARAMETER
+    /// temp_file_limit` (PostgreSQL 15+), may set it; the session cannot lift it.
+    pub temp_file_limit_kb: Option<u32>,
+}
+
+impl Default for LoginLimits {
+    /// 5 sessions, 60 s per statement, 60 s idle in a transaction, 1 GiB of temporary files.
+    fn default() -> Self {
+        Self {
+            connection_limit: 5,
+            statement_timeout_ms: 60_000,
+            idle_in_transaction_timeout_ms: 60_000,
+            temp_file_limit_kb: Some(1024 * 1024),
+        }
+    }
+}
+
+/// A login made by [`create_login`], with what could not be set on it.
+#[derive(Debug, Default)]
+pub struct CreatedLogin {
+    /// Limits the creating role may not set (`temp_file_limit` without superuser or `SET`
+    /// on it), each with what the DBA runs instead. The login exists and works without them.
+    pub warnings: Vec<String>,
+}
+
+/// Creates analyst login `login` of `tenant` with `password` and the default
+/// [`LoginLimits`]; see [`create_login_with`].
 pub async fn create_login(
     conn: &mut PgConnection,
     tenant: Uuid,
     login: &str,
     password: &str,
-) -> Result<(), AnalystError> {
+) -> Result<CreatedLogin, AnalystError> {
+    create_login_with(conn, tenant, login, password, &LoginLimits::default()).await
+}
+
+/// Creates analyst login `login` of `tenant` with `password`, in one transaction: the role
+/// (`LOGIN`, member of `oms_analyst`, `search_path` = `read`, the `limits`) and its row in
+/// `read.analyst_logins`. An existing role or login of that name is
+/// [`AnalystError::Duplicate`]. A `temp_file_limit` the creating role may not set is left
+/// out and reported in [`CreatedLogin::warnings`].
+pub async fn create_login_with(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    login: &str,
+    password: &str,
+    limits: &LoginLimits,
+) -> Result<CreatedLogin, AnalystError> {
     validate_login(login)?;
     validate_password(password)?;
     // The password is printable ASCII (checked above), which SASLprep leaves as it is, so
@@ -122,12 +173,19 @@ pub async fn create_login(
         .bind(tenant.to_string())
         .execute(&mut *tx)
         .await?;
-    let statements: (String, String) = sqlx::query_as(
-        "select format('create role %I login password %L in role oms_analyst', $1::text, $2::text), \
-                format('alter role %I set search_path = read', $1::text)",
+    let statements: (String, String, String, String) = sqlx::query_as(
+        "select format('create role %I login password %L connection limit %s in role oms_analyst',
+                       $1::text, $2::text, $3::int),
+                format('alter role %I set search_path = read', $1::text),
+                format('alter role %I set statement_timeout = %s', $1::text, $4::bigint),
+                format('alter role %I set idle_in_transaction_session_timeout = %s',
+                       $1::text, $5::bigint)",
     )
     .bind(login)
     .bind(&verifier)
+    .bind(i32::from(limits.connection_limit))
+    .bind(i64::from(limits.statement_timeout_ms))
+    .bind(i64::from(limits.idle_in_transaction_timeout_ms))
     .fetch_one(&mut *tx)
     .await?;
     // Not kept as a prepared statement: its text holds the verifier.
@@ -136,10 +194,44 @@ pub async fn create_login(
         .execute(&mut *tx)
         .await
         .map_err(duplicate)?;
-    sqlx::query(&statements.1)
-        .persistent(false)
-        .execute(&mut *tx)
+    for statement in [&statements.1, &statements.2, &statements.3] {
+        sqlx::query(statement)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut created = CreatedLogin::default();
+    if let Some(kb) = limits.temp_file_limit_kb {
+        let (statement, creator): (String, String) = sqlx::query_as(
+            "select format('alter role %I set temp_file_limit = %s', $1::text, $2::bigint),
+                    format('%I', current_user)",
+        )
+        .bind(login)
+        .bind(i64::from(kb))
+        .fetch_one(&mut *tx)
         .await?;
+        // temp_file_limit is a superuser's setting: tried in a savepoint, so that a refusal
+        // leaves the rest of the login in place.
+        let mut savepoint = tx.begin().await?;
+        match sqlx::query(&statement)
+            .persistent(false)
+            .execute(&mut *savepoint)
+            .await
+        {
+            Ok(_) => savepoint.commit().await?,
+            Err(error)
+                if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("42501") =>
+            {
+                savepoint.rollback().await?;
+                created.warnings.push(format!(
+                    "temp_file_limit was not set on {login}: role {creator} may not set it. \
+                     A superuser runs either `{statement};` or, once for every later login \
+                     (PostgreSQL 15+), `GRANT SET ON PARAMETER temp_file_limit TO {creator};`"
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
     sqlx::query("insert into read.analyst_logins (login, tenant_id) values ($1, $2)")
         .bind(login)
         .bind(tenant)
@@ -147,7 +239,7 @@ pub async fn create_login(
         .await
         .map_err(duplicate)?;
     tx.commit().await?;
-    Ok(())
+    Ok(created)
 }
 
 /// Drops analyst login `login` of `tenant` (its row and its role), in one transaction. A

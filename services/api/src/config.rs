@@ -31,6 +31,11 @@ impl fmt::Debug for Secret {
 /// --demo` accepts it; production must set its own.
 pub const DEV_JWT_SECRET: &str = "oms-dev-secret-change-me";
 
+/// The group role the service runs as (created by migration 0006): SELECT and INSERT on the
+/// events, what the commands, the relay and the projector write, the read models under
+/// row-level security.
+pub const SERVICE_ROLE: &str = "oms_service";
+
 /// What the service needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,6 +53,16 @@ pub struct Config {
     pub pool_size: u32,
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout: Duration,
+    /// The role every connection of the pool runs as (`OMS_DB_ROLE`, default `oms_service`),
+    /// set at connection start-up: a deployment that logs in as the owner or a superuser still
+    /// runs with the service's privileges and under row-level security. None (or empty) keeps
+    /// the login's own role.
+    pub db_role: Option<String>,
+    /// The longest one statement of the service may run (`OMS_STATEMENT_TIMEOUT_SECS`), so that
+    /// no request or query holds a connection for ever; zero leaves the server's setting. A
+    /// statement that needs longer lifts it for its own transaction: `set local
+    /// statement_timeout = ...`.
+    pub statement_timeout: Duration,
     /// Requests per second per tenant, and the burst (None: unlimited).
     pub rate_limit: Option<(f64, f64)>,
 }
@@ -63,6 +78,8 @@ impl Config {
             jwt_max_lifetime: crate::auth::DEFAULT_MAX_LIFETIME,
             pool_size: 32,
             acquire_timeout: Duration::from_secs(3),
+            db_role: Some(SERVICE_ROLE.to_string()),
+            statement_timeout: Duration::from_secs(30),
             rate_limit: None,
         }
     }
@@ -71,10 +88,37 @@ impl Config {
 impl Config {
     /// A pool that connects lazily: the service starts (and answers 503) while Postgres is
     /// down, and recovers by itself when it returns.
+    ///
+    /// The role and the statement timeout are startup options of every connection (no extra
+    /// round trip, and they hold for the relay's LISTEN connection too). Migrations need the
+    /// login's own role (the owner): they do not go through this pool.
     pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
-        sqlx::postgres::PgPoolOptions::new()
+        let mut options: sqlx::postgres::PgConnectOptions = self.database_url.expose().parse()?;
+        if let Some(role) = self.db_role.as_deref().filter(|role| !role.is_empty()) {
+            // Startup options are separated by spaces and not quoted: a plain identifier only.
+            let plain = role.len() <= 63
+                && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && role
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !plain {
+                return Err(sqlx::Error::Configuration(
+                    format!(
+                        "OMS_DB_ROLE {role:?} is not a plain role name (lowercase letters, \
+                         digits and '_')"
+                    )
+                    .into(),
+                ));
+            }
+            options = options.options([("role", role)]);
+        }
+        if !self.statement_timeout.is_zero() {
+            let millis = self.statement_timeout.as_millis();
+            options = options.options([("statement_timeout", format!("{millis}ms"))]);
+        }
+        Ok(sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(self.acquire_timeout)
-            .connect_lazy(self.database_url.expose())
+            .connect_lazy_with(options))
     }
 }

@@ -26,13 +26,22 @@ pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
         .context("cannot connect to the database")
 }
 
-/// [`connect`], then apply the migrations.
+/// [`connect`], then apply the migrations; a login that may not apply them (the service's)
+/// goes on when none is pending.
 pub async fn connect_and_migrate(url: &str) -> anyhow::Result<PgPool> {
     let pool = connect(url).await?;
-    oms_store::migrate::run(&pool)
-        .await
-        .context("migration failed")?;
+    oms_store::migrate::apply_or_check(&pool).await?;
     Ok(pool)
+}
+
+/// A one-connection pool, opened lazily, with the login's own role: what migrations run
+/// through (`oms serve`'s own pool sets the service's role, which may not create tables).
+pub fn migration_pool(url: &str) -> anyhow::Result<PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy(url)
+        .context("the migration database URL is not usable")
 }
 
 /// Parses an RFC 3339 instant given to `name`.

@@ -36,3 +36,39 @@ pub async fn run_when_reachable(pool: &PgPool) -> Result<(), sqlx::migrate::Migr
         }
     }
 }
+
+/// Why the schema could not be brought up to date: the migrations failed and some are still
+/// pending. The usual cause is a login that is not the database's owner (the service's own
+/// login, whose role may not create or alter tables).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "migrations are pending and cannot be applied: {source}. Run `oms migrate` as the \
+     database's owner (or give `oms serve` the owner's URL in OMS_MIGRATION_DATABASE_URL)"
+)]
+pub struct PendingMigrations {
+    /// What applying them failed with.
+    #[source]
+    pub source: sqlx::migrate::MigrateError,
+}
+
+/// What `oms serve` and the one-shot commands do at start-up: apply the pending migrations
+/// through `pool` (waiting for Postgres, as [`run_when_reachable`]), which must connect with
+/// the login's own role (the owner; not the service's pool, whose `role` may not create
+/// tables). When that fails but every migration is applied already — a service login that
+/// may not migrate, with the owner having migrated — it goes on; otherwise
+/// [`PendingMigrations`].
+pub async fn apply_or_check(pool: &PgPool) -> Result<(), PendingMigrations> {
+    let Err(source) = run_when_reachable(pool).await else {
+        return Ok(());
+    };
+    match is_up_to_date(pool).await {
+        Ok(true) => {
+            tracing::info!(
+                reason = %source,
+                "this login does not apply migrations; every migration is applied already"
+            );
+            Ok(())
+        }
+        _ => Err(PendingMigrations { source }),
+    }
+}

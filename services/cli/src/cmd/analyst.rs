@@ -23,6 +23,20 @@ pub enum AnalystCommand {
         /// The password (default: a random one, printed).
         #[arg(long, env = "OMS_ANALYST_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Sessions the login may hold at once.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        connection_limit: u16,
+        /// The login's statement_timeout, in seconds (0: none).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=86_400))]
+        statement_timeout_secs: u32,
+        /// The login's idle_in_transaction_session_timeout, in seconds (0: none).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=86_400))]
+        idle_in_transaction_timeout_secs: u32,
+        /// The login's temp_file_limit, in MiB: how much disk one session may spill to. Setting
+        /// it needs a superuser, or `GRANT SET ON PARAMETER temp_file_limit` to the role that
+        /// runs this; otherwise the login is created without it and a warning says what to run.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        temp_file_limit_mb: u32,
     },
 }
 
@@ -33,7 +47,17 @@ pub async fn run(command: AnalystCommand) -> anyhow::Result<()> {
         tenant,
         name,
         password,
+        connection_limit,
+        statement_timeout_secs,
+        idle_in_transaction_timeout_secs,
+        temp_file_limit_mb,
     } = command;
+    let limits = oms_projections::analysts::LoginLimits {
+        connection_limit,
+        statement_timeout_ms: statement_timeout_secs * 1000,
+        idle_in_transaction_timeout_ms: idle_in_transaction_timeout_secs * 1000,
+        temp_file_limit_kb: Some(temp_file_limit_mb * 1024),
+    };
     let pool = connect_and_migrate(&db.database_url).await?;
     if oms_store::tenants::find(&pool, tenant).await?.is_none() {
         anyhow::bail!("there is no tenant {tenant}");
@@ -41,7 +65,12 @@ pub async fn run(command: AnalystCommand) -> anyhow::Result<()> {
     // 32 characters from the OS's cryptographic generator: about 190 bits.
     let password = password.unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rng(), 32));
     let mut conn = pool.acquire().await?;
-    oms_projections::analysts::create_login(&mut conn, tenant, &name, &password).await?;
+    let created =
+        oms_projections::analysts::create_login_with(&mut conn, tenant, &name, &password, &limits)
+            .await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     let url = url_for_login(&db.database_url, &name, &password)?;
     println!("login:    {name}");
     println!("password: {password}");

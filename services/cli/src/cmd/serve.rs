@@ -48,6 +48,20 @@ pub enum ServeRole {
 pub struct ServeArgs {
     #[command(flatten)]
     db: DbArgs,
+    /// The owner's URL, which the migrations run through at start-up (default: DATABASE_URL,
+    /// with the login's own role). When that login may not migrate and migrations are
+    /// pending, the start fails: run `oms migrate` as the owner.
+    #[arg(long, env = "OMS_MIGRATION_DATABASE_URL", hide_env_values = true)]
+    migration_database_url: Option<String>,
+    /// The role the service's connections run as (set at connection start-up): its privileges
+    /// and row-level security apply even when DATABASE_URL logs in as the owner or a
+    /// superuser. Empty: the login's own role.
+    #[arg(long, env = "OMS_DB_ROLE", default_value = oms_api::config::SERVICE_ROLE)]
+    db_role: String,
+    /// The longest one statement of the service may run, in seconds; 0 leaves the server's
+    /// setting.
+    #[arg(long, env = "OMS_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    statement_timeout_secs: u64,
     /// Where the API listens; a relay or projector process serves its health, readiness and
     /// metrics there.
     #[arg(long, env = "OMS_BIND", default_value = "127.0.0.1:8080")]
@@ -114,10 +128,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.pool_size = args.pool_size;
     config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
 
+    config.db_role = Some(args.db_role.clone()).filter(|role| !role.is_empty());
+    config.statement_timeout = Duration::from_secs(args.statement_timeout_secs);
+
+    // Migrations run with the login's own role (the owner), not the service's.
+    let migrations = crate::connect::migration_pool(
+        args.migration_database_url
+            .as_deref()
+            .unwrap_or(&args.db.database_url),
+    )?;
+    oms_store::migrate::apply_or_check(&migrations).await?;
+    migrations.close().await;
     let pool = config.pool().context("DATABASE_URL is not usable")?;
-    oms_store::migrate::run_when_reachable(&pool)
-        .await
-        .context("migration failed")?;
     let nats = nats(&config.nats_url).await;
     let store = EventStore::new(pool.clone());
 
