@@ -3,6 +3,7 @@
 
 mod cmd;
 mod connect;
+mod nats;
 mod roles;
 mod telemetry;
 

@@ -76,8 +76,8 @@ pub enum AuditCommand {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
         /// NATS, for the anchors.
-        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats_url: String,
+        #[command(flatten)]
+        nats: crate::nats::NatsArgs,
         /// Do not compare with the anchors.
         #[arg(long)]
         no_anchors: bool,
@@ -181,7 +181,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             db,
             tenant,
             file,
-            nats_url,
+            nats,
             no_anchors,
         } => {
             if let Some(file) = file {
@@ -216,7 +216,8 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let jetstream = if no_anchors {
                 None
             } else {
-                let client = tokio::time::timeout(std::time::Duration::from_secs(5), async_nats::connect(&nats_url))
+                let nats_url = nats.redacted_url();
+                let client = tokio::time::timeout(std::time::Duration::from_secs(5), nats.settings()?.connect())
                     .await
                     .map_err(|_| anyhow::anyhow!("NATS at {nats_url} did not answer (use --no-anchors to verify without them)"))?
                     .with_context(|| format!("cannot reach NATS at {nats_url} for the anchors (use --no-anchors to verify without them)"))?;

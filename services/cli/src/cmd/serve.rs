@@ -66,9 +66,8 @@ pub struct ServeArgs {
     /// metrics there.
     #[arg(long, env = "OMS_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// NATS URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: crate::nats::NatsArgs,
     /// The longest a token may be valid for, in hours (counted from its `iat`).
     #[arg(long, env = "OMS_JWT_MAX_LIFETIME_HOURS", default_value_t = 168)]
     jwt_max_lifetime_hours: u32,
@@ -124,7 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
     config.jwt_max_lifetime = chrono::Duration::hours(i64::from(args.jwt_max_lifetime_hours));
     config.bind = args.bind;
-    config.nats_url = args.nats_url.clone();
+    config.nats_url = args.nats.redacted_url();
     config.pool_size = args.pool_size;
     config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
 
@@ -140,7 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     oms_store::migrate::apply_or_check(&migrations).await?;
     migrations.close().await;
     let pool = config.pool().context("DATABASE_URL is not usable")?;
-    let nats = nats(&config.nats_url).await;
+    let nats = nats(&args.nats).await?;
     let store = EventStore::new(pool.clone());
 
     let shutdown = CancellationToken::new();
@@ -374,17 +373,15 @@ async fn print_demo(pool: &PgPool, config: &Config, url: &str) -> anyhow::Result
 }
 
 /// Connects to NATS in the background: the API serves (and `/ready` says 503) while NATS is
-/// unreachable, and the client reconnects by itself.
-async fn nats(url: &str) -> Option<async_nats::Client> {
-    match async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(url)
-        .await
-    {
-        Ok(client) => Some(client),
+/// unreachable, and the client reconnects by itself. Settings that cannot work (a user without
+/// a password, an unreadable file) stop the start; the URL is logged without its credentials.
+async fn nats(args: &crate::nats::NatsArgs) -> anyhow::Result<Option<async_nats::Client>> {
+    let settings = args.settings().context("NATS settings")?;
+    match settings.connect_in_background().await {
+        Ok(client) => Ok(Some(client)),
         Err(err) => {
-            tracing::warn!(error = %err, "the NATS URL is not usable");
-            None
+            tracing::warn!(url = %args.redacted_url(), error = %err, "the NATS URL is not usable");
+            Ok(None)
         }
     }
 }
