@@ -14,6 +14,9 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file (in `store`) and the environment its `$VARIABLES` come from, for
+    /// a server started with [`NatsServer::start_with_config`].
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 fn version_ok(binary: &std::path::Path) -> bool {
@@ -63,12 +66,56 @@ impl NatsServer {
             port: free_port(),
             store: tempfile::tempdir().expect("a temporary directory"),
             child: None,
+            config: None,
         };
         server.spawn();
         server
     }
 
+    /// Starts a server like [`NatsServer::start`] whose configuration file also holds
+    /// `config` (users, permissions, TLS…), with `env` in its environment for the
+    /// `$VARIABLES` the configuration names.
+    pub fn start_with_config(config: &str, env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            binary: find_binary(),
+            port: free_port(),
+            store: tempfile::tempdir().expect("a temporary directory"),
+            child: None,
+            config: None,
+        };
+        let file = server.store.path().join("nats-server.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "listen: \"127.0.0.1:{}\"\njetstream {{ store_dir: {:?} }}\n{config}\n",
+                server.port,
+                server.store.path().join("jetstream")
+            ),
+        )
+        .expect("write the nats-server configuration");
+        let env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        server.config = Some((file, env));
+        server.spawn();
+        server
+    }
+
     fn spawn(&mut self) {
+        if let Some((file, env)) = &self.config {
+            let child = Command::new(&self.binary)
+                .arg("-c")
+                .arg(file)
+                .envs(env.iter().map(|(name, value)| (name, value)))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts");
+            self.child = Some(child);
+            self.wait_until_up();
+            return;
+        }
         let child = Command::new(&self.binary)
             .args([
                 "-js",
@@ -84,6 +131,10 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
+        self.wait_until_up();
+    }
+
+    fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
