@@ -116,7 +116,9 @@ tenant="$("$oms" tenant create --name "Schemathesis Meats" --slug schemathesis)"
 token="$("$oms" token --tenant "$tenant" --roles admin --sub schemathesis --ttl-hours 2)"
 port="$(free_port)"
 log "starting oms serve on 127.0.0.1:$port (database $db, nats-server on port $nats_port)"
-RUST_LOG="${RUST_LOG:-warn}" "$oms" serve --bind "127.0.0.1:$port" --nats-url "nats://127.0.0.1:$nats_port" \
+# No operator listener (another oms may hold its port); no per-address limit (every case comes
+# from 127.0.0.1, and the run checks the document, not the limits).
+OMS_METRICS_BIND="" OMS_IP_RATE_LIMIT=0 RUST_LOG="${RUST_LOG:-warn}" "$oms" serve --bind "127.0.0.1:$port" --nats-url "nats://127.0.0.1:$nats_port" \
   </dev/null >"$work/oms.log" 2>&1 &
 oms_pid=$!
 # ready: true when the service answers GET /ready with 200 (plain bash: no HTTP client needed).

@@ -91,6 +91,15 @@ pub struct Claims {
     /// Not before, seconds since the epoch: refused until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The issuer: required to equal `OMS_JWT_ISSUER` when one is configured, so that tokens
+    /// another system signs with a shared secret are not taken for ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The audience, a string or an array of strings (RFC 7519): required to contain
+    /// `OMS_JWT_AUDIENCE` when one is configured, so that a token meant for another service is
+    /// refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
 }
 
 impl Claims {
@@ -111,6 +120,8 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     max_lifetime: chrono::Duration,
     validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -137,12 +148,52 @@ impl TokenKeys {
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Without a configured audience, a token's `aud` is not looked at (jsonwebtoken would
+        // otherwise refuse every token that carries one).
+        validation.validate_aud = false;
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             max_lifetime: DEFAULT_MAX_LIFETIME,
             validation,
+            issuer: None,
+            audience: None,
         }
+    }
+
+    /// The same keys requiring `iss` and `aud` to name `issuer` and `audience` (each when
+    /// given), and minting tokens that carry them: with a secret shared among several services,
+    /// a token one of them accepts is then not taken by the others.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
+        let issuer = issuer.filter(|i| !i.is_empty());
+        let audience = audience.filter(|a| !a.is_empty());
+        let mut required = vec!["exp", "sub"];
+        match &issuer {
+            Some(issuer) => {
+                self.validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => self.validation.iss = None,
+        }
+        match &audience {
+            Some(audience) => {
+                self.validation.set_audience(&[audience]);
+                self.validation.validate_aud = true;
+                required.push("aud");
+            }
+            None => {
+                self.validation.aud = None;
+                self.validation.validate_aud = false;
+            }
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// The same keys refusing tokens valid for longer than `max_lifetime` (from `iat`, or from
@@ -202,6 +253,8 @@ impl TokenKeys {
             name: name.map(str::to_string),
             iat: Some(Utc::now().timestamp()),
             nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
         })
     }
 }
@@ -220,7 +273,63 @@ mod tests {
             name: None,
             iat: iat_in.map(|d| now + d),
             nbf: nbf_in.map(|d| now + d),
+            iss: None,
+            aud: None,
         }
+    }
+
+    #[test]
+    fn a_configured_issuer_and_audience_are_required_and_minted() {
+        let plain = TokenKeys::new("s");
+        let strict = TokenKeys::new("s")
+            .with_issuer_and_audience(Some("oms".into()), Some("oms-api".into()));
+        let minted = strict.mint(
+            "mary",
+            None,
+            None,
+            vec![Role::Admin],
+            chrono::Duration::hours(1),
+        );
+        let claims = strict.verify(&minted).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("oms"));
+        // Tokens without them, or naming others, are refused; a list that holds ours is fine.
+        let with = |iss: Option<&str>, aud: Option<serde_json::Value>| {
+            let mut c = claims.clone();
+            c.iss = iss.map(str::to_string);
+            c.aud = aud;
+            strict.verify(&strict.sign(&c))
+        };
+        assert!(with(Some("oms"), Some(serde_json::json!(["other", "oms-api"]))).is_ok());
+        for (case, iss, aud) in [
+            ("no iss", None, Some(serde_json::json!("oms-api"))),
+            ("no aud", Some("oms"), None),
+            (
+                "another iss",
+                Some("evil"),
+                Some(serde_json::json!("oms-api")),
+            ),
+            (
+                "another aud",
+                Some("oms"),
+                Some(serde_json::json!("billing")),
+            ),
+        ] {
+            assert!(
+                matches!(with(iss, aud), Err(TokenError::Invalid(_))),
+                "{case}"
+            );
+        }
+        // Unconfigured, neither is looked at.
+        assert!(plain.verify(&minted).is_ok());
+        assert!(plain
+            .verify(&plain.mint(
+                "mary",
+                None,
+                None,
+                vec![Role::Admin],
+                chrono::Duration::hours(1)
+            ))
+            .is_ok());
     }
 
     #[test]

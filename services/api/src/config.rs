@@ -65,6 +65,23 @@ pub struct Config {
     pub statement_timeout: Duration,
     /// Requests per second per tenant, and the burst (None: unlimited).
     pub rate_limit: Option<(f64, f64)>,
+    /// Requests per second per client IP address on the routes a tenant's limit does not
+    /// cover (unauthenticated, platform, and refused 401), and the burst (None: unlimited;
+    /// `OMS_IP_RATE_LIMIT`).
+    pub ip_rate_limit: Option<(f64, f64)>,
+    /// The longest a request may take before it is answered 503 and its work dropped
+    /// (`OMS_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// The longest a client may take to send a request's headers before the connection is
+    /// closed (`OMS_HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// The token that opens `/metrics` on the API's listener (`OMS_METRICS_TOKEN`; None: 404
+    /// there, metrics only on the operator listener).
+    pub metrics_token: Option<Secret>,
+    /// The `iss` every token must carry (`OMS_JWT_ISSUER`; None: not checked).
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (`OMS_JWT_AUDIENCE`; None: not checked).
+    pub jwt_audience: Option<String>,
 }
 
 impl Config {
@@ -81,6 +98,12 @@ impl Config {
             db_role: Some(SERVICE_ROLE.to_string()),
             statement_timeout: Duration::from_secs(30),
             rate_limit: None,
+            ip_rate_limit: None,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            metrics_token: None,
+            jwt_issuer: None,
+            jwt_audience: None,
         }
     }
 }

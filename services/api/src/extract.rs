@@ -124,6 +124,10 @@ impl FromRequestParts<AppState> for TenantUser {
                 "the token's tenant does not exist".into(),
             ));
         }
+        // The tenant's limit covers this request: it does not count against its address.
+        if let Some(limited) = parts.extensions.get::<crate::rate_limit::TenantLimited>() {
+            limited.set();
+        }
         Ok(Self { tenant, claims })
     }
 }

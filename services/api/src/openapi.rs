@@ -22,9 +22,12 @@ body is accepted as `{}` on action endpoints; a token whose tenant does not exis
 the read models (pass a command's `position` as `?min_position=` to read your own write), while \
 `?as_of=` and `…/events` read the event store; the order document lists the order's notes as \
 `order_notes` because `notes` is the header's free-text field; rate limits are per tenant and per \
-API process (429 with `Retry-After`).\n\n\
+API process (429 with `Retry-After`), and per client address on what a tenant's limit does not \
+cover: the platform routes and requests refused 401; a request running longer than the request \
+time-out (30 s by default) is abandoned with a 503.\n\n\
 After a failure: a 4xx wrote nothing; a 503 wrote nothing unless its `detail` says the outcome is \
-unknown (the database connection broke at commit and could not be checked within 10 s). After that \
+unknown (the database connection broke at commit and could not be checked within 10 s, or the \
+request ran past the request time-out). After that \
 503, a connection reset or a time-out, retry with the same `Idempotency-Key` — or, without one, the \
 same `X-Request-Id`, which every command is also recorded under for 24 hours: the retry gets the \
 first outcome, or runs the command if it never took effect.",
@@ -77,9 +80,9 @@ const ERRORS: &[(&str, &str)] = &[
     ("413", "The body is over 1 MiB"),
     ("415", "The body is not JSON"),
     ("422", "Validation failed (each field at fault in `errors`); nothing was written"),
-    ("429", "The tenant is over its request rate; retry after Retry-After seconds"),
+    ("429", "The tenant, or for the platform routes and refused tokens the client address, is over its request rate; retry after Retry-After seconds"),
     ("431", "X-Request-Id, X-Correlation-Id or X-Causation-Id is longer than 200 characters"),
-    ("503", "Postgres is unavailable, or the read models did not reach min_position within 5 s"),
+    ("503", "Postgres is unavailable, the read models did not reach min_position within 5 s, or the request ran past the request time-out"),
 ];
 
 /// Completes the document the routers produced, operation by operation, with what every
@@ -89,9 +92,8 @@ const ERRORS: &[(&str, &str)] = &[
 /// the success responses. Kept in one place so that no operation forgets one; the rules
 /// mirror `extract` and `request_ids`:
 ///
-/// - every operation: 400 (a header, parameter or body that does not parse), 401, 403, 431,
-///   503;
-/// - below a tenant (all but `/api/v1/tenants`): 429;
+/// - every operation: 400 (a header, parameter or body that does not parse), 401, 403, 429
+///   (per tenant below a tenant, per client address on `/api/v1/tenants`), 431, 503;
 /// - a path with an id: 404;
 /// - a command (not GET): 409, 412, 422 (and 404 below a tenant);
 /// - a JSON body: 413, 415, 422.
@@ -183,10 +185,7 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
     operation["parameters"] = Value::Array(parameters);
 
     // Error responses.
-    let mut statuses = vec!["400", "401", "403", "431", "503"];
-    if tenant_scoped {
-        statuses.push("429");
-    }
+    let mut statuses = vec!["400", "401", "403", "429", "431", "503"];
     if has_id || (command && tenant_scoped) {
         statuses.push("404");
     }

@@ -1,8 +1,10 @@
-//! Operations endpoints (no auth): health, readiness, metrics, the OpenAPI document and the
-//! interactive docs.
+//! Operations endpoints (no auth): health, readiness, the OpenAPI document and the
+//! interactive docs; and metrics, which name every tenant, so they are served on the
+//! operator's listener ([`operator_router`], `OMS_METRICS_BIND`) and, on the API's own
+//! listener, only to a request bearing `OMS_METRICS_TOKEN` (404 without one configured).
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +14,9 @@ use std::sync::Arc;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
+use crate::error::ApiError;
 use oms_store::migrate;
+use subtle::ConstantTimeEq;
 
 /// Health, readiness, metrics and docs; `openapi` is the document the API's routers were
 /// registered with (see [`crate::router`]).
@@ -21,7 +25,7 @@ pub fn router(openapi: serde_json::Value) -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(guarded_metrics))
         .route(
             OPENAPI_PATH,
             get(move || async move { Json(document.as_ref().clone()) }),
@@ -29,8 +33,17 @@ pub fn router(openapi: serde_json::Value) -> Router<AppState> {
         .merge(docs())
 }
 
+/// The operator's listener: `GET /metrics` without authentication, and nothing else. Bind it
+/// where only operators and Prometheus reach it (loopback, or a private network).
+pub fn operator_router(state: AppState) -> axum::Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
 /// Where the OpenAPI document is served; the docs page reads it from there too.
-const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// Swagger UI at `/docs` (`/docs` redirects to `/docs/`), its scripts and styles compiled into
 /// the binary so that the page works without internet access. It reads the document served at
@@ -72,6 +85,43 @@ async fn ready(State(state): State<AppState>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// `/metrics` on the API's listener: 404 unless a metrics token is configured (as if there
+/// were no such endpoint), 401 unless the request bears it.
+async fn guarded_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = bearer_matches(state.metrics_token.as_ref(), &headers) {
+        return refusal.into_response();
+    }
+    metrics(State(state)).await
+}
+
+/// Checks `Authorization: Bearer <token>` against `expected` in constant time: `Ok` when it
+/// matches, a 404 problem when no token is configured, a 401 problem otherwise. The relay's
+/// and projector's processes guard their `/metrics` with it too.
+pub fn bearer_matches(
+    expected: Option<&crate::config::Secret>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "the metrics need `Authorization: Bearer <OMS_METRICS_TOKEN>`".into(),
+        ))
+    }
 }
 
 /// Prometheus text: the process's counters (the relay's and projector's too, when this

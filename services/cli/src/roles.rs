@@ -10,22 +10,27 @@
 //!   be unready: the relay keeps relaying every other tenant, and restarting it would not
 //!   help the failing one.
 //! - `/metrics`: the process's own registry (the relay's or the projector's counters) with the
-//!   pipeline's lag per tenant, rendered exactly as the API renders its `/metrics`.
+//!   pipeline's lag per tenant, rendered exactly as the API renders its `/metrics`. It names
+//!   every tenant, so the rule is the API's: served without authentication on the operator's
+//!   listener (`OMS_METRICS_BIND`, [`operator_router`]), and on `--bind` only to a request
+//!   bearing `OMS_METRICS_TOKEN` (404 without one configured).
 //!
-//! They are served with axum, as the API is; shutdown stops accepting and lets the requests in
-//! flight finish.
+//! They are served with the API's server loop (`oms_api::serve`: the same header-read
+//! time-out); shutdown stops accepting and lets the requests in flight finish.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use oms_api::config::Secret;
 use oms_api::metrics::Metrics;
 use oms_relay::Relay;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +45,7 @@ pub struct Endpoints {
     nats: Option<async_nats::Client>,
     metrics: Metrics,
     relay: Option<Relay>,
+    metrics_token: Option<Secret>,
 }
 
 /// A response: status, content type and body.
@@ -95,7 +101,15 @@ impl Endpoints {
             nats,
             metrics: Metrics::new(registry),
             relay,
+            metrics_token: None,
         }
+    }
+
+    /// The same endpoints serving `/metrics` on `--bind` to requests bearing `token` (none:
+    /// 404 there).
+    pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
+        self.metrics_token = token;
+        self
     }
 
     /// The process is up.
@@ -149,7 +163,8 @@ impl Endpoints {
     }
 }
 
-/// The router of the three endpoints; any other path is 404, any other method 405.
+/// The router of the three endpoints on `--bind` (`/metrics` behind the metrics token); any
+/// other path is 404, any other method 405.
 pub fn router(endpoints: Arc<Endpoints>) -> Router {
     Router::new()
         .route(
@@ -162,28 +177,62 @@ pub fn router(endpoints: Arc<Endpoints>) -> Router {
         )
         .route(
             "/metrics",
-            get(|State(e): State<Arc<Endpoints>>| async move { e.metrics().await }),
+            get(
+                |State(e): State<Arc<Endpoints>>, headers: HeaderMap| async move {
+                    match oms_api::bearer_matches(e.metrics_token.as_ref(), &headers) {
+                        Ok(()) => e.metrics().await.into_response(),
+                        Err(refusal) => refusal.into_response(),
+                    }
+                },
+            ),
         )
         .layer(axum::middleware::from_fn_with_state(
             endpoints.clone(),
-            |State(e): State<Arc<Endpoints>>,
-             request: axum::extract::Request,
-             next: axum::middleware::Next| async move {
-                let response = next.run(request).await;
-                e.metrics.response(response.status().as_u16());
-                response
-            },
+            count,
         ))
         .with_state(endpoints)
 }
 
-/// Serves `endpoints` on `listener` until `shutdown` is cancelled, then stops accepting and
-/// lets the requests in flight finish.
-pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>, shutdown: CancellationToken) {
-    if let Err(err) = axum::serve(listener, router(endpoints))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %err, "endpoints: serving failed");
-    }
+/// The operator's listener of a relay or projector process: `/metrics` without
+/// authentication, nothing else.
+pub fn operator_router(endpoints: Arc<Endpoints>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(e): State<Arc<Endpoints>>| async move { e.metrics().await }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            endpoints.clone(),
+            count,
+        ))
+        .with_state(endpoints)
+}
+
+/// Counts every response by status, as the API does.
+async fn count(
+    State(e): State<Arc<Endpoints>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    e.metrics.response(response.status().as_u16());
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and lets
+/// the requests in flight finish; a client that takes longer than `header_read_timeout` to
+/// send its headers is disconnected.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    header_read_timeout: Duration,
+) {
+    oms_api::serve(
+        listener,
+        router,
+        header_read_timeout,
+        shutdown.cancelled_owned(),
+    )
+    .await;
 }

@@ -335,6 +335,10 @@ impl RoleProcess {
             .env("OMS_LOG", "info,sqlx=warn")
             .env("OMS_BIND", format!("127.0.0.1:{}", self.port))
             .env("OMS_RATE_LIMIT", "0")
+            // Three roles on one host: no operator listener; /metrics on the API's port with
+            // the token instead.
+            .env("OMS_METRICS_BIND", "")
+            .env("OMS_METRICS_TOKEN", METRICS_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -1506,10 +1510,14 @@ async fn check_stream(nats: async_nats::Client, facts: &StoreFacts) -> Check {
     )
 }
 
+/// The token that opens the api's /metrics on its own port.
+const METRICS_TOKEN: &str = "chaos-metrics-token";
+
 /// The lag the api's /metrics reports (relay and projections, events), summed.
 async fn metrics_lag(http: &reqwest::Client, api: &str) -> Result<i64, String> {
     let body = http
         .get(format!("{api}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .map_err(|e| e.to_string())?

@@ -55,7 +55,11 @@ impl Serve {
             .env_remove("OMS_BIND")
             .env_remove("OMS_LOG_FORMAT")
             .env_remove("OMS_SHUTDOWN_TIMEOUT_SECS")
+            // Several servers run at once: none takes the default metrics port.
+            .env("OMS_METRICS_BIND", "")
             .env("OMS_LOG", "info,sqlx=warn")
+            // The relay role signs anchors and refuses to start without a key.
+            .env("OMS_ANCHOR_KEY", "a-test-anchor-key-of-at-least-32-bytes")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -92,6 +92,8 @@ pub struct ServeArgs {
     /// turns the limit off.
     #[arg(long, env = "OMS_RATE_LIMIT", default_value_t = 500.0)]
     rate_limit: f64,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Connections in the database pool.
     #[arg(long, env = "OMS_DB_POOL_SIZE", default_value_t = 32)]
     pool_size: u32,
@@ -99,6 +101,62 @@ pub struct ServeArgs {
     /// projector's current batches before giving up (exit 1).
     #[arg(long, env = "OMS_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     shutdown_timeout_secs: u64,
+}
+
+/// The bounds on what one client can make the service do, and where metrics are served.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Requests per second each client address may make on what a tenant's limit does not
+    /// cover: the unauthenticated and platform routes, and requests refused 401 (a burst of
+    /// twice as many is allowed); 0 turns the limit off.
+    #[arg(long, env = "OMS_IP_RATE_LIMIT", default_value_t = 20.0)]
+    ip_rate_limit: f64,
+    /// The longest a request may run, in seconds, before it is answered 503 and abandoned.
+    #[arg(long, env = "OMS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// The longest a client may take to send a request's headers, in seconds, before its
+    /// connection is closed.
+    #[arg(long, env = "OMS_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// The operator's listener, serving `/metrics` without authentication (it names every
+    /// tenant: keep it on loopback or a private network); empty: none. On `--bind`, `/metrics`
+    /// answers only requests bearing `OMS_METRICS_TOKEN`, and is 404 without one configured.
+    #[arg(long, env = "OMS_METRICS_BIND", default_value = "127.0.0.1:9464")]
+    metrics_bind: String,
+    /// The `iss` every token must carry (and `oms token` mints); unset: not checked.
+    #[arg(long, env = "OMS_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (and `oms token` mints); unset: not checked.
+    #[arg(long, env = "OMS_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+}
+
+impl LimitArgs {
+    /// Sets the limits on `config`; the metrics token comes from the environment only
+    /// (`OMS_METRICS_TOKEN`), never the command line where `ps` would show it.
+    fn apply(&self, config: &mut Config) {
+        config.ip_rate_limit =
+            (self.ip_rate_limit > 0.0).then_some((self.ip_rate_limit, self.ip_rate_limit * 2.0));
+        config.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs.max(1));
+        config.metrics_token = std::env::var("OMS_METRICS_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty())
+            .map(oms_api::config::Secret::new);
+        config.jwt_issuer = self.jwt_issuer.clone().filter(|i| !i.is_empty());
+        config.jwt_audience = self.jwt_audience.clone().filter(|a| !a.is_empty());
+    }
+
+    /// The operator's listener, if one is configured.
+    fn metrics_bind(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let bind = self.metrics_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        bind.parse()
+            .map(Some)
+            .with_context(|| format!("OMS_METRICS_BIND {bind:?} is not an address:port"))
+    }
 }
 
 impl ServeArgs {
@@ -126,6 +184,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.nats_url = args.nats.redacted_url();
     config.pool_size = args.pool_size;
     config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
+    args.limits.apply(&mut config);
+    let metrics_bind = args.limits.metrics_bind()?;
 
     config.db_role = Some(args.db_role.clone()).filter(|role| !role.is_empty());
     config.statement_timeout = Duration::from_secs(args.statement_timeout_secs);
@@ -210,6 +270,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             nats,
             Arc::new(Metrics::new(registry)),
         );
+        if let Some(addr) = metrics_bind {
+            let operator = Application::build_operator(addr, state.clone())
+                .await
+                .with_context(|| format!("cannot bind OMS_METRICS_BIND {addr}"))?;
+            tracing::info!(url = %format!("http://{}:{}/metrics", addr.ip(), operator.port()), "serving metrics");
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let _ = operator.run_until_stopped(stop.cancelled_owned()).await;
+            });
+        }
         let app = Application::build(config.bind, state)
             .await
             .context("cannot bind")?;
@@ -233,12 +303,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot bind {}", config.bind))?;
         let address = listener.local_addr().context("cannot bind")?;
-        let endpoints = Endpoints::new(role, pool.clone(), nats, registry, relay_handle);
+        let endpoints = Arc::new(
+            Endpoints::new(role, pool.clone(), nats, registry, relay_handle)
+                .with_metrics_token(config.metrics_token.clone()),
+        );
         tracing::info!(role, url = %format!("http://{address}"), "running; serving /health, /ready and /metrics");
+        if let Some(addr) = metrics_bind {
+            let operator = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind OMS_METRICS_BIND {addr}"))?;
+            tracing::info!(url = %format!("http://{}/metrics", operator.local_addr()?), "serving metrics");
+            tasks.spawn(roles::serve(
+                operator,
+                roles::operator_router(endpoints.clone()),
+                shutdown.clone(),
+                config.header_read_timeout,
+            ));
+        }
         tasks.spawn(roles::serve(
             listener,
-            Arc::new(endpoints),
+            roles::router(endpoints),
             shutdown.clone(),
+            config.header_read_timeout,
         ));
     }
     tasks.close();
@@ -359,13 +445,15 @@ async fn print_demo(pool: &PgPool, config: &Config, url: &str) -> anyhow::Result
         Some(tenant) => tenant,
         None => oms_store::tenants::create(pool, "Demo Meats", "demo").await?,
     };
-    let token = TokenKeys::new(config.jwt_secret.expose()).mint(
-        "demo-admin",
-        Some("Demo Admin"),
-        Some(tenant.id),
-        vec![Role::Admin],
-        chrono::Duration::days(7),
-    );
+    let token = TokenKeys::new(config.jwt_secret.expose())
+        .with_issuer_and_audience(config.jwt_issuer.clone(), config.jwt_audience.clone())
+        .mint(
+            "demo-admin",
+            Some("Demo Admin"),
+            Some(tenant.id),
+            vec![Role::Admin],
+            chrono::Duration::days(7),
+        );
     println!("oms is serving at {url}  (API docs: {url}/docs)");
     println!("demo tenant: {}", tenant.id);
     println!("admin token (7 days):\nexport TOKEN={token}");

@@ -25,6 +25,12 @@ pub struct TokenArgs {
     /// The secret (default: the development secret).
     #[arg(long, env = "OMS_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// The issuer (`iss`) the service requires, when it requires one.
+    #[arg(long, env = "OMS_JWT_ISSUER")]
+    issuer: Option<String>,
+    /// The audience (`aud`) the service requires, when it requires one.
+    #[arg(long, env = "OMS_JWT_AUDIENCE")]
+    audience: Option<String>,
 }
 
 /// Prints a signed token.
@@ -38,13 +44,15 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
     if args.ttl_hours <= 0 {
         anyhow::bail!("--ttl-hours must be positive");
     }
-    let token = TokenKeys::new(&secret).mint(
-        &args.sub,
-        args.name.as_deref(),
-        args.tenant,
-        args.roles,
-        chrono::Duration::hours(args.ttl_hours),
-    );
+    let token = TokenKeys::new(&secret)
+        .with_issuer_and_audience(args.issuer, args.audience)
+        .mint(
+            &args.sub,
+            args.name.as_deref(),
+            args.tenant,
+            args.roles,
+            chrono::Duration::hours(args.ttl_hours),
+        );
     println!("{token}");
     Ok(())
 }

@@ -19,6 +19,8 @@ pub const SECRET: &str = "test-secret";
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
+    /// The operator's listener, serving `/metrics` (`http://127.0.0.1:<port>`).
+    pub metrics_address: String,
     /// A pool on the app's database, for assertions on what was (not) written.
     pub pool: PgPool,
     /// The app's tenant for most tests.
@@ -72,6 +74,11 @@ async fn spawn_app_configured(
     configure(&mut config);
     let app_pool = config.pool().expect("a valid URL");
     let state = oms_api::AppState::new(app_pool, &config, None, Default::default());
+    let operator = oms_api::Application::build_operator(config.bind, state.clone())
+        .await
+        .expect("bind a port");
+    let metrics_address = format!("http://127.0.0.1:{}", operator.port());
+    tokio::spawn(operator.run_until_stopped(std::future::pending()));
     let app = oms_api::Application::build(config.bind, state)
         .await
         .expect("bind a port");
@@ -87,6 +94,7 @@ async fn spawn_app_configured(
     .id;
     TestApp {
         address,
+        metrics_address,
         pool,
         tenant,
         keys: TokenKeys::new(SECRET),

@@ -453,15 +453,20 @@ async fn a_tenant_whose_publishes_fail_is_reported_and_backed_off_while_the_othe
 struct RoleProcess {
     child: std::process::Child,
     base: String,
+    /// The operator's listener (`OMS_METRICS_BIND`), where `/metrics` is served.
+    metrics: String,
 }
 
 impl RoleProcess {
     fn start(role: &str, database_url: &str, nats_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, metrics_port) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
             .args([
                 "serve",
@@ -471,6 +476,8 @@ impl RoleProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .env_remove("OMS_BIND")
+            .env_remove("OMS_METRICS_TOKEN")
+            .env("OMS_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("DATABASE_URL", database_url)
             .env("NATS_URL", nats_url)
             .env(
@@ -486,6 +493,7 @@ impl RoleProcess {
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
         }
     }
 
@@ -496,7 +504,12 @@ impl RoleProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("oms serve exited early: {status}");
             }
-            if let Ok(response) = reqwest::get(format!("{}{path}", self.base)).await {
+            let base = if path == "/metrics" {
+                &self.metrics
+            } else {
+                &self.base
+            };
+            if let Ok(response) = reqwest::get(format!("{base}{path}")).await {
                 let status = response.status();
                 return (status, response.text().await.unwrap());
             }
@@ -621,6 +634,13 @@ async fn relay_and_projector_processes_serve_their_own_metrics_health_and_readin
     assert_eq!(ready["role"], "relay");
     assert_eq!(ready["failing_tenants"], json!([]), "{ready}");
     assert_eq!(relay.get("/nowhere").await.0, StatusCode::NOT_FOUND);
+    // The metrics name every tenant: on --bind they are not served without a metrics token.
+    for process in [&relay, &projector] {
+        let public = reqwest::get(format!("{}/metrics", process.base))
+            .await
+            .unwrap();
+        assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    }
 
     // Both stop gracefully on SIGTERM.
     assert!(relay.terminate().await.success());

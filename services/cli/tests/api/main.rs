@@ -15,7 +15,7 @@ mod idempotency;
 mod in_doubt;
 mod isolation;
 mod lifecycle;
-mod nats_trust;
+mod limits;
 mod openapi;
 mod operations;
 mod outage;

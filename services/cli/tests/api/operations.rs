@@ -58,7 +58,7 @@ async fn health_ready_metrics_openapi_and_docs_answer() {
         .await;
     let metrics = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.metrics_address))
         .send()
         .await
         .unwrap();

@@ -145,7 +145,7 @@ async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
     // The lag is visible per tenant, and nothing is behind.
     let metrics = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.metrics_address))
         .send()
         .await
         .unwrap()
