@@ -43,10 +43,10 @@
 //! `Oms-Payload: omitted`, and as its body the envelope with `payload` null (and `metadata`
 //! too, if even that does not fit) — everything that identifies the event (tenant, position,
 //! aggregate, sequence, type, time, hash) stays. The projector reads such an event from the
-//! event store, which it already does to fill gaps and trusts more than NATS anyway. That
-//! keeps the stream's order and deduplication, needs no second store (object store, chunks)
-//! and no reassembly, and costs one indexed read for a rare event. Other readers of the
-//! stream see the event's identity and can fetch it the same way.
+//! event store, as it reads every event: it applies the store's rows, never a message's body.
+//! That keeps the stream's order and deduplication, needs no second store (object store,
+//! chunks) and no reassembly, and costs nothing more than any other event. Other readers of
+//! the stream see the event's identity and can fetch it the same way.
 //!
 //! The threshold is not a constant: a body is sent whole when it is at most the
 //! `max_payload` the client negotiated with the server it is connected to (from the server's
