@@ -82,6 +82,12 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     /// The `aud` every token must carry (`OMS_JWT_AUDIENCE`; None: not checked).
     pub jwt_audience: Option<String>,
+    /// The keys anchors may be signed with (`OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE`), for
+    /// `GET /audit/verify`; empty: the verification answers 503.
+    pub anchor_keys: Vec<oms_store::audit::AnchorKey>,
+    /// How old an event may be before a valid anchor must cover it
+    /// (`OMS_ANCHOR_MAX_AGE_SECS`).
+    pub anchor_max_age: Duration,
 }
 
 impl Config {
@@ -104,6 +110,8 @@ impl Config {
             metrics_token: None,
             jwt_issuer: None,
             jwt_audience: None,
+            anchor_keys: Vec::new(),
+            anchor_max_age: oms_store::audit::DEFAULT_MAX_ANCHOR_AGE,
         }
     }
 }

@@ -101,6 +101,9 @@ pub struct AppState {
     pub(crate) header_read_timeout: Duration,
     /// The tenants recently seen to exist (a token for any other is refused).
     pub(crate) tenants: Arc<known_tenants::KnownTenants>,
+    /// The anchor keys and bound of `GET /audit/verify`, and the tenants whose verification
+    /// is running (one at a time per tenant).
+    pub(crate) verification: Arc<audit::Verification>,
 }
 
 impl AppState {
@@ -135,6 +138,10 @@ impl AppState {
             metrics_token: config.metrics_token.clone(),
             request_timeout: config.request_timeout,
             header_read_timeout: config.header_read_timeout,
+            verification: Arc::new(audit::Verification::new(
+                config.anchor_keys.clone(),
+                config.anchor_max_age,
+            )),
         }
     }
 }

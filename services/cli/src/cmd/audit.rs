@@ -64,8 +64,9 @@ pub enum AuditCommand {
         #[arg(long)]
         output: Option<std::path::PathBuf>,
     },
-    /// Recompute hash chains (and compare them with the anchors in NATS), or verify an
-    /// export file offline.
+    /// Recompute hash chains and check them against the signed anchors in NATS, or verify an
+    /// export file offline (against a signed anchor with --anchor). The anchor key comes from
+    /// OMS_ANCHOR_KEY or OMS_ANCHOR_KEY_FILE (never the command line).
     Verify {
         #[command(flatten)]
         db: DbArgs,
@@ -78,9 +79,21 @@ pub enum AuditCommand {
         /// NATS, for the anchors.
         #[command(flatten)]
         nats: crate::nats::NatsArgs,
-        /// Do not compare with the anchors.
-        #[arg(long)]
+        /// Do not compare with the anchors: only the chain's consistency is checked, which a
+        /// database writer who recomputes the chain passes.
+        #[arg(long, conflicts_with = "anchor")]
         no_anchors: bool,
+        /// With --file: a signed anchor (the JSON published on `oms.anchors.<tenant>`) the
+        /// export's chain must reach with the same hash.
+        #[arg(long, requires = "file")]
+        anchor: Option<std::path::PathBuf>,
+        /// How old, in seconds, an event may be before a signed anchor must cover it.
+        #[arg(
+            long = "max-anchor-age",
+            env = "OMS_ANCHOR_MAX_AGE_SECS",
+            default_value_t = 300
+        )]
+        max_anchor_age_secs: u64,
     },
 }
 
@@ -183,21 +196,55 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             file,
             nats,
             no_anchors,
+            anchor,
+            max_anchor_age_secs,
         } => {
             if let Some(file) = file {
-                let report = oms_store::audit::export::verify_file(&file)
+                let anchor = match anchor {
+                    None => None,
+                    Some(path) => {
+                        let text = std::fs::read(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        let anchor: oms_store::audit::Anchor = serde_json::from_slice(&text)
+                            .with_context(|| {
+                                format!("{} does not hold an anchor", path.display())
+                            })?;
+                        Some((anchor, vec![anchor_key()?]))
+                    }
+                };
+                let report =
+                    oms_store::audit::export::verify_file(
+                        &file,
+                        anchor.as_ref().map(|(anchor, keys)| {
+                            oms_store::audit::export::FileAnchor { anchor, keys }
+                        }),
+                    )
                     .await
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 if !report.ok {
-                    anyhow::bail!(
-                        "the export is broken at line {} ({})",
-                        report.first_bad_line.unwrap_or_default(),
-                        report.problem.unwrap_or_default()
-                    );
+                    let problem = report.problem.unwrap_or_default();
+                    match report.first_bad_line {
+                        Some(line) => {
+                            anyhow::bail!("the export is broken at line {line} ({problem})")
+                        }
+                        None => anyhow::bail!("the export does not verify: {problem}"),
+                    }
                 }
                 return Ok(());
             }
+            let policy = if no_anchors {
+                eprintln!(
+                    "warning: --no-anchors checks only that the chain is consistent; someone who \
+                     can write to the database and recomputes it passes"
+                );
+                None
+            } else {
+                Some(oms_store::audit::AnchorPolicy {
+                    keys: vec![anchor_key()?],
+                    max_age: std::time::Duration::from_secs(max_anchor_age_secs),
+                })
+            };
             let pool = connect(&db.database_url).await?;
             let store = oms_store::EventStore::new(pool.clone());
             let tenants: Vec<Uuid> = match tenant {
@@ -225,34 +272,64 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             };
             let mut broken = Vec::new();
             for tenant in tenants {
-                let report = match &jetstream {
-                    Some(jetstream) => {
+                let report = match (&jetstream, &policy) {
+                    (Some(jetstream), Some(policy)) => {
+                        // The anchors first, then the chain's snapshot.
                         let anchors = oms_relay::anchors::anchors(jetstream, tenant)
                             .await
                             .map_err(|e| anyhow::anyhow!("reading the anchors: {e}"))?;
                         serde_json::to_value(
-                            oms_store::audit::verify_with_anchors(&store, tenant, &anchors).await?,
+                            oms_store::audit::verify_with_anchors(&store, tenant, &anchors, policy)
+                                .await?,
                         )?
                     }
-                    None => serde_json::to_value(store.verify_chain(tenant).await?)?,
+                    _ => {
+                        serde_json::to_value(oms_store::audit::verify_chain(&store, tenant).await?)?
+                    }
                 };
                 let mut line = serde_json::json!({ "tenant": tenant });
                 if let (Some(map), Some(extra)) = (line.as_object_mut(), report.as_object()) {
                     map.extend(extra.clone());
                 }
                 if report["ok"] != true {
-                    broken.push((tenant, report["first_bad_position"].clone()));
+                    let mut why = match report["first_bad_position"].as_i64() {
+                        Some(position) => format!("at position {position}"),
+                        None => String::new(),
+                    };
+                    if let Some(problems) = report["anchor_problems"].as_array() {
+                        for problem in problems.iter().take(3) {
+                            if !why.is_empty() {
+                                why.push_str(", ");
+                            }
+                            why.push_str(problem["problem"].as_str().unwrap_or_default());
+                        }
+                    }
+                    broken.push((tenant, why));
                 }
                 println!("{}", serde_json::to_string(&line)?);
             }
             if !broken.is_empty() {
                 let list: Vec<String> = broken
                     .iter()
-                    .map(|(t, p)| format!("{t} at position {p}"))
+                    .map(|(t, why)| format!("{t}: {why}"))
                     .collect();
-                anyhow::bail!("the chain is broken: {}", list.join("; "));
+                anyhow::bail!(
+                    "the chain is broken or not vouched for by the anchors: {}",
+                    list.join("; ")
+                );
             }
             Ok(())
         }
     }
+}
+
+/// The anchor key, from `OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE`: without it no anchor's
+/// signature can be checked, and an unchecked anchor vouches for nothing.
+fn anchor_key() -> anyhow::Result<oms_store::audit::AnchorKey> {
+    oms_store::audit::AnchorKey::from_env(|name| std::env::var(name).ok())?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "set OMS_ANCHOR_KEY or OMS_ANCHOR_KEY_FILE to check the anchors' signatures (or \
+             verify the chain alone with --no-anchors)"
+        )
+    })
 }

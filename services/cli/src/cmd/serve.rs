@@ -178,6 +178,8 @@ impl ServeArgs {
 /// Serves until SIGTERM or SIGINT, then shuts down within the bound.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let jwt_secret = jwt_secret(|name| std::env::var(name).ok(), args.demo)?;
+    // Checked before the database is touched: NATS settings that cannot work stop the start.
+    let nats_settings = args.nats.settings().context("NATS settings")?;
     let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
     config.jwt_max_lifetime = chrono::Duration::hours(i64::from(args.jwt_max_lifetime_hours));
     config.bind = args.bind;
@@ -199,7 +201,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     oms_store::migrate::apply_or_check(&migrations).await?;
     migrations.close().await;
     let pool = config.pool().context("DATABASE_URL is not usable")?;
-    let nats = nats(&args.nats).await?;
+    let nats = nats(&nats_settings, &args.nats).await;
     let store = EventStore::new(pool.clone());
 
     let shutdown = CancellationToken::new();
@@ -461,15 +463,17 @@ async fn print_demo(pool: &PgPool, config: &Config, url: &str) -> anyhow::Result
 }
 
 /// Connects to NATS in the background: the API serves (and `/ready` says 503) while NATS is
-/// unreachable, and the client reconnects by itself. Settings that cannot work (a user without
-/// a password, an unreadable file) stop the start; the URL is logged without its credentials.
-async fn nats(args: &crate::nats::NatsArgs) -> anyhow::Result<Option<async_nats::Client>> {
-    let settings = args.settings().context("NATS settings")?;
+/// unreachable, and the client reconnects by itself. The URL is logged without its
+/// credentials.
+async fn nats(
+    settings: &crate::nats::NatsSettings,
+    args: &crate::nats::NatsArgs,
+) -> Option<async_nats::Client> {
     match settings.connect_in_background().await {
-        Ok(client) => Ok(Some(client)),
+        Ok(client) => Some(client),
         Err(err) => {
             tracing::warn!(url = %args.redacted_url(), error = %err, "the NATS URL is not usable");
-            Ok(None)
+            None
         }
     }
 }

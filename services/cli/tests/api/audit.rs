@@ -478,9 +478,9 @@ async fn history(store: &oms_store::EventStore, tenant: Uuid, n: i64) {
 
 #[tokio::test]
 async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_recomputed_chain() {
-    let app = spawn_api().await;
-    let store = oms_store::EventStore::new(app.pool.clone());
     let nats = NatsServer::start();
+    let app = spawn_api_on_nats(nats.client().await, |_| {}).await;
+    let store = oms_store::EventStore::new(app.pool.clone());
     let jetstream = async_nats::jetstream::new(nats.client().await);
     oms_relay::anchors::ensure_anchor_stream(&jetstream)
         .await
@@ -505,6 +505,7 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
     let mut anchorer = oms_relay::anchors::Anchorer::new(
         store.clone(),
         jetstream.clone(),
+        test_anchor_key(),
         100,
         Duration::from_secs(3600),
     );
@@ -591,10 +592,30 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
             .await
             .unwrap();
         assert_eq!(anchors.len(), 1, "{kind}");
-        let report = oms_store::audit::verify_with_anchors(&store, tenant(kind), &anchors)
+        let report = oms_store::audit::verify_with_anchors(
+            &store,
+            tenant(kind),
+            &anchors,
+            &test_anchor_policy(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.chain.ok, *kind == "untouched", "{kind}: {report:?}");
+        // The API's verification checks the same anchors and says the same.
+        let auditor = app.token_for(tenant(kind), &[Role::Auditor]);
+        let api = app
+            .request(Method::GET, "/api/v1/audit/verify", &auditor)
+            .send()
             .await
             .unwrap();
-        assert_eq!(report.chain.ok, *kind == "untouched", "{kind}: {report:?}");
+        let api = expect_json(api, StatusCode::OK).await;
+        assert_eq!(api["ok"], *kind == "untouched", "{kind}: {api}");
+        assert_eq!(api["anchors_checked"], 1, "{kind}: {api}");
+        assert_eq!(
+            api["first_bad_anchor"],
+            json!(report.first_bad_anchor),
+            "{kind}"
+        );
     }
     let recomputed = oms_store::audit::verify_with_anchors(
         &store,
@@ -602,10 +623,13 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
         &oms_relay::anchors::anchors(&jetstream, tenant("recompute"))
             .await
             .unwrap(),
+        &test_anchor_policy(),
     )
     .await
     .unwrap();
     assert_eq!(recomputed.first_bad_anchor, Some(20));
+    assert_eq!(recomputed.anchored_position, 0, "{recomputed:?}");
+    assert!(!recomputed.chain.ok);
 
     // The CLI: exit status and the report.
     let database = app
@@ -616,6 +640,7 @@ async fn chain_verification_fails_at_the_exact_position_and_anchors_catch_a_reco
         .to_string();
     let verify = |t: Uuid| {
         let mut command = oms_binary();
+        command.env("OMS_ANCHOR_KEY", ANCHOR_KEY);
         command.args([
             "audit",
             "verify",
@@ -947,4 +972,600 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
     let _ = Role::Auditor;
+}
+
+/// Publishes `body` on `tenant`'s anchor subject, as whoever can publish to NATS could.
+async fn publish_anchor(jetstream: &async_nats::jetstream::Context, tenant: Uuid, body: Vec<u8>) {
+    jetstream
+        .publish(format!("oms.anchors.{tenant}"), body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// A signed anchor of `tenant`'s head now.
+async fn signed_head(
+    store: &oms_store::EventStore,
+    key: &oms_store::audit::AnchorKey,
+    tenant: Uuid,
+) -> oms_store::audit::Anchor {
+    let head = store.head(tenant).await.unwrap().unwrap();
+    oms_store::audit::Anchor::signed(key, tenant, head.position, &head.hash, chrono::Utc::now())
+}
+
+#[tokio::test]
+async fn verify_is_not_ok_without_anchors_or_with_unsigned_forged_or_stale_ones_and_says_what_they_cover(
+) {
+    let nats = NatsServer::start();
+    let max_age = Duration::from_secs(4);
+    let app = spawn_api_on_nats(nats.client().await, |config| {
+        config.anchor_max_age = max_age;
+    })
+    .await;
+    let store = oms_store::EventStore::new(app.pool.clone());
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    oms_relay::anchors::ensure_anchor_stream(&jetstream)
+        .await
+        .unwrap();
+    let key = test_anchor_key();
+    let mut tenants = Vec::new();
+    for kind in [
+        "partly", "none", "unsigned", "forged", "altered", "garbage", "stale", "covered",
+    ] {
+        let tenant = oms_store::tenants::create(
+            &app.pool,
+            kind,
+            &format!("{kind}-{}", Uuid::new_v4().simple()),
+        )
+        .await
+        .unwrap()
+        .id;
+        history(&store, tenant, 10).await;
+        tenants.push((kind, tenant));
+    }
+    let tenant = |kind: &str| tenants.iter().find(|(k, _)| *k == kind).unwrap().1;
+
+    // none: events and no anchor at all (the old verification passed it).
+    // unsigned: the head as the old relay published it, which anyone on NATS can write.
+    let head = signed_head(&store, &key, tenant("unsigned")).await;
+    let unsigned = json!({"tenant_id": head.tenant_id, "position": head.position, "hash": head.hash, "at": head.at});
+    publish_anchor(
+        &jetstream,
+        tenant("unsigned"),
+        serde_json::to_vec(&unsigned).unwrap(),
+    )
+    .await;
+    // forged: signed with a key the verifier does not hold (a guess).
+    let guess = oms_store::audit::AnchorKey::new(vec![b'g'; 32]).unwrap();
+    let forged = signed_head(&store, &guess, tenant("forged")).await;
+    publish_anchor(
+        &jetstream,
+        tenant("forged"),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .await;
+    // altered: a genuine anchor whose hash was changed afterwards (to a rewritten head's).
+    let mut altered = signed_head(&store, &key, tenant("altered")).await;
+    altered.hash = hex::encode([9u8; 32]);
+    publish_anchor(
+        &jetstream,
+        tenant("altered"),
+        serde_json::to_vec(&altered).unwrap(),
+    )
+    .await;
+    // garbage: a genuine anchor, and a message that is no anchor at all.
+    for kind in ["garbage", "stale", "covered", "partly"] {
+        let anchor = signed_head(&store, &key, tenant(kind)).await;
+        publish_anchor(
+            &jetstream,
+            tenant(kind),
+            serde_json::to_vec(&anchor).unwrap(),
+        )
+        .await;
+    }
+    publish_anchor(&jetstream, tenant("garbage"), b"not an anchor".to_vec()).await;
+    // stale: events after the newest anchor, older than the bound (the anchorer stopped).
+    history(&store, tenant("stale"), 5).await;
+    tokio::time::sleep(max_age + Duration::from_millis(500)).await;
+    // partly: events after the newest anchor, younger than the bound — fine, and counted.
+    history(&store, tenant("partly"), 5).await;
+
+    let database = app
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_string();
+    // (ok, anchored_position, unanchored_events, a problem reported)
+    let expected: [(&str, bool, i64, i64, &str); 8] = [
+        ("partly", true, 10, 5, ""),
+        ("none", false, 0, 10, "no valid anchor"),
+        ("unsigned", false, 0, 10, "unsigned"),
+        ("forged", false, 0, 10, "does not hold"),
+        ("altered", false, 0, 10, "does not match"),
+        ("garbage", false, 10, 0, "not an anchor"),
+        ("stale", false, 10, 5, "stale"),
+        ("covered", true, 10, 0, ""),
+    ];
+    let policy = oms_store::audit::AnchorPolicy {
+        keys: vec![key.clone()],
+        max_age,
+    };
+    for (kind, ok, anchored, unanchored, problem) in expected {
+        let t = tenant(kind);
+        // The shared verification.
+        let anchors = oms_relay::anchors::anchors(&jetstream, t).await.unwrap();
+        let report = oms_store::audit::verify_with_anchors(&store, t, &anchors, &policy)
+            .await
+            .unwrap();
+        let report = serde_json::to_value(&report).unwrap();
+        // The API's.
+        let auditor = app.token_for(t, &[Role::Auditor]);
+        let api = app
+            .request(Method::GET, "/api/v1/audit/verify", &auditor)
+            .send()
+            .await
+            .unwrap();
+        let api = expect_json(api, StatusCode::OK).await;
+        // The CLI's.
+        let cli = oms_binary()
+            .env("OMS_ANCHOR_KEY", ANCHOR_KEY)
+            .args([
+                "audit",
+                "verify",
+                "--database-url",
+                &database_url(&database),
+                "--nats-url",
+                &nats.url(),
+                "--max-anchor-age",
+                &max_age.as_secs().to_string(),
+                "--tenant",
+                &t.to_string(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(cli.status.success(), ok, "{kind}: {cli:?}");
+        let line: Value = serde_json::from_slice(&cli.stdout).unwrap();
+        for (source, report) in [("store", &report), ("api", &api), ("cli", &line)] {
+            assert_eq!(report["ok"], ok, "{kind} ({source}): {report}");
+            assert_eq!(
+                report["anchored_position"], anchored,
+                "{kind} ({source}): {report}"
+            );
+            assert_eq!(
+                report["unanchored_events"], unanchored,
+                "{kind} ({source}): {report}"
+            );
+            assert_eq!(
+                report["max_anchor_age_secs"],
+                max_age.as_secs(),
+                "{kind} ({source})"
+            );
+            assert_eq!(
+                report["first_bad_position"],
+                Value::Null,
+                "{kind} ({source})"
+            );
+            let problems = report["anchor_problems"].to_string();
+            if ok {
+                assert_eq!(report["anchor_problems"], json!([]), "{kind} ({source})");
+            } else {
+                assert!(problems.contains(problem), "{kind} ({source}): {problems}");
+            }
+        }
+        if !ok {
+            let stderr = String::from_utf8_lossy(&cli.stderr);
+            assert!(stderr.contains(problem), "{kind}: {stderr}");
+        }
+    }
+
+    // The CLI checks no anchor without the key (it would vouch for nothing).
+    let keyless = oms_binary()
+        .args([
+            "audit",
+            "verify",
+            "--database-url",
+            &database_url(&database),
+            "--nats-url",
+            &nats.url(),
+            "--tenant",
+            &tenant("covered").to_string(),
+        ])
+        .env_remove("OMS_ANCHOR_KEY")
+        .env_remove("OMS_ANCHOR_KEY_FILE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!keyless.status.success());
+    assert!(
+        String::from_utf8_lossy(&keyless.stderr).contains("OMS_ANCHOR_KEY"),
+        "{keyless:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_verification_of_a_tenant_while_one_runs_is_429_and_other_tenants_go_on() {
+    let nats = NatsServer::start();
+    let app = spawn_api_on_nats(nats.client().await, |_| {}).await;
+    let store = oms_store::EventStore::new(app.pool.clone());
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    oms_relay::anchors::ensure_anchor_stream(&jetstream)
+        .await
+        .unwrap();
+    history(&store, app.tenant, 30_000).await;
+    let other = oms_store::tenants::create(
+        &app.pool,
+        "Other",
+        &format!("other-{}", Uuid::new_v4().simple()),
+    )
+    .await
+    .unwrap()
+    .id;
+    history(&store, other, 5).await;
+    let mut anchorer = oms_relay::anchors::Anchorer::new(
+        store.clone(),
+        jetstream.clone(),
+        test_anchor_key(),
+        1,
+        Duration::ZERO,
+    );
+    assert_eq!(anchorer.anchor_due().await.unwrap(), 2);
+
+    let auditor = app.token_for(app.tenant, &[Role::Auditor]);
+    let first = tokio::spawn(
+        app.request(Method::GET, "/api/v1/audit/verify", &auditor)
+            .send(),
+    );
+    // Wait until the first verification reads the chain (its snapshot transaction is open).
+    let waiting = std::time::Instant::now();
+    loop {
+        let reading: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and pid <> pg_backend_pid()
+                and xact_start is not null and query like '%from events%'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if reading > 0 {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20) && !first.is_finished(),
+            "the first verification never started reading"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = std::time::Instant::now();
+    let second = app
+        .request(Method::GET, "/api/v1/audit/verify", &auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "refused at once, not after a second recomputation"
+    );
+    assert!(second.headers().contains_key("retry-after"));
+    expect_problem(second, StatusCode::TOO_MANY_REQUESTS).await;
+    // Another tenant is not held up.
+    let theirs = app
+        .request(
+            Method::GET,
+            "/api/v1/audit/verify",
+            &app.token_for(other, &[Role::Auditor]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let theirs = expect_json(theirs, StatusCode::OK).await;
+    assert_eq!(theirs["ok"], true, "{theirs}");
+
+    let first = expect_json(first.await.unwrap().unwrap(), StatusCode::OK).await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["events_checked"], 30_000);
+    assert_eq!(first["anchored_position"], 30_000);
+    // Once it has finished, the tenant can verify again.
+    let again = app
+        .request(Method::GET, "/api/v1/audit/verify", &auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_json(again, StatusCode::OK).await["ok"], true);
+}
+
+/// `oms audit verify --file <file> [--anchor <anchor>]` with the test's anchor key.
+async fn verify_file(
+    file: &std::path::Path,
+    anchor: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut command = oms_binary();
+    command
+        .env("OMS_ANCHOR_KEY", ANCHOR_KEY)
+        .args(["audit", "verify", "--file"])
+        .arg(file);
+    if let Some(anchor) = anchor {
+        command.arg("--anchor").arg(anchor);
+    }
+    command.output().await.unwrap()
+}
+
+/// Rewrites an export's lines from index `from` on with `change`, recomputes every hash after
+/// it and the trailer: what someone who edits a file and knows the chain's rule produces.
+fn rewrite_export(text: &str, keep: usize, from: usize, change: impl Fn(&mut Value)) -> String {
+    use oms_store::audit::export::{ExportedEvent, EXPORT_FORMAT};
+    let mut events: Vec<ExportedEvent> = text
+        .lines()
+        .filter(|l| !l.contains("\"trailer\""))
+        .take(keep)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut previous = hex::decode(&events[0].previous_hash).unwrap();
+    for (i, line) in events.iter_mut().enumerate() {
+        if i == from {
+            change(&mut line.event.payload);
+        }
+        line.previous_hash = hex::encode(&previous);
+        line.event.hash = oms_store::hash::chain_hash(&previous, &line.event).to_vec();
+        previous = line.event.hash.clone();
+    }
+    let last = events.last().unwrap();
+    let mut out: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    out.push(
+        json!({"trailer": {"format": EXPORT_FORMAT, "tenant_id": last.event.tenant_id,
+            "events": events.len(), "last_position": last.event.position,
+            "last_hash": hex::encode(&last.event.hash)}})
+        .to_string(),
+    );
+    out.join("\n") + "\n"
+}
+
+#[tokio::test]
+async fn verify_file_refuses_empty_or_truncated_exports_and_heads_that_disagree_with_the_signed_anchor(
+) {
+    let app = spawn_api().await;
+    let store = oms_store::EventStore::new(app.pool.clone());
+    history(&store, app.tenant, 50).await;
+    let database = app
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.ndjson");
+    assert!(export_to(&database, app.tenant, &file)
+        .await
+        .status
+        .success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.lines().last().unwrap().starts_with("{\"trailer\":"),
+        "{text}"
+    );
+    let anchor = signed_head(&store, &test_anchor_key(), app.tenant).await;
+    let anchor_file = dir.path().join("anchor.json");
+    std::fs::write(&anchor_file, serde_json::to_vec(&anchor).unwrap()).unwrap();
+
+    // The export as written: complete, and it reaches the anchor with the anchor's hash.
+    let good = verify_file(&file, Some(&anchor_file)).await;
+    assert!(good.status.success(), "{good:?}");
+    let report: Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(report["trailer"], true);
+    assert_eq!(report["anchored_position"], 50);
+    assert_eq!(report["unanchored_events"], 0);
+
+    let write = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let refused: Vec<(std::path::PathBuf, bool, &str)> = vec![
+        (write("empty.ndjson", ""), false, "empty"),
+        (write("blank.ndjson", "\n\n"), false, "empty"),
+        // Cut at a line end: no trailer.
+        (
+            write("cut.ndjson", &(lines[..30].join("\n") + "\n")),
+            false,
+            "truncated",
+        ),
+        // Cut mid-line.
+        (write("mid.ndjson", &text[..text.len() / 2]), false, "line"),
+        // A line dropped, the trailer kept.
+        (
+            write(
+                "dropped.ndjson",
+                &(lines[..49]
+                    .iter()
+                    .chain(&lines[50..])
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\n"),
+            ),
+            false,
+            "trailer",
+        ),
+        // Cut short with a matching trailer: consistent alone, but short of the anchor.
+        (
+            write(
+                "short.ndjson",
+                &rewrite_export(&text, 30, usize::MAX, |_| {}),
+            ),
+            true,
+            "does not reach the anchored position 50",
+        ),
+        // An event rewritten and the chain and trailer recomputed: consistent alone, but its
+        // head disagrees with the signed anchor.
+        (
+            write(
+                "forged.ndjson",
+                &rewrite_export(&text, 50, 19, |payload| {
+                    payload["NoteAdded"]["text"] = json!("rewritten");
+                }),
+            ),
+            true,
+            "rewritten",
+        ),
+    ];
+    for (path, alone_ok, says) in refused {
+        let alone = verify_file(&path, None).await;
+        assert_eq!(alone.status.success(), alone_ok, "{path:?}: {alone:?}");
+        let anchored = verify_file(&path, Some(&anchor_file)).await;
+        assert!(!anchored.status.success(), "{path:?}: {anchored:?}");
+        let stderr = String::from_utf8_lossy(&anchored.stderr);
+        let stderr = if alone_ok {
+            stderr.to_string()
+        } else {
+            String::from_utf8_lossy(&alone.stderr).to_string()
+        };
+        assert!(stderr.contains(says), "{path:?}: {stderr}");
+    }
+
+    // An unsigned anchor, or one signed with another key, vouches for nothing.
+    let mut unsigned = anchor.clone();
+    unsigned.signature = None;
+    let guess = oms_store::audit::AnchorKey::new(vec![b'g'; 32]).unwrap();
+    let foreign = oms_store::audit::Anchor::signed(
+        &guess,
+        app.tenant,
+        anchor.position,
+        &hex::decode(&anchor.hash).unwrap(),
+        anchor.at,
+    );
+    for (name, bad, says) in [
+        ("unsigned.json", unsigned, "unsigned"),
+        ("foreign.json", foreign, "does not hold"),
+    ] {
+        let path = write(name, &serde_json::to_string(&bad).unwrap());
+        let output = verify_file(&file, Some(&path)).await;
+        assert!(!output.status.success(), "{name}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(says),
+            "{name}: {output:?}"
+        );
+    }
+    let not_json = write("nonsense.json", "{");
+    let output = verify_file(&file, Some(&not_json)).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not hold an anchor"));
+}
+
+#[tokio::test]
+async fn a_csv_export_defuses_cells_a_spreadsheet_would_run() {
+    let app = spawn_api().await;
+    let store = oms_store::EventStore::new(app.pool.clone());
+    let order = Uuid::now_v7();
+    let actors = ["=1+2", "@SUM(A1)", "+3", "-2+3", "\t=1", "mary"];
+    store
+        .append(
+            app.tenant,
+            actors
+                .iter()
+                .enumerate()
+                .map(|(i, actor)| oms_store::NewEvent {
+                    aggregate_type: "purchase_order".into(),
+                    aggregate_id: order,
+                    sequence: i64::try_from(i).unwrap() + 1,
+                    event_type: "PurchaseOrderNoteAdded".into(),
+                    event_version: "1.0".into(),
+                    payload: json!({"NoteAdded": {"note_id": Uuid::now_v7(), "text": "=cmd|' /C calc'!A0"}}),
+                    metadata: json!({"actor": actor}),
+                    unique_keys: Vec::new(),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let database = app
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.csv");
+    let output = oms_binary()
+        .args([
+            "audit",
+            "export",
+            "--database-url",
+            &database_url(&database),
+            "--tenant",
+            &app.tenant.to_string(),
+            "--format",
+            "csv",
+            "--output",
+        ])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // The actor column (the eighth) of each row, after the csv crate's quoting.
+    for expected in [
+        ",'=1+2,",
+        ",'@SUM(A1),",
+        ",+3,",
+        ",'-2+3,",
+        ",'\t=1,",
+        ",mary,",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    for row in text.lines().skip(1) {
+        for cell in row.split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '@', '\t', '\r']) && !cell.starts_with("-2"),
+                "{cell:?} in {row}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_anchor_stream_refuses_to_delete_or_purge_anchors_even_when_it_existed_before() {
+    use async_nats::jetstream::stream;
+    let nats = NatsServer::start();
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    // The stream as the old relay created it: deletes and purges allowed.
+    jetstream
+        .create_stream(stream::Config {
+            name: oms_relay::anchors::ANCHOR_STREAM.into(),
+            subjects: vec!["oms.anchors.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut anchors = oms_relay::anchors::ensure_anchor_stream(&jetstream)
+        .await
+        .unwrap();
+    let config = anchors.info().await.unwrap().config.clone();
+    assert!(config.deny_delete && config.deny_purge, "{config:?}");
+    let tenant = Uuid::now_v7();
+    let ack = jetstream
+        .publish(format!("oms.anchors.{tenant}"), "an anchor".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(anchors.delete_message(ack.sequence).await.is_err());
+    assert!(anchors.purge().await.is_err());
+    assert!(anchors
+        .purge()
+        .filter(format!("oms.anchors.{tenant}"))
+        .await
+        .is_err());
+    assert!(anchors.get_raw_message(ack.sequence).await.is_ok());
+    assert_eq!(anchors.info().await.unwrap().state.messages, 1);
 }

@@ -66,6 +66,7 @@ async fn a_backup_taken_under_load_restores_verifies_against_anchors_and_resumes
     let mut anchorer = Anchorer::new(
         stack.store.clone(),
         stack.jetstream.clone(),
+        test_anchor_key(),
         1,
         Duration::ZERO,
     );
@@ -131,7 +132,7 @@ async fn a_backup_taken_under_load_restores_verifies_against_anchors_and_resumes
         .await
         .unwrap();
     assert!(!anchors.is_empty());
-    let report = oms_store::audit::verify_with_anchors(&restored, tenant, &anchors)
+    let report = oms_store::audit::verify_with_anchors(&restored, tenant, &anchors, &test_anchor_policy())
         .await
         .unwrap();
     assert!(report.chain.ok, "{report:?}");

@@ -15,6 +15,22 @@ pub use common_db::*;
 /// The secret test tokens are signed with.
 pub const SECRET: &str = "test-secret";
 
+/// The key test anchors are signed with (what `OMS_ANCHOR_KEY` holds in production).
+pub const ANCHOR_KEY: &str = "test-anchor-key-of-at-least-32-bytes";
+
+/// [`ANCHOR_KEY`] as the relay and the verifier take it.
+pub fn test_anchor_key() -> oms_store::audit::AnchorKey {
+    oms_store::audit::AnchorKey::new(ANCHOR_KEY).expect("a long enough key")
+}
+
+/// What the tests verify anchors with: [`ANCHOR_KEY`] and the default bound.
+pub fn test_anchor_policy() -> oms_store::audit::AnchorPolicy {
+    oms_store::audit::AnchorPolicy {
+        keys: vec![test_anchor_key()],
+        max_age: oms_store::audit::DEFAULT_MAX_ANCHOR_AGE,
+    }
+}
+
 /// A running service and what a test needs to call it.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -69,11 +85,31 @@ async fn spawn_app_configured(
     pool: PgPool,
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
+    spawn_app_with_nats(database_url, pool, configure, None).await
+}
+
+/// Starts the service over a fresh database with one tenant, connected to NATS through
+/// `nats` (the anchors of `GET /audit/verify`), with a configuration changed by `configure`.
+pub async fn spawn_api_on_nats(
+    nats: async_nats::Client,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let (name, pool) = fresh_database(40).await;
+    spawn_app_with_nats(&database_url(&name), pool, configure, Some(nats)).await
+}
+
+async fn spawn_app_with_nats(
+    database_url: &str,
+    pool: PgPool,
+    configure: impl FnOnce(&mut Config),
+    nats: Option<async_nats::Client>,
+) -> TestApp {
     let mut config = Config::local(database_url, SECRET);
     config.acquire_timeout = std::time::Duration::from_secs(2);
+    config.anchor_keys = vec![test_anchor_key()];
     configure(&mut config);
     let app_pool = config.pool().expect("a valid URL");
-    let state = oms_api::AppState::new(app_pool, &config, None, Default::default());
+    let state = oms_api::AppState::new(app_pool, &config, nats, Default::default());
     let operator = oms_api::Application::build_operator(config.bind, state.clone())
         .await
         .expect("bind a port");

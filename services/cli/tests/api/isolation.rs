@@ -484,6 +484,7 @@ impl RoleProcess {
                 "OMS_JWT_SECRET",
                 "a-test-secret-that-is-at-least-32-characters",
             )
+            .env("OMS_ANCHOR_KEY", "a-test-anchor-key-of-at-least-32-bytes")
             .env("OMS_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
