@@ -107,10 +107,16 @@ impl FromRequestParts<AppState> for TenantUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        // A platform administrator's token rightly has no tenant, and may not see a
+        // tenant's data (403); any other token without one is malformed (401).
         let tenant = claims.tenant.ok_or_else(|| {
-            ApiError::Forbidden(
-                "this token has no tenant; tenant data needs a tenant's token".into(),
-            )
+            if claims.may(Permission::Platform) {
+                ApiError::Forbidden(
+                    "this token has no tenant; tenant data needs a tenant's token".into(),
+                )
+            } else {
+                ApiError::Unauthorized("the token names no tenant".into())
+            }
         })?;
         if let Some(limiter) = &state.rate_limiter {
             limiter

@@ -16,6 +16,7 @@ mod in_doubt;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod matrix;
 mod nats_trust;
 mod openapi;
 mod operations;
