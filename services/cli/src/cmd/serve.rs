@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// projector's current batches before giving up (exit 1).
     #[arg(long, env = "OMS_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     shutdown_timeout_secs: u64,
+    /// How old, in seconds, an event may be before `GET /audit/verify` needs a signed anchor
+    /// to cover it (the relay anchors every 10 s). The anchor key itself comes from
+    /// `OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE` only.
+    #[arg(long, env = "OMS_ANCHOR_MAX_AGE_SECS", default_value_t = 300)]
+    anchor_max_age_secs: u64,
 }
 
 /// The bounds on what one client can make the service do, and where metrics are served.
@@ -180,6 +185,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let jwt_secret = jwt_secret(|name| std::env::var(name).ok(), args.demo)?;
     // Checked before the database is touched: NATS settings that cannot work stop the start.
     let nats_settings = args.nats.settings().context("NATS settings")?;
+    let anchor_key = anchor_key(
+        |name| std::env::var(name).ok(),
+        args.demo,
+        args.runs(ServeRole::Relay),
+    )?;
     let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
     config.jwt_max_lifetime = chrono::Duration::hours(i64::from(args.jwt_max_lifetime_hours));
     config.bind = args.bind;
@@ -187,6 +197,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.pool_size = args.pool_size;
     config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
     args.limits.apply(&mut config);
+    config.anchor_keys = anchor_key.iter().cloned().collect();
+    config.anchor_max_age = Duration::from_secs(args.anchor_max_age_secs);
     let metrics_bind = args.limits.metrics_bind()?;
 
     config.db_role = Some(args.db_role.clone()).filter(|role| !role.is_empty());
@@ -221,10 +233,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let relay = Relay::new(store.clone(), jetstream.clone(), args.relay_config());
             relay.metrics().register(&mut registry);
             relay_handle = Some(relay.clone());
-            // Anchors: each tenant's head published outside the database (docs/audit.md).
+            // Anchors: each tenant's head, signed, published outside the database
+            // (docs/audit.md). `anchor_key` refused to start the relay without a key.
+            let Some(key) = anchor_key.clone() else {
+                anyhow::bail!("the relay role needs an anchor key");
+            };
             let anchorer = Anchorer::new(
                 store.clone(),
                 jetstream.clone(),
+                key,
                 100,
                 Duration::from_secs(10),
             );
@@ -344,6 +361,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The anchor key, from `OMS_ANCHOR_KEY` or the file `OMS_ANCHOR_KEY_FILE` names (never the
+/// command line). The relay signs anchors with it and the API checks them, so a relay
+/// (`needed`) refuses to start without one — unsigned anchors would vouch for nothing — except
+/// with `--demo`, which takes the public development key and says so. A key that is given
+/// must be usable (at least 32 bytes, a readable file) whatever the role.
+fn anchor_key(
+    env: impl Fn(&str) -> Option<String>,
+    demo: bool,
+    needed: bool,
+) -> anyhow::Result<Option<oms_store::audit::AnchorKey>> {
+    use oms_store::audit::AnchorKey;
+    match AnchorKey::from_env(env)? {
+        Some(key) => Ok(Some(key)),
+        None if demo => {
+            tracing::warn!(
+                "OMS_ANCHOR_KEY is not set; signing anchors with the public development key \
+                 (demo mode): anyone can forge them"
+            );
+            Ok(Some(AnchorKey::development()))
+        }
+        None if needed => anyhow::bail!(
+            "the relay signs the anchors: set OMS_ANCHOR_KEY or OMS_ANCHOR_KEY_FILE (at least \
+             32 bytes; or run with --demo for local use)"
+        ),
+        None => Ok(None),
+    }
 }
 
 /// The shortest signing secret accepted outside `--demo`: HS256's key should be at least as
@@ -488,6 +533,23 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn a_relay_needs_an_anchor_key_outside_demo_and_a_given_key_must_be_long() {
+        let long = "a".repeat(32);
+        assert!(anchor_key(env(&[]), false, true).is_err());
+        assert!(anchor_key(env(&[("OMS_ANCHOR_KEY", "short")]), false, false).is_err());
+        assert!(anchor_key(env(&[("OMS_ANCHOR_KEY", "short")]), true, true).is_err());
+        assert!(anchor_key(env(&[]), false, false).unwrap().is_none());
+        let given = anchor_key(env(&[("OMS_ANCHOR_KEY", &long)]), false, true)
+            .unwrap()
+            .unwrap();
+        assert_ne!(given.id(), oms_store::audit::AnchorKey::development().id());
+        assert_eq!(
+            anchor_key(env(&[]), true, true).unwrap().unwrap().id(),
+            oms_store::audit::AnchorKey::development().id()
+        );
     }
 
     #[test]
