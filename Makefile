@@ -45,7 +45,7 @@ run: ## Run the service (api, relay and projector) with a demo tenant (starts Po
 	@$(defaults)
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 	NATS_URL="$$(scripts/ensure-nats.sh server)"
-	echo "==> oms serve --demo on http://$$OMS_BIND (DATABASE_URL=$$(mask "$$DATABASE_URL"), NATS_URL=$$(mask "$$NATS_URL"))"
+	echo "==> oms serve --demo on http://$$OMS_BIND, metrics on http://$${OMS_METRICS_BIND:-127.0.0.1:9464}/metrics (DATABASE_URL=$$(mask "$$DATABASE_URL"), NATS_URL=$$(mask "$$NATS_URL"))"
 	exec $(CARGO) run -p oms --bin oms -- serve --demo
 
 # The tests get OMS_TEST_DATABASE_URL (an admin URL: they create and drop their own databases
