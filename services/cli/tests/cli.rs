@@ -154,3 +154,51 @@ fn serve_refuses_a_missing_short_or_development_secret_without_demo() {
     );
     assert!(!output.status.success());
 }
+
+#[test]
+fn serve_refuses_a_relay_without_an_anchor_key_or_with_a_short_one() {
+    let secret = "a-test-secret-that-is-at-least-32-characters";
+    for (key, says) in [(None, "OMS_ANCHOR_KEY"), (Some("short"), "at least 32")] {
+        let mut envs = vec![("OMS_JWT_SECRET", secret)];
+        envs.extend(key.map(|k| ("OMS_ANCHOR_KEY", k)));
+        for role in ["relay", "all"] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_oms"));
+            command
+                .args(["serve", "--role", role, "--bind", "127.0.0.1:0"])
+                .env_remove("OMS_ANCHOR_KEY")
+                .env_remove("OMS_ANCHOR_KEY_FILE")
+                .env_remove("DATABASE_URL");
+            for (name, value) in &envs {
+                command.env(name, value);
+            }
+            let output = command.output().expect("oms runs");
+            assert!(!output.status.success(), "{role} {key:?}: {output:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(says), "{role} {key:?}: {stderr}");
+        }
+    }
+    // Not on the command line either, where `ps` would show it.
+    let output = oms(
+        &[
+            "serve",
+            "--anchor-key",
+            "an-anchor-key-that-is-long-enough-to-be-accepted",
+        ],
+        &[("OMS_JWT_SECRET", secret)],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unexpected argument"));
+}
+
+#[test]
+fn audit_verify_refuses_an_empty_export_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let output = oms(&["audit", "verify", "--file", empty.to_str().unwrap()], &[]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("empty"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+}
