@@ -335,6 +335,8 @@ impl RoleProcess {
             .env("OMS_LOG", "info,sqlx=warn")
             .env("OMS_BIND", format!("127.0.0.1:{}", self.port))
             .env("OMS_RATE_LIMIT", "0")
+            // Every client is on 127.0.0.1, polling readiness through the restarts.
+            .env("OMS_IP_RATE_LIMIT", "0")
             // Three roles on one host: no operator listener; /metrics on the API's port with
             // the token instead.
             .env("OMS_METRICS_BIND", "")
