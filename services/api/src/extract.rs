@@ -123,16 +123,17 @@ impl FromRequestParts<AppState> for TenantUser {
                 .check(tenant)
                 .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
         }
+        // The tenant's limit covers this request: it does not count against its address
+        // (unless it is refused 401 below), not even when the database fails the next check.
+        if let Some(limited) = parts.extensions.get::<crate::rate_limit::TenantLimited>() {
+            limited.set();
+        }
         // After the rate limit, so that a flood of tokens for unknown tenants is limited
         // before it reaches the database.
         if !state.tenants.exists(&state.pool, tenant).await? {
             return Err(ApiError::Unauthorized(
                 "the token's tenant does not exist".into(),
             ));
-        }
-        // The tenant's limit covers this request: it does not count against its address.
-        if let Some(limited) = parts.extensions.get::<crate::rate_limit::TenantLimited>() {
-            limited.set();
         }
         Ok(Self { tenant, claims })
     }

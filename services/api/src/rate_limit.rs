@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -93,6 +93,9 @@ pub struct IpLimiter {
     limiter: RateLimiter<IpAddr>,
     /// Addresses refused until the instant given (kept small: expired ones are swept).
     refused: Mutex<HashMap<IpAddr, Instant>>,
+    /// How many addresses `refused` holds, read without its lock: with none (the usual case)
+    /// a request does not take it.
+    refused_len: AtomicUsize,
 }
 
 /// Past this many addresses in the refused map, expired ones are swept out on the next refusal.
@@ -104,11 +107,15 @@ impl IpLimiter {
         Self {
             limiter: RateLimiter::new(limit),
             refused: Mutex::new(HashMap::new()),
+            refused_len: AtomicUsize::new(0),
         }
     }
 
     /// How long `ip` is still refused, if it is over its allowance.
     pub fn refused(&self, ip: IpAddr) -> Option<Duration> {
+        if self.refused_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let key = client_key(ip);
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         let until = *refused.get(&key)?;
@@ -117,6 +124,7 @@ impl IpLimiter {
             Some(until - now)
         } else {
             refused.remove(&key);
+            self.refused_len.store(refused.len(), Ordering::Relaxed);
             None
         }
     }
@@ -132,6 +140,7 @@ impl IpLimiter {
                 refused.retain(|_, until| *until > now);
             }
             refused.insert(key, now + *wait);
+            self.refused_len.store(refused.len(), Ordering::Relaxed);
         })
     }
 }
