@@ -167,13 +167,17 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(
-                    move |_: tower::BoxError| async move {
-                        ApiError::Unavailable(format!(
-                            "the request took longer than {} s and was abandoned; a command's \
-                         outcome is then unknown: retry it with the same Idempotency-Key or \
-                         X-Request-Id",
-                            timeout.as_secs_f64()
-                        ))
+                    move |err: tower::BoxError| async move {
+                        if err.is::<tower::timeout::error::Elapsed>() {
+                            ApiError::Unavailable(format!(
+                                "the request took longer than {} s and was abandoned; a command's \
+                             outcome is then unknown: retry it with the same Idempotency-Key \
+                             or X-Request-Id",
+                                timeout.as_secs_f64()
+                            ))
+                        } else {
+                            ApiError::Internal(err.to_string())
+                        }
                     },
                 ))
                 .layer(tower::timeout::TimeoutLayer::new(timeout)),
