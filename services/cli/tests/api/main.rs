@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod bad_input;
 mod concurrency;
+mod db_roles;
 mod docs;
 mod errors;
 mod event_size;
