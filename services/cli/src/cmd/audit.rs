@@ -209,7 +209,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                             .with_context(|| {
                                 format!("{} does not hold an anchor", path.display())
                             })?;
-                        Some((anchor, vec![anchor_key()?]))
+                        Some((anchor, anchor_keys()?))
                     }
                 };
                 let report =
@@ -241,7 +241,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 None
             } else {
                 Some(oms_store::audit::AnchorPolicy {
-                    keys: vec![anchor_key()?],
+                    keys: anchor_keys()?,
                     max_age: std::time::Duration::from_secs(max_anchor_age_secs),
                 })
             };
@@ -323,13 +323,18 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The anchor key, from `OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE`: without it no anchor's
-/// signature can be checked, and an unchecked anchor vouches for nothing.
-fn anchor_key() -> anyhow::Result<oms_store::audit::AnchorKey> {
-    oms_store::audit::AnchorKey::from_env(|name| std::env::var(name).ok())?.ok_or_else(|| {
+/// The anchor key, from `OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE`, then the keys of before a
+/// rotation (`OMS_ANCHOR_PREVIOUS_KEYS_FILE`): without a key no anchor's signature can be
+/// checked, and an unchecked anchor vouches for nothing.
+fn anchor_keys() -> anyhow::Result<Vec<oms_store::audit::AnchorKey>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let current = oms_store::audit::AnchorKey::from_env(env)?.ok_or_else(|| {
         anyhow::anyhow!(
             "set OMS_ANCHOR_KEY or OMS_ANCHOR_KEY_FILE to check the anchors' signatures (or \
              verify the chain alone with --no-anchors)"
         )
-    })
+    })?;
+    let mut keys = vec![current];
+    keys.extend(oms_store::audit::AnchorKey::previous_from_env(env)?);
+    Ok(keys)
 }

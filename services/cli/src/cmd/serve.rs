@@ -197,7 +197,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.pool_size = args.pool_size;
     config.rate_limit = (args.rate_limit > 0.0).then_some((args.rate_limit, args.rate_limit * 2.0));
     args.limits.apply(&mut config);
+    // The current key first; keys of before a rotation still check the anchors they signed.
     config.anchor_keys = anchor_key.iter().cloned().collect();
+    if !config.anchor_keys.is_empty() {
+        config
+            .anchor_keys
+            .extend(oms_store::audit::AnchorKey::previous_from_env(|name| {
+                std::env::var(name).ok()
+            })?);
+    }
     config.anchor_max_age = Duration::from_secs(args.anchor_max_age_secs);
     let metrics_bind = args.limits.metrics_bind()?;
 

@@ -1452,6 +1452,20 @@ async fn verify_file_refuses_empty_or_truncated_exports_and_heads_that_disagree_
             "{name}: {output:?}"
         );
     }
+    // After a rotation the old key, kept in OMS_ANCHOR_PREVIOUS_KEYS_FILE, still checks the
+    // anchors it signed (and signs nothing).
+    let previous = write("previous-keys", &format!("{}\n", "g".repeat(32)));
+    let rotated = oms_binary()
+        .env("OMS_ANCHOR_KEY", ANCHOR_KEY)
+        .env("OMS_ANCHOR_PREVIOUS_KEYS_FILE", &previous)
+        .args(["audit", "verify", "--file"])
+        .arg(&file)
+        .arg("--anchor")
+        .arg(dir.path().join("foreign.json"))
+        .output()
+        .await
+        .unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
     let not_json = write("nonsense.json", "{");
     let output = verify_file(&file, Some(&not_json)).await;
     assert!(!output.status.success());

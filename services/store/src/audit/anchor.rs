@@ -52,8 +52,8 @@ pub enum AnchorKeyError {
     /// The key is too short to resist a guess.
     #[error("the anchor key has {0} bytes; it needs at least {MIN_ANCHOR_KEY_BYTES}")]
     TooShort(usize),
-    /// The file could not be read.
-    #[error("cannot read OMS_ANCHOR_KEY_FILE {path}: {error}")]
+    /// A key file could not be read.
+    #[error("cannot read the anchor key file {path}: {error}")]
     File {
         /// The file named.
         path: String,
@@ -96,6 +96,27 @@ impl AnchorKey {
             _ => return Ok(None),
         };
         Self::new(secret).map(Some)
+    }
+
+    /// The keys anchors were signed with before the last rotation, which the verification
+    /// still accepts (never used to sign): one key per line of the file
+    /// `OMS_ANCHOR_PREVIOUS_KEYS_FILE` names (empty lines skipped), each at least
+    /// [`MIN_ANCHOR_KEY_BYTES`]. None when the variable is not set.
+    pub fn previous_from_env(
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Self>, AnchorKeyError> {
+        let Some(path) = env("OMS_ANCHOR_PREVIOUS_KEYS_FILE").filter(|p| !p.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read(&path).map_err(|err| AnchorKeyError::File {
+            path: path.clone(),
+            error: err.to_string(),
+        })?;
+        text.split(|b| *b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .filter(|line| !line.is_empty())
+            .map(|line| Self::new(line.to_vec()))
+            .collect()
     }
 
     /// The development key of `serve --demo`.
@@ -319,5 +340,29 @@ mod tests {
         .unwrap();
         assert_eq!(from_env.id(), from_file.id());
         assert!(!format!("{from_env:?}").contains(&long));
+
+        // Previous keys, for anchors signed before a rotation: one per line, each long enough.
+        let previous = dir.path().join("previous");
+        std::fs::write(&previous, format!("{long}\r\n\n{}\n", "p".repeat(40))).unwrap();
+        let vars = || {
+            env(vec![(
+                "OMS_ANCHOR_PREVIOUS_KEYS_FILE",
+                previous.to_string_lossy().into_owned(),
+            )])
+        };
+        let keys = AnchorKey::previous_from_env(vars()).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].id(), from_env.id());
+        let tenant = Uuid::now_v7();
+        let old = Anchor::signed(&keys[1], tenant, 1, &[1; 32], Utc::now());
+        assert_eq!(old.check(tenant, &keys), Ok(()));
+        std::fs::write(&previous, "short\n").unwrap();
+        assert_eq!(
+            AnchorKey::previous_from_env(vars()).unwrap_err(),
+            AnchorKeyError::TooShort(5)
+        );
+        assert!(AnchorKey::previous_from_env(env(vec![]))
+            .unwrap()
+            .is_empty());
     }
 }
