@@ -1583,3 +1583,23 @@ async fn the_anchor_stream_refuses_to_delete_or_purge_anchors_even_when_it_exist
     assert!(anchors.get_raw_message(ack.sequence).await.is_ok());
     assert_eq!(anchors.info().await.unwrap().state.messages, 1);
 }
+
+#[tokio::test]
+async fn the_api_will_not_vouch_for_a_chain_without_an_anchor_key() {
+    let nats = NatsServer::start();
+    let app = spawn_api_on_nats(nats.client().await, |config| config.anchor_keys.clear()).await;
+    let auditor = app.token_for(app.tenant, &[Role::Auditor]);
+    let response = app
+        .request(Method::GET, "/api/v1/audit/verify", &auditor)
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OMS_ANCHOR_KEY"),
+        "{problem}"
+    );
+}
