@@ -315,14 +315,10 @@ fn csv_response(items: &[Value], next_cursor: Option<&str>) -> Result<Response, 
 }
 
 /// A value a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab or carriage
-/// return, and not a plain number) gets a leading `'`, so it opens as text. The csv crate
-/// quotes; this is the one rule it cannot know.
+/// return, and not a plain decimal number) gets a leading `'`, so it opens as text. The csv
+/// crate quotes; this is the one rule it cannot know. The same rule as the CLI's CSV export.
 fn defuse(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err() {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    }
+    oms_store::audit::export::defuse_cell(value).into_owned()
 }
 
 #[cfg(test)]
@@ -347,6 +343,10 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
         assert_eq!(csv_field("-12.50"), "-12.50");
+        // Not plain numbers, though Rust's float parser takes them.
+        assert_eq!(csv_field("-inf"), "'-inf");
+        assert_eq!(csv_field("+NaN"), "'+NaN");
+        assert_eq!(csv_field("-1e5"), "'-1e5");
     }
 
     #[test]
