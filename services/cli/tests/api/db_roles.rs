@@ -434,7 +434,7 @@ async fn a_deployment_without_a_superuser_migrates_as_its_owner_and_serves_under
             ..LoginLimits::default()
         };
         let created = analysts::create_login_with(
-            &mut *conn,
+            &mut conn,
             a,
             &analyst,
             &analysts::generate_password(),
@@ -470,7 +470,7 @@ async fn a_deployment_without_a_superuser_migrates_as_its_owner_and_serves_under
             "42501"
         );
         login.close().await.unwrap();
-        analysts::drop_login(&mut *conn, a, &analyst).await.unwrap();
+        analysts::drop_login(&mut conn, a, &analyst).await.unwrap();
         drop(conn);
         service_pool.close().await;
         plain.close().await;
@@ -569,4 +569,77 @@ async fn the_relays_notification_carries_no_tenant_id() {
         .unwrap();
     assert_eq!(notification.payload(), "");
     assert!(!notification.payload().contains(&app.tenant.to_string()));
+}
+
+#[tokio::test]
+async fn the_relay_and_the_projector_run_as_the_service_role() {
+    let mut stack = spawn_stack().await;
+    stack.abort_relays();
+    stack.abort_projectors();
+    // Both over the service's pool (role oms_service, statement timeout), as `oms serve`
+    // runs them; the relay polls once a minute, so what it publishes within seconds came
+    // from its LISTEN, opened as oms_service.
+    let database = database_of(&stack.app.pool);
+    let service = Config::local(database_url(&database), SECRET)
+        .pool()
+        .unwrap();
+    let store = oms_store::EventStore::new(service.clone());
+    let relay = oms_relay::Relay::new(
+        store.clone(),
+        stack.jetstream.clone(),
+        oms_relay::RelayConfig {
+            poll_interval: Duration::from_secs(60),
+            ..test_relay_config()
+        },
+    );
+    let projector = oms_projector::Projector::new(
+        store.clone(),
+        stack.jetstream.clone(),
+        test_projector_config(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(stop.clone()));
+    let projector_task = tokio::spawn(projector.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await; // their first rounds and LISTEN
+
+    let app = &stack.app;
+    let created = app
+        .post_ok(
+            "/api/v1/customers",
+            json!({"name": "Woken"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let position = created["position"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stack.relay_checkpoint(app.tenant).await < position {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay (as oms_service) was not woken by the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The projector applied it, under row-level security, as the service.
+    let id = id_of(&created);
+    let applied = loop {
+        let applied: i64 = sqlx::query_scalar(
+            "select count(*) from read.customers where tenant_id = $1 and id = $2::uuid",
+        )
+        .bind(app.tenant)
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if applied == 1 || std::time::Instant::now() > deadline + Duration::from_secs(5) {
+            break applied;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        applied, 1,
+        "the projector (as oms_service) applied the event"
+    );
+    stop.cancel();
+    relay_task.await.unwrap().unwrap();
+    projector_task.await.unwrap().unwrap();
 }
