@@ -223,15 +223,12 @@ impl NatsSettings {
         if self.require_tls {
             options = options.require_tls(true);
         }
+        // async-nats logs every connection event at info; a server's error (an authorization
+        // or permissions violation: a user set up wrong, or a publish it may not make) is
+        // worth a warning of its own.
         Ok(options.event_callback(|event| async move {
-            match event {
-                async_nats::Event::ServerError(_) | async_nats::Event::ClientError(_) => {
-                    tracing::warn!(%event, "NATS")
-                }
-                async_nats::Event::Connected | async_nats::Event::Disconnected => {
-                    tracing::info!(%event, "NATS")
-                }
-                _ => tracing::debug!(%event, "NATS"),
+            if let async_nats::Event::ServerError(err) = event {
+                tracing::warn!(error = %err, "NATS server error");
             }
         }))
     }

@@ -581,3 +581,62 @@ async fn the_documented_nats_accounts_let_the_stack_run_and_only_the_relay_publi
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn credentials_in_the_nats_url_are_never_logged_even_at_trace() {
+    let (name, _pool) = fresh_database(2).await;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // No server listens there: the client keeps trying, and logs each attempt.
+    let nats_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args([
+            "serve",
+            "--role",
+            "projector",
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env_remove("OMS_BIND")
+        .env_remove("OMS_METRICS_TOKEN")
+        .env("OMS_METRICS_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("DATABASE_URL", database_url(&name))
+        .env(
+            "NATS_URL",
+            format!("nats://relay:the-url-password@127.0.0.1:{nats_port}"),
+        )
+        .env(
+            "OMS_JWT_SECRET",
+            "a-test-secret-that-is-at-least-32-characters",
+        )
+        .env("OMS_LOG", "debug,async_nats=trace,sqlx=warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("oms serve starts");
+    let port = nats_port.to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // Two connection attempts logged (async-nats logs the server it tries at debug).
+        if text.matches(port.as_str()).count() >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.matches(port.as_str()).count() >= 2,
+        "no connection attempt logged: {text}"
+    );
+    assert!(!text.contains("the-url-password"), "{text}");
+}
