@@ -1741,7 +1741,10 @@ async fn start(settings: &Settings, run: &str) -> Stack {
         ("NATS_URL".to_string(), nats_url.clone()),
         ("OMS_JWT_SECRET".to_string(), SECRET.to_string()),
         // The relay signs anchors and refuses to start without a key.
-        ("OMS_ANCHOR_KEY".to_string(), "a-test-anchor-key-of-at-least-32-bytes".to_string()),
+        (
+            "OMS_ANCHOR_KEY".to_string(),
+            "a-test-anchor-key-of-at-least-32-bytes".to_string(),
+        ),
     ];
     let mut api = RoleProcess::new("api", &root, env.clone());
     let mut relay = RoleProcess::new("relay", &root, env.clone());

@@ -132,9 +132,10 @@ async fn a_backup_taken_under_load_restores_verifies_against_anchors_and_resumes
         .await
         .unwrap();
     assert!(!anchors.is_empty());
-    let report = oms_store::audit::verify_with_anchors(&restored, tenant, &anchors, &test_anchor_policy())
-        .await
-        .unwrap();
+    let report =
+        oms_store::audit::verify_with_anchors(&restored, tenant, &anchors, &test_anchor_policy())
+            .await
+            .unwrap();
     assert!(report.chain.ok, "{report:?}");
     assert_eq!(
         report.anchors_checked,
