@@ -256,7 +256,8 @@ async fn login_names_passwords_and_duplicates_are_checked() {
                 .await
                 .unwrap();
         assert_eq!(logins, vec![(login.clone(), tenant)]);
-        // The role: a login, member of oms_analyst, search_path read, SCRAM password.
+        // The role: a login, member of oms_analyst, search_path read, the default limits,
+        // SCRAM password.
         let (can_login, member, config, secret): (bool, bool, Vec<String>, String) =
             sqlx::query_as(
                 "select r.rolcanlogin, pg_has_role(r.oid, 'oms_analyst', 'member'), \
@@ -268,7 +269,15 @@ async fn login_names_passwords_and_duplicates_are_checked() {
             .await
             .unwrap();
         assert!(can_login && member);
-        assert_eq!(config, ["search_path=read"]);
+        assert_eq!(
+            config,
+            [
+                "search_path=read",
+                "statement_timeout=60000",
+                "idle_in_transaction_session_timeout=60000",
+                "temp_file_limit=1048576",
+            ]
+        );
         assert!(secret.starts_with("SCRAM-SHA-256$4096:"), "{secret}");
         assert!(!secret.contains(&password));
         analysts::drop_login(&mut admin, tenant, &login)

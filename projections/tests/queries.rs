@@ -909,8 +909,10 @@ async fn get_and_history_answer_for_their_tenant_only() {
 async fn queries_work_for_a_non_superuser_under_row_level_security() {
     let (db, a, b) = setup().await;
     let role = format!("api_reader_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    // A login of the service (read.current_tenant() gives the tenant a transaction sets only
+    // to the service, the owner and superusers).
     for statement in [
-        format!("create role {role} login"),
+        format!("create role {role} login in role oms_service"),
         format!("grant usage on schema read to {role}"),
         format!("grant select on all tables in schema read to {role}"),
     ] {
