@@ -205,3 +205,50 @@ pub async fn catch_up_all(store: &EventStore, batch: i64) -> Result<u64, Project
     }
     Ok(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            tenant_id: Uuid::nil(),
+            position: 7,
+            aggregate_type: "supplier".into(),
+            aggregate_id: Uuid::nil(),
+            sequence: 1,
+            event_type: "SupplierRegistered".into(),
+            event_version: "1.0".into(),
+            payload: json!({"name": "Prairie Packers"}),
+            metadata: json!({"actor": "mary"}),
+            recorded_at: Default::default(),
+            hash: vec![1; 32],
+        }
+    }
+
+    #[test]
+    fn a_message_equal_to_the_stores_row_disagrees_in_nothing() {
+        assert!(disagreement(&event(), &event()).is_empty());
+    }
+
+    #[test]
+    fn a_changed_payload_hash_or_aggregate_is_named() {
+        let mut forged = event();
+        forged.payload = json!({"name": "FORGED"});
+        forged.hash = vec![0; 32];
+        forged.aggregate_id = Uuid::from_u128(1);
+        assert_eq!(
+            disagreement(&forged, &event()),
+            ["hash", "aggregate_id", "payload"]
+        );
+    }
+
+    #[test]
+    fn what_a_message_by_reference_leaves_out_is_not_compared() {
+        let mut reference = event();
+        reference.payload = serde_json::Value::Null;
+        reference.metadata = serde_json::Value::Null;
+        assert!(disagreement(&reference, &event()).is_empty());
+    }
+}
