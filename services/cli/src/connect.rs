@@ -44,6 +44,26 @@ pub fn migration_pool(url: &str) -> anyhow::Result<PgPool> {
         .context("the migration database URL is not usable")
 }
 
+/// Opens one connection of the service's pool, so that a login that may not take the
+/// service's role stops the start with what to do, instead of every request failing. Other
+/// failures (Postgres restarting, say) are left to the pool, which retries.
+pub async fn check_service_role(pool: &PgPool, role: Option<&str>) -> anyhow::Result<()> {
+    let Some(role) = role else {
+        return Ok(());
+    };
+    match pool.acquire().await {
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42501") => {
+            anyhow::bail!(
+                "the DATABASE_URL login may not run as {role}: {}. Connect as the service's \
+                 login (a member of {role}), or grant it: `grant {role} to <login>` \
+                 (docs/operations.md, \"Database roles\")",
+                error.message()
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses an RFC 3339 instant given to `name`.
 pub fn parse_instant(name: &str, value: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(value)

@@ -221,6 +221,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     oms_store::migrate::apply_or_check(&migrations).await?;
     migrations.close().await;
     let pool = config.pool().context("DATABASE_URL is not usable")?;
+    crate::connect::check_service_role(&pool, config.db_role.as_deref()).await?;
     let nats = nats(&nats_settings, &args.nats).await;
     let store = EventStore::new(pool.clone());
 

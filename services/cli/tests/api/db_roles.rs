@@ -643,3 +643,36 @@ async fn the_relay_and_the_projector_run_as_the_service_role() {
     relay_task.await.unwrap().unwrap();
     projector_task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn serve_stops_with_what_to_do_when_its_login_may_not_take_the_service_role() {
+    let (database, _pool) = fresh_database(2).await;
+    let stranger = unique("stranger");
+    with_cleanup(vec![database.clone()], vec![stranger.clone()], async move {
+        let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+        sqlx::query(&format!("create role {stranger} login"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+            .args(["serve", "--role", "api"])
+            .env(
+                "DATABASE_URL",
+                as_login(&database_url(&database), &stranger),
+            )
+            .env("OMS_MIGRATION_DATABASE_URL", database_url(&database))
+            .env("OMS_JWT_SECRET", "s".repeat(40))
+            .env("OMS_BIND", "127.0.0.1:0")
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("oms serve stops at once")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("grant oms_service to"), "{stderr}");
+    })
+    .await;
+}
