@@ -676,3 +676,54 @@ async fn serve_stops_with_what_to_do_when_its_login_may_not_take_the_service_rol
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_services_statements_are_bounded_and_a_long_one_lifts_the_bound_in_its_transaction() {
+    let (database, pool) = fresh_database(2).await;
+    with_cleanup(vec![database.clone()], Vec::new(), async move {
+        // The default: 30 s on every connection of the service's pool.
+        let default = Config::local(database_url(&database), SECRET)
+            .pool()
+            .unwrap();
+        let shown: String = sqlx::query_scalar("show statement_timeout")
+            .fetch_one(&default)
+            .await
+            .unwrap();
+        assert_eq!(shown, "30s");
+        default.close().await;
+
+        let mut config = Config::local(database_url(&database), SECRET);
+        config.statement_timeout = Duration::from_millis(300);
+        let service = config.pool().unwrap();
+        let error = sqlx::query("select pg_sleep(2)")
+            .execute(&service)
+            .await
+            .expect_err("cancelled by statement_timeout");
+        assert_eq!(
+            error.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("57014"),
+            "{error}"
+        );
+        // What a whole-chain verification does: lift it for its own transaction only.
+        let mut tx = service.begin().await.unwrap();
+        sqlx::query("set local statement_timeout = 0")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("select pg_sleep(0.6)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut conn = service.acquire().await.unwrap();
+        let shown: String = sqlx::query_scalar("show statement_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(shown, "300ms");
+        drop(conn);
+        service.close().await;
+        pool.close().await;
+    })
+    .await;
+}
