@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const SECRET: &str = "chaos-run-secret-that-is-longer-than-32-characters";
+/// The key the relay signs anchors with, and `oms audit verify` checks them with.
+const ANCHOR_KEY: &str = "a-test-anchor-key-of-at-least-32-bytes";
 const OMS: &str = env!("CARGO_BIN_EXE_oms");
 /// The run's own copy of [`OMS`], so that a rebuild during the run does not change what is
 /// restarted.
@@ -1304,7 +1306,11 @@ async fn check_chains(
     // And the `oms audit verify` an auditor runs, against the anchors published to NATS.
     let verify = oms(
         &["audit", "verify"],
-        &[("DATABASE_URL", database_url), ("NATS_URL", nats_url)],
+        &[
+            ("DATABASE_URL", database_url),
+            ("NATS_URL", nats_url),
+            ("OMS_ANCHOR_KEY", ANCHOR_KEY),
+        ],
         Duration::from_secs(300),
     )
     .await;
@@ -1741,10 +1747,7 @@ async fn start(settings: &Settings, run: &str) -> Stack {
         ("NATS_URL".to_string(), nats_url.clone()),
         ("OMS_JWT_SECRET".to_string(), SECRET.to_string()),
         // The relay signs anchors and refuses to start without a key.
-        (
-            "OMS_ANCHOR_KEY".to_string(),
-            "a-test-anchor-key-of-at-least-32-bytes".to_string(),
-        ),
+        ("OMS_ANCHOR_KEY".to_string(), ANCHOR_KEY.to_string()),
     ];
     let mut api = RoleProcess::new("api", &root, env.clone());
     let mut relay = RoleProcess::new("relay", &root, env.clone());
