@@ -6,7 +6,8 @@
 //!   with (commands and queries alike) and what the read models store.
 //! - [`Projection`]: the named projections. Each owns some tables of the `read` schema and has
 //!   one checkpoint per tenant; the projector and `oms replay` both feed events to
-//!   [`Projection::apply`], one event at a time, in tenant position order.
+//!   [`Projection::apply_batch`] (or [`Projection::apply`], a batch of one), in tenant position
+//!   order.
 //! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details and
 //!   order history.
 //! - [`checkpoints`]: `read.checkpoints`, how far each projection of each tenant has applied.
@@ -123,5 +124,17 @@ impl Projection {
         event: &EventRecord,
     ) -> Result<(), ProjectionError> {
         apply::apply(self, conn, event).await
+    }
+
+    /// Applies a batch of events (of the tenant the transaction is scoped to, in position
+    /// order) inside the caller's transaction, with a few statements per table whatever the batch's
+    /// size: what the projector and `oms replay` use, so that a batch costs about what one
+    /// event does. The caller has set `app.tenant_id` for the transaction.
+    pub async fn apply_batch(
+        self,
+        conn: &mut sqlx::PgConnection,
+        events: &[EventRecord],
+    ) -> Result<(), ProjectionError> {
+        apply::apply_batch(self, conn, events).await
     }
 }

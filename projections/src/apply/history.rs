@@ -14,16 +14,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use oms_domain::changes::{Changes, FieldChange};
-use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderEvent, PURCHASE_ORDER_TYPE};
-use oms_domain::sales_order::{SalesOrder, SalesOrderEvent, SALES_ORDER_TYPE};
+use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderEvent};
+use oms_domain::sales_order::{SalesOrder, SalesOrderEvent};
 use oms_domain::values::{Currency, Weight, WeightUnit};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use super::orders::OrderKind;
-use super::{event_payload, load, payload_error};
+use super::{event_payload, grouped, load_many, payload_error, Folded};
 use crate::documents::Stamp;
 use crate::{EventRecord, ProjectionError};
 
@@ -46,76 +48,123 @@ pub(super) trait Narrated: OrderKind {
     fn event_changes(event: &Self::Event) -> Changes;
 }
 
-/// Applies an order event; other aggregate types change nothing.
+/// Applies a batch's order events; other aggregate types change nothing.
 pub(super) async fn apply(
     conn: &mut PgConnection,
-    event: &EventRecord,
+    events: &[EventRecord],
 ) -> Result<(), ProjectionError> {
-    match event.aggregate_type.as_str() {
-        PURCHASE_ORDER_TYPE => apply_order::<PurchaseOrder>(conn, event).await,
-        SALES_ORDER_TYPE => apply_order::<SalesOrder>(conn, event).await,
-        _ => Ok(()),
-    }
+    apply_orders::<PurchaseOrder>(conn, events).await?;
+    apply_orders::<SalesOrder>(conn, events).await
 }
 
-/// Writes the event's history row and moves the projection's fold of the order.
-async fn apply_order<A: Narrated>(
-    conn: &mut PgConnection,
-    event: &EventRecord,
-) -> Result<(), ProjectionError> {
-    let payload: A::Event = event_payload(event)?;
-    let Some(folded) = load::<A>(conn, event, "order_history_states", "order_id", false).await?
-    else {
-        return Ok(());
-    };
-    let before = folded.state;
-    let mut after = before.clone();
-    after.apply(payload.clone());
-    if !after.created() {
-        return Err(payload_error(event, "the order has not been created"));
-    }
-    let (actor, actor_name) = actor_of(&event.metadata);
-    let summary = A::summary(&payload, &after, actor_name.as_deref().unwrap_or(&actor));
-    let mut changes = document_changes(
-        &before.document(&neutral_stamp(event)),
-        &after.document(&neutral_stamp(event)),
-    );
-    changes.extend(A::event_changes(&payload));
-    let changes = serde_json::to_value(&changes).map_err(|e| payload_error(event, e))?;
-    let state = serde_json::to_value(&after).map_err(|e| payload_error(event, e))?;
+/// The columns of the history rows of a batch, one vector per column (bound as arrays).
+#[derive(Default)]
+struct HistoryRows {
+    order_id: Vec<Uuid>,
+    position: Vec<i64>,
+    sequence: Vec<i64>,
+    event_type: Vec<String>,
+    actor: Vec<String>,
+    actor_name: Vec<Option<String>>,
+    occurred_at: Vec<DateTime<Utc>>,
+    summary: Vec<String>,
+    changes: Vec<Value>,
+}
 
-    sqlx::query(
-        "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
-             event_type, actor, actor_name, occurred_at, summary, changes) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         on conflict (tenant_id, order_id, sequence) do nothing",
-    )
-    .bind(event.tenant_id)
-    .bind(A::ORDER_TYPE)
-    .bind(event.aggregate_id)
-    .bind(event.position)
-    .bind(event.sequence)
-    .bind(&event.event_type)
-    .bind(&actor)
-    .bind(&actor_name)
-    .bind(event.recorded_at)
-    .bind(&summary)
-    .bind(&changes)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "insert into read.order_history_states (tenant_id, order_id, order_type, version, state) \
-         values ($1, $2, $3, $4, $5) \
-         on conflict (tenant_id, order_id) \
-         do update set version = excluded.version, state = excluded.state",
-    )
-    .bind(event.tenant_id)
-    .bind(event.aggregate_id)
-    .bind(A::ORDER_TYPE)
-    .bind(event.sequence)
-    .bind(&state)
-    .execute(&mut *conn)
-    .await?;
+/// Writes a history row per event of the batch and moves the projection's fold of each order,
+/// in two multi-row statements.
+async fn apply_orders<A: Narrated>(
+    conn: &mut PgConnection,
+    events: &[EventRecord],
+) -> Result<(), ProjectionError> {
+    for (tenant, streams) in grouped(events, A::ORDER_TYPE) {
+        let ids: Vec<Uuid> = streams.iter().map(|(id, _)| *id).collect();
+        let mut stored = load_many(
+            conn,
+            "order_history_states",
+            "order_id",
+            false,
+            tenant,
+            &ids,
+        )
+        .await?;
+        let mut rows = HistoryRows::default();
+        let (mut folded_ids, mut versions, mut states) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, stream) in streams {
+            let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
+            let mut last = None;
+            for event in stream {
+                let payload: A::Event = event_payload(event)?;
+                if !folded.takes(event)? {
+                    continue;
+                }
+                let before = folded.state.clone();
+                folded.state.apply(payload.clone());
+                let after = &folded.state;
+                if !after.created() {
+                    return Err(payload_error(event, "the order has not been created"));
+                }
+                let (actor, actor_name) = actor_of(&event.metadata);
+                let summary = A::summary(&payload, after, actor_name.as_deref().unwrap_or(&actor));
+                let mut changes = document_changes(
+                    &before.document(&neutral_stamp(event)),
+                    &after.document(&neutral_stamp(event)),
+                );
+                changes.extend(A::event_changes(&payload));
+                rows.order_id.push(id);
+                rows.position.push(event.position);
+                rows.sequence.push(event.sequence);
+                rows.event_type.push(event.event_type.clone());
+                rows.actor.push(actor);
+                rows.actor_name.push(actor_name);
+                rows.occurred_at.push(event.recorded_at);
+                rows.summary.push(summary);
+                rows.changes
+                    .push(serde_json::to_value(&changes).map_err(|e| payload_error(event, e))?);
+                last = Some(event);
+            }
+            let Some(event) = last else { continue };
+            folded_ids.push(id);
+            versions.push(folded.version);
+            states.push(serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?);
+        }
+        if folded_ids.is_empty() {
+            continue;
+        }
+        sqlx::query(
+            "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
+                 event_type, actor, actor_name, occurred_at, summary, changes) \
+             select $1, $2, * from unnest($3::uuid[], $4::int8[], $5::int8[], $6::text[], \
+                 $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::jsonb[]) \
+             on conflict (tenant_id, order_id, sequence) do nothing",
+        )
+        .bind(tenant)
+        .bind(A::ORDER_TYPE)
+        .bind(&rows.order_id)
+        .bind(&rows.position)
+        .bind(&rows.sequence)
+        .bind(&rows.event_type)
+        .bind(&rows.actor)
+        .bind(&rows.actor_name)
+        .bind(&rows.occurred_at)
+        .bind(&rows.summary)
+        .bind(&rows.changes)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "insert into read.order_history_states (tenant_id, order_type, order_id, version, state) \
+             select $1, $2, * from unnest($3::uuid[], $4::int8[], $5::jsonb[]) \
+             on conflict (tenant_id, order_id) \
+             do update set version = excluded.version, state = excluded.state",
+        )
+        .bind(tenant)
+        .bind(A::ORDER_TYPE)
+        .bind(&folded_ids)
+        .bind(&versions)
+        .bind(&states)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,9 @@ use oms_domain::values::CreditTerms;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 
-use super::{event_payload, into_object, load, payload_error, replace_row};
+use uuid::Uuid;
+
+use super::{event_payload, grouped, into_object, load_many, payload_error, replace_rows, Folded};
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
 
@@ -107,101 +109,84 @@ impl OrderKind for SalesOrder {
     }
 }
 
-/// Applies an order event; other aggregate types change nothing.
+/// Applies a batch's order events; other aggregate types change nothing.
 pub(super) async fn apply(
     conn: &mut PgConnection,
-    event: &EventRecord,
+    events: &[EventRecord],
 ) -> Result<(), ProjectionError> {
-    match event.aggregate_type.as_str() {
-        PURCHASE_ORDER_TYPE => apply_order::<PurchaseOrder>(conn, event).await,
-        SALES_ORDER_TYPE => apply_order::<SalesOrder>(conn, event).await,
-        _ => Ok(()),
-    }
+    apply_orders::<PurchaseOrder>(conn, events).await?;
+    apply_orders::<SalesOrder>(conn, events).await
 }
 
-/// Folds the event into the order's row and writes the row (and, when they changed, its
-/// lines) back.
-async fn apply_order<A: OrderKind>(
+/// Folds each order's events of the batch into its row, and writes each changed row (and,
+/// when they changed, its lines) back once.
+async fn apply_orders<A: OrderKind>(
     conn: &mut PgConnection,
-    event: &EventRecord,
+    events: &[EventRecord],
 ) -> Result<(), ProjectionError> {
-    let payload: A::Event = event_payload(event)?;
-    let Some(mut folded) = load::<A>(conn, event, A::TABLE, "id", true).await? else {
-        return Ok(());
-    };
-    let lines_before = folded.state.lines_json();
-    folded.state.apply(payload);
-    if !folded.state.created() {
-        return Err(payload_error(event, "the order has not been created"));
-    }
-    let stamp = Stamp {
-        id: event.aggregate_id,
-        version: event.sequence,
-        created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
-        updated_at: Some(event.recorded_at),
-    };
-    let document = folded.state.document(&stamp);
-    let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
-    let mut row = into_object(document.clone());
-    row.insert("tenant_id".into(), json!(event.tenant_id));
-    row.insert("last_position".into(), json!(event.position));
-    row.insert("state".into(), state);
-    row.insert("document".into(), document);
-    folded.state.extra_columns(&mut row);
-    replace_row(
-        conn,
-        A::TABLE,
-        "id",
-        event.tenant_id,
-        event.aggregate_id,
-        row,
-    )
-    .await?;
+    for (tenant, streams) in grouped(events, A::ORDER_TYPE) {
+        let ids: Vec<Uuid> = streams.iter().map(|(id, _)| *id).collect();
+        let mut stored = load_many(conn, A::TABLE, "id", true, tenant, &ids).await?;
+        let (mut replaced, mut rows) = (Vec::new(), Vec::new());
+        let (mut relined, mut line_rows) = (Vec::new(), Vec::new());
+        for (id, stream) in streams {
+            let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
+            let lines_before = (folded.version > 0).then(|| folded.state.lines_json());
+            let mut last = None;
+            for event in stream {
+                let payload: A::Event = event_payload(event)?;
+                if !folded.takes(event)? {
+                    continue;
+                }
+                folded.state.apply(payload);
+                if !folded.state.created() {
+                    return Err(payload_error(event, "the order has not been created"));
+                }
+                last = Some(event);
+            }
+            let Some(event) = last else { continue };
+            let stamp = Stamp {
+                id,
+                version: event.sequence,
+                created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
+                updated_at: Some(event.recorded_at),
+            };
+            let document = folded.state.document(&stamp);
+            let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
+            let mut row = into_object(document.clone());
+            row.insert("tenant_id".into(), json!(tenant));
+            row.insert("last_position".into(), json!(event.position));
+            row.insert("state".into(), state);
+            row.insert("document".into(), document);
+            folded.state.extra_columns(&mut row);
+            replaced.push(id);
+            rows.push(Value::Object(row));
 
-    let lines = folded.state.lines_json();
-    if folded.version == 0 || lines != lines_before {
-        replace_lines(conn, A::LINES_TABLE, event, lines).await?;
+            let lines = folded.state.lines_json();
+            if lines_before.as_ref() != Some(&lines) {
+                let Value::Array(lines) = lines else {
+                    return Err(payload_error(event, "the order's lines are not a list"));
+                };
+                relined.push(id);
+                line_rows.extend(lines.into_iter().enumerate().map(|(i, line)| {
+                    let mut row = into_object(line);
+                    row.insert("tenant_id".into(), json!(tenant));
+                    row.insert("order_id".into(), json!(id));
+                    row.insert("line_no".into(), json!(i + 1));
+                    Value::Object(row)
+                }));
+            }
+        }
+        replace_rows(conn, A::TABLE, "id", tenant, &replaced, rows).await?;
+        replace_rows(
+            conn,
+            A::LINES_TABLE,
+            "order_id",
+            tenant,
+            &relined,
+            line_rows,
+        )
+        .await?;
     }
-    Ok(())
-}
-
-/// Replaces the order's rows in `table` with `lines` (the state's lines, in order).
-async fn replace_lines(
-    conn: &mut PgConnection,
-    table: &str,
-    event: &EventRecord,
-    lines: Value,
-) -> Result<(), ProjectionError> {
-    sqlx::query(&format!(
-        "delete from read.{table} where tenant_id = $1 and order_id = $2"
-    ))
-    .bind(event.tenant_id)
-    .bind(event.aggregate_id)
-    .execute(&mut *conn)
-    .await?;
-    let Value::Array(lines) = lines else {
-        return Err(payload_error(event, "the order's lines are not a list"));
-    };
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Value> = lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let mut row = into_object(line);
-            row.insert("tenant_id".into(), json!(event.tenant_id));
-            row.insert("order_id".into(), json!(event.aggregate_id));
-            row.insert("line_no".into(), json!(i + 1));
-            Value::Object(row)
-        })
-        .collect();
-    sqlx::query(&format!(
-        "insert into read.{table} \
-         select * from jsonb_populate_recordset(null::read.{table}, $1)"
-    ))
-    .bind(Value::Array(rows))
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }

@@ -5,10 +5,11 @@ use cqrs_es::Aggregate;
 use oms_domain::reference::{
     Carrier, Customer, Plant, Product, Reference, ReferenceKind, Supplier,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
-use super::{event_payload, into_object, load, payload_error, replace_row};
+use super::{event_payload, grouped, into_object, load_many, payload_error, replace_rows, Folded};
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
 
@@ -24,49 +25,61 @@ pub(crate) fn table_of(aggregate_type: &str) -> Option<&'static str> {
     })
 }
 
-/// Applies a reference-data event; other aggregate types change nothing.
+/// Applies a batch's reference-data events; other aggregate types change nothing.
 pub(super) async fn apply(
     conn: &mut PgConnection,
-    event: &EventRecord,
+    events: &[EventRecord],
 ) -> Result<(), ProjectionError> {
-    match event.aggregate_type.as_str() {
-        Supplier::TYPE => apply_kind::<Supplier>(conn, event).await,
-        Customer::TYPE => apply_kind::<Customer>(conn, event).await,
-        Product::TYPE => apply_kind::<Product>(conn, event).await,
-        Plant::TYPE => apply_kind::<Plant>(conn, event).await,
-        Carrier::TYPE => apply_kind::<Carrier>(conn, event).await,
-        _ => Ok(()),
-    }
+    apply_kind::<Supplier>(conn, events).await?;
+    apply_kind::<Customer>(conn, events).await?;
+    apply_kind::<Product>(conn, events).await?;
+    apply_kind::<Plant>(conn, events).await?;
+    apply_kind::<Carrier>(conn, events).await
 }
 
-/// Folds the event into the row of kind `K` and writes the row back.
+/// Folds each item of kind `K` of the batch into its row and writes the rows back once.
 async fn apply_kind<K: ReferenceKind>(
     conn: &mut PgConnection,
-    event: &EventRecord,
+    events: &[EventRecord],
 ) -> Result<(), ProjectionError> {
     let Some(table) = table_of(K::TYPE) else {
         return Ok(());
     };
-    let payload = event_payload(event)?;
-    let Some(mut folded) = load::<Reference<K>>(conn, event, table, "id", true).await? else {
-        return Ok(());
-    };
-    folded.state.apply(payload);
-    if !folded.state.exists() {
-        return Err(payload_error(event, "the reference is not registered"));
+    for (tenant, streams) in grouped(events, K::TYPE) {
+        let ids: Vec<Uuid> = streams.iter().map(|(id, _)| *id).collect();
+        let mut stored = load_many(conn, table, "id", true, tenant, &ids).await?;
+        let (mut replaced, mut rows) = (Vec::new(), Vec::new());
+        for (id, stream) in streams {
+            let mut folded = Folded::<Reference<K>>::start(stored.remove(&id), stream[0])?;
+            let mut last = None;
+            for event in stream {
+                let payload = event_payload(event)?;
+                if !folded.takes(event)? {
+                    continue;
+                }
+                folded.state.apply(payload);
+                if !folded.state.exists() {
+                    return Err(payload_error(event, "the reference is not registered"));
+                }
+                last = Some(event);
+            }
+            let Some(event) = last else { continue };
+            let stamp = Stamp {
+                id,
+                version: event.sequence,
+                created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
+                updated_at: Some(event.recorded_at),
+            };
+            let document = documents::reference(&folded.state, &stamp);
+            let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
+            let mut row = into_object(document.clone());
+            row.insert("tenant_id".into(), json!(tenant));
+            row.insert("state".into(), state);
+            row.insert("document".into(), document);
+            replaced.push(id);
+            rows.push(Value::Object(row));
+        }
+        replace_rows(conn, table, "id", tenant, &replaced, rows).await?;
     }
-    let stamp = Stamp {
-        id: event.aggregate_id,
-        version: event.sequence,
-        created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
-        updated_at: Some(event.recorded_at),
-    };
-    let document = documents::reference(&folded.state, &stamp);
-    let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
-    let mut row = into_object(document.clone());
-    row.insert("tenant_id".into(), json!(event.tenant_id));
-    row.insert("state".into(), state);
-    row.insert("document".into(), document);
-    replace_row(conn, table, "id", event.tenant_id, event.aggregate_id, row).await?;
     Ok(())
 }
