@@ -50,7 +50,7 @@ run: ## Run the service (api, relay and projector) with a demo tenant (starts Po
 
 # The tests get OMS_TEST_DATABASE_URL (an admin URL: they create and drop their own databases
 # oms_test_*) and OMS_NATS_SERVER_BIN (they start their own nats-servers on random ports).
-test: ## Check formatting and lints, a short chaos run and schemathesis run, then every crate's tests (starts Postgres if needed; finds or installs nats-server)
+test: ## Check formatting and lints, a short chaos run, schemathesis run and bench smoke run, then every crate's tests (starts Postgres if needed; finds or installs nats-server)
 	@$(mask)
 	if [ -n "$${OMS_TEST_DATABASE_URL:-}" ]; then
 	  DATABASE_URL="$$OMS_TEST_DATABASE_URL" scripts/ensure-postgres.sh --admin >/dev/null
@@ -69,6 +69,8 @@ test: ## Check formatting and lints, a short chaos run and schemathesis run, the
 	CHAOS_SECONDS=$(CHAOS_SHORT_SECONDS) CHAOS_JSON= $(CARGO) test -p oms --test chaos -- --ignored --nocapture
 	echo "==> schemathesis against the OpenAPI document ($${SCHEMATHESIS_SECONDS:-75} s; 'make schemathesis' runs longer)"
 	scripts/schemathesis.sh "$${SCHEMATHESIS_SECONDS:-75}"
+	echo "==> bench smoke run ('make bench' runs the full one)"
+	scripts/bench.sh --smoke
 	if $(CARGO) nextest --version >/dev/null 2>&1; then
 	  echo "==> cargo nextest run --workspace"
 	  exec $(CARGO) nextest run --workspace --no-fail-fast
@@ -126,19 +128,18 @@ services: ## Start Postgres and NATS if needed; print their URLs and the nats-se
 stop-services: ## Stop the Postgres and nats-server that these scripts started (only those)
 	@scripts/stop-services.sh
 
-BENCH_SECONDS ?= 10
+# The benchmark (scripts/bench.sh, docs/benchmarks.md): Postgres's own ceiling, then `oms bench`
+# over HTTP with the whole order mix against the postgres-es baseline, the pipeline's lag, the
+# growth runs and the rebuild, in one run. Settings: see `scripts/bench.sh --help`.
+BENCH_SECONDS ?= 20
 BENCH_CLIENTS ?= 16
+export BENCH_SECONDS BENCH_CLIENTS
+.PHONY: bench-smoke
+bench: ## The benchmark, one run (release build, under 15 min): prints the table with its ratios, writes docs/bench/latest.json (BENCH_SECONDS, BENCH_CLIENTS, BENCH_ARGS; see scripts/bench.sh --help)
+	@exec scripts/bench.sh
 
-bench: ## Commands/s vs postgres-es and Postgres's own ceiling, and projection apply, one run (release build; BENCH_SECONDS, BENCH_CLIENTS, BENCH_ARGS)
-	@$(defaults)
-	DATABASE_URL="$$(scripts/ensure-postgres.sh --admin)"
-	export DATABASE_URL
-	$(CARGO) build --release -p oms --bin oms
-	echo "==> Postgres's ceiling for a command-shaped transaction ($(BENCH_SECONDS) s, $(BENCH_CLIENTS) clients)"
-	ceiling="$$(scripts/pg-ceiling.sh $(BENCH_SECONDS) $(BENCH_CLIENTS))"
-	echo "$$ceiling"
-	tps="$$(sed -n 's/.*tps=\([0-9]*\).*/\1/p' <<<"$$ceiling")"
-	exec target/release/oms bench --seconds $(BENCH_SECONDS) --clients $(BENCH_CLIENTS) --ceiling "$$tps" $(BENCH_ARGS)
+bench-smoke: ## The benchmark's every code path in under a minute (debug build); fails on a missing figure or any 5xx
+	@exec scripts/bench.sh --smoke
 
 clean: ## Remove build artefacts (cargo clean)
 	@$(CARGO) clean
