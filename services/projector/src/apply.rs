@@ -88,45 +88,119 @@ pub async fn apply_delivered(
     projection: Projection,
     delivered: &StoredEvent,
 ) -> Result<Delivery, ProjectorError> {
-    let (tenant, position) = (delivered.tenant_id, delivered.position);
-    let refused = Delivery {
+    let mut deliveries =
+        apply_deliveries(store, projection, delivered.tenant_id, &[delivered]).await?;
+    Ok(deliveries.pop().unwrap_or(Delivery {
+        outcome: Outcome::Refused,
+        disagreeing: Vec::new(),
+    }))
+}
+
+/// Applies, for `projection`, what the event store holds up to the highest of the
+/// (`tenant`, position)s that several delivered messages name, in one transaction with the
+/// checkpoint: one range read of the store's rows after the checkpoint, one batch apply, one
+/// checkpoint move, one commit. Returns one [`Delivery`] per message, in the order given.
+///
+/// Each message keeps its own outcome: at or below the checkpoint (or a position already named
+/// earlier in `delivered`) it is a duplicate; a position the store does not have (beyond the
+/// tenant's head, a tenant that does not exist, a position below 1) is refused — and the
+/// store's rows are applied only up to the highest position that is not, so a forged position
+/// neither moves the checkpoint nor stops the others. Messages whose `tenant_id` is not
+/// `tenant` are refused too (the caller groups by tenant).
+pub async fn apply_deliveries(
+    store: &EventStore,
+    projection: Projection,
+    tenant: Uuid,
+    delivered: &[&StoredEvent],
+) -> Result<Vec<Delivery>, ProjectorError> {
+    let refused = || Delivery {
         outcome: Outcome::Refused,
         disagreeing: Vec::new(),
     };
     // Positions start at 1; the one past the largest cannot be named in the range read below,
     // and no tenant reaches it.
-    let Some(through) = position.checked_add(1).filter(|_| position >= 1) else {
-        return Ok(refused);
+    let named = |event: &StoredEvent| {
+        event.tenant_id == tenant && event.position >= 1 && event.position < i64::MAX
+    };
+    let Some(highest) = delivered
+        .iter()
+        .filter(|event| named(event))
+        .map(|event| event.position)
+        .max()
+    else {
+        return Ok(delivered.iter().map(|_| refused()).collect());
     };
     let mut tx = store.pool().begin().await?;
     let checkpoint = checkpoints::lock(&mut tx, projection, tenant).await?;
-    if position <= checkpoint {
-        tx.commit().await?;
-        return Ok(Delivery {
-            outcome: Outcome::Duplicate,
-            disagreeing: Vec::new(),
-        });
-    }
-    // Positions are gapless, so the store has `position` exactly when this read ends on it.
-    let events =
-        EventStore::events_between(&mut *tx, tenant, checkpoint, through, i64::MAX).await?;
-    let Some(stored) = events.last().filter(|event| event.position == position) else {
+    let events = if highest > checkpoint {
+        // Positions are gapless, so the store has a position exactly when this read reaches it.
+        EventStore::events_between(&mut *tx, tenant, checkpoint, highest + 1, i64::MAX).await?
+    } else {
+        Vec::new()
+    };
+    let row_at = |position: i64| {
+        events
+            .binary_search_by_key(&position, |event| event.position)
+            .ok()
+            .map(|i| &events[i])
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut outcomes: Vec<Delivery> = delivered
+        .iter()
+        .map(|event| {
+            if !named(event) {
+                return refused();
+            }
+            if event.position <= checkpoint || !seen.insert(event.position) {
+                return Delivery {
+                    outcome: Outcome::Duplicate,
+                    disagreeing: Vec::new(),
+                };
+            }
+            match row_at(event.position) {
+                Some(stored) => Delivery {
+                    outcome: Outcome::Applied { gap_filled: 0 },
+                    disagreeing: disagreement(event, stored),
+                },
+                None => refused(),
+            }
+        })
+        .collect();
+    let through = delivered
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, delivery)| matches!(delivery.outcome, Outcome::Applied { .. }))
+        .map(|(event, _)| event.position)
+        .max();
+    let Some(through) = through else {
         // Also undoes the checkpoint row `lock` may have inserted for an unknown tenant.
         tx.rollback().await?;
-        return Ok(refused);
+        return Ok(outcomes);
     };
-    let disagreeing = disagreement(delivered, stored);
-    for event in &events {
-        projection.apply(&mut tx, &record(store, event)).await?;
-    }
-    checkpoints::advance(&mut tx, projection, tenant, position).await?;
+    let records: Vec<EventRecord> = events
+        .iter()
+        .take_while(|event| event.position <= through)
+        .map(|event| record(store, event))
+        .collect();
+    projection.apply_batch(&mut tx, &records).await?;
+    checkpoints::advance(&mut tx, projection, tenant, through).await?;
     tx.commit().await?;
-    Ok(Delivery {
-        outcome: Outcome::Applied {
-            gap_filled: u64::try_from(events.len() - 1).unwrap_or_default(),
-        },
-        disagreeing,
-    })
+    // The events applied that no message named were gaps filled from the store; they are
+    // counted on the first applied message.
+    let named_applied = outcomes
+        .iter()
+        .filter(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
+        .count()
+        .min(records.len());
+    if let Some(first) = outcomes
+        .iter_mut()
+        .find(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
+    {
+        first.outcome = Outcome::Applied {
+            gap_filled: u64::try_from(records.len() - named_applied).unwrap_or_default(),
+        };
+    }
+    Ok(outcomes)
 }
 
 /// The fields of a delivered envelope that differ from the store's row at its position. A
@@ -184,9 +258,8 @@ pub async fn catch_up(
             tx.commit().await?;
             return Ok(applied);
         };
-        for event in &events {
-            projection.apply(&mut tx, &record(store, event)).await?;
-        }
+        let records: Vec<EventRecord> = events.iter().map(|event| record(store, event)).collect();
+        projection.apply_batch(&mut tx, &records).await?;
         checkpoints::advance(&mut tx, projection, tenant, last).await?;
         tx.commit().await?;
         applied += u64::try_from(events.len()).unwrap_or_default();

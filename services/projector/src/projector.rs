@@ -1,11 +1,14 @@
 //! The projector: applies events to the read models as NATS JetStream announces them.
 //!
 //! One durable pull consumer per projection. A message is only a notice: "the tenant's event
-//! at this position is in the store". For each, in one Postgres transaction: lock the
-//! (projection, tenant) checkpoint; skip (and ack) a position at or below it; otherwise read
-//! the store's events after the checkpoint up to and including the position (one indexed range
-//! read: the event, and any gap before it), apply those rows, move the checkpoint; commit; then
-//! ack. A crash between commit and ack redelivers an event whose position is now at the
+//! at this position is in the store". Messages are taken as many as are ready at once (up to
+//! `fetch_batch`) and grouped by tenant; for each tenant's group, in one Postgres transaction:
+//! lock the (projection, tenant) checkpoint; positions at or below it are duplicates (acked,
+//! nothing done); read the store's events after the checkpoint up to the highest position the
+//! group names (one indexed range read: the events, and any gap between them), apply those rows
+//! as one batch (`Projection::apply_batch`: each aggregate loaded once, folded in memory,
+//! written once), move the checkpoint once; commit; then ack each message. Tenants' groups are
+//! applied side by side (`apply_concurrency`). A crash between commit and ack redelivers an event whose position is now at the
 //! checkpoint: skipped, no second effect. Several projector processes may share the consumers:
 //! the checkpoint row serialises them per tenant, and whoever gets a later event first fills
 //! the gap from the store.
@@ -52,7 +55,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::apply::{apply_delivered, catch_up, Outcome, ProjectorError};
+use crate::apply::{apply_deliveries, catch_up, Delivery, Outcome, ProjectorError};
 
 /// The header (and its value) of a message sent by reference: the store's wire contract.
 pub use oms_store::{PAYLOAD_HEADER, PAYLOAD_OMITTED};
@@ -70,6 +73,12 @@ pub struct ProjectorConfig {
     pub sweep_interval: Duration,
     /// Events per transaction when catching up from the store.
     pub catch_up_batch: i64,
+    /// Messages taken from a consumer at once (as many as are ready, up to this): those of one
+    /// tenant are applied in one transaction.
+    pub fetch_batch: usize,
+    /// Tenants of one projection applied at the same time (each in its own transaction; one
+    /// connection each).
+    pub apply_concurrency: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -80,6 +89,8 @@ impl Default for ProjectorConfig {
             ack_wait: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(2),
             catch_up_batch: 500,
+            fetch_batch: 500,
+            apply_concurrency: 4,
         }
     }
 }
@@ -243,24 +254,40 @@ impl Projector {
     }
 
     async fn consume(&self, projection: Projection, shutdown: CancellationToken) {
+        let batch = self.config.fetch_batch.max(1);
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
             let result: Result<(), ProjectorError> = async {
                 let consumer = self.consumer(projection).await?;
-                let mut messages = consumer
+                let messages = consumer
+                    .stream()
+                    .max_messages_per_batch(batch)
                     .messages()
                     .await
                     .map_err(|err| ProjectorError::Nats(err.to_string()))?;
+                // Every message that is ready, up to `batch`: under load a fetch brings many,
+                // applied per tenant in one transaction each; when idle, one at a time.
+                let mut messages = messages.ready_chunks(batch);
                 loop {
                     let next = tokio::select! {
                         next = messages.next() => next,
                         _ = shutdown.cancelled() => return Ok(()),
                     };
-                    let Some(message) = next else { return Ok(()) };
-                    let message = message.map_err(|err| ProjectorError::Nats(err.to_string()))?;
-                    self.handle(projection, &message).await;
+                    let Some(chunk) = next else { return Ok(()) };
+                    let mut ready = Vec::with_capacity(chunk.len());
+                    let mut failed = None;
+                    for message in chunk {
+                        match message {
+                            Ok(message) => ready.push(message),
+                            Err(err) => failed = Some(ProjectorError::Nats(err.to_string())),
+                        }
+                    }
+                    self.handle_batch(projection, ready).await;
+                    if let Some(err) = failed {
+                        return Err(err);
+                    }
                 }
             }
             .await;
@@ -274,45 +301,89 @@ impl Projector {
         }
     }
 
-    async fn handle(&self, projection: Projection, message: &jetstream::Message) {
+    /// Handles the messages of one fetch: refuses those that are not events of their
+    /// subject's tenant, applies the others per tenant (one transaction each, tenants side by
+    /// side), then acknowledges, terminates or redelivers each.
+    async fn handle_batch(&self, projection: Projection, messages: Vec<jetstream::Message>) {
         let label = ProjectorMetrics::label(projection);
-        let delivered = match serde_json::from_slice::<StoredEvent>(&message.payload) {
-            Ok(event) => event,
-            Err(err) => {
+        let mut tenants: Vec<(Uuid, Vec<(jetstream::Message, StoredEvent)>)> = Vec::new();
+        for message in messages {
+            let delivered = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                Ok(event) => event,
+                Err(err) => {
+                    self.metrics.refused.get_or_create(&label).inc();
+                    tracing::error!(projection = projection.name(), error = %err, subject = %message.subject, "projector: not an event; terminating it");
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let tenant = delivered.tenant_id;
+            if subject_tenant(&message.subject) != Some(tenant.to_string().as_str()) {
+                // The relay publishes each event on its own tenant's subject: a body naming
+                // another tenant is forged, whichever of the two was changed.
                 self.metrics.refused.get_or_create(&label).inc();
-                tracing::error!(projection = projection.name(), error = %err, subject = %message.subject, "projector: not an event; terminating it");
+                tracing::error!(
+                    projection = projection.name(),
+                    tenant = %tenant,
+                    position = delivered.position,
+                    subject = %message.subject,
+                    "projector: refused a message whose event names another tenant than its subject; terminating it"
+                );
                 let _ = message.ack_with(AckKind::Term).await;
-                return;
+                continue;
             }
-        };
-        let (tenant, position) = (delivered.tenant_id, delivered.position);
-        if subject_tenant(&message.subject) != Some(tenant.to_string().as_str()) {
-            // The relay publishes each event on its own tenant's subject: a body naming
-            // another tenant is forged, whichever of the two was changed.
-            self.metrics.refused.get_or_create(&label).inc();
-            tracing::error!(
-                projection = projection.name(),
-                tenant = %tenant,
-                position,
-                subject = %message.subject,
-                "projector: refused a message whose event names another tenant than its subject; terminating it"
-            );
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
+            match tenants.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, group)) => group.push((message, delivered)),
+                None => tenants.push((tenant, vec![(message, delivered)])),
+            }
         }
-        let delivery = match apply_delivered(&self.store, projection, &delivered).await {
-            Ok(delivery) => delivery,
+        futures::stream::iter(tenants)
+            .for_each_concurrent(self.config.apply_concurrency.max(1), |(tenant, group)| {
+                self.handle_tenant(projection, tenant, group)
+            })
+            .await;
+    }
+
+    /// Applies one tenant's messages of a fetch in one transaction and settles each message.
+    async fn handle_tenant(
+        &self,
+        projection: Projection,
+        tenant: Uuid,
+        group: Vec<(jetstream::Message, StoredEvent)>,
+    ) {
+        let label = ProjectorMetrics::label(projection);
+        let delivered: Vec<&StoredEvent> = group.iter().map(|(_, event)| event).collect();
+        let deliveries = match apply_deliveries(&self.store, projection, tenant, &delivered).await {
+            Ok(deliveries) => deliveries,
             Err(err) => {
                 self.metrics.failures.get_or_create(&label).inc();
-                tracing::warn!(projection = projection.name(), tenant = %tenant, position, error = %err, "projector: apply failed; redelivering later");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
+                let positions: Vec<i64> = delivered.iter().map(|event| event.position).collect();
+                tracing::warn!(projection = projection.name(), tenant = %tenant, ?positions, error = %err, "projector: apply failed; redelivering later");
+                for (message, _) in &group {
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
                 return;
             }
         };
+        for ((message, delivered), delivery) in group.iter().zip(deliveries) {
+            self.settle(projection, message, delivered, delivery).await;
+        }
+    }
+
+    /// Counts, logs and acknowledges (or terminates) one message after its tenant's apply.
+    async fn settle(
+        &self,
+        projection: Projection,
+        message: &jetstream::Message,
+        delivered: &StoredEvent,
+        delivery: Delivery,
+    ) {
+        let label = ProjectorMetrics::label(projection);
+        let (tenant, position) = (delivered.tenant_id, delivered.position);
         let mut disagreeing = delivery.disagreeing;
-        if message.subject.as_str() != subject_of(&delivered) {
+        if message.subject.as_str() != subject_of(delivered) {
             disagreeing.push("subject");
         }
         if !disagreeing.is_empty() {
@@ -333,7 +404,7 @@ impl Projector {
                     .gap_filled
                     .get_or_create(&label)
                     .inc_by(gap_filled);
-                if payload_omitted(message, &delivered) {
+                if payload_omitted(message, delivered) {
                     self.metrics.by_reference.get_or_create(&label).inc();
                 }
             }

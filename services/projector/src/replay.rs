@@ -49,9 +49,8 @@ pub async fn rebuild(
         let Some(last) = events.last().map(|e| e.position) else {
             break;
         };
-        for event in &events {
-            projection.apply(&mut tx, &record(store, event)).await?;
-        }
+        let records: Vec<_> = events.iter().map(|event| record(store, event)).collect();
+        projection.apply_batch(&mut tx, &records).await?;
         applied += u64::try_from(events.len()).unwrap_or_default();
         position = last;
         progress(u64::try_from(events.len()).unwrap_or_default());
