@@ -824,6 +824,17 @@ impl PurchaseOrder {
         }
         check_line_count(new.lines.len())?;
         let header = &new.header;
+        let wanted: Vec<(ReferenceType, Uuid)> = [(ReferenceType::Supplier, header.supplier_id)]
+            .into_iter()
+            .chain(header.plant_id.map(|id| (ReferenceType::Plant, id)))
+            .chain(header.carrier_id.map(|id| (ReferenceType::Carrier, id)))
+            .chain(
+                new.lines
+                    .iter()
+                    .map(|line| (ReferenceType::Product, line.product_id)),
+            )
+            .collect();
+        services.lookups().prefetch(&wanted, &[]).await?;
         let mut checks = Checks::new();
         checks
             .reference(

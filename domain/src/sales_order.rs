@@ -871,6 +871,22 @@ impl SalesOrder {
         }
         check_line_count(new.lines.len())?;
         let header = &new.header;
+        let wanted: Vec<(ReferenceType, Uuid)> = [(ReferenceType::Customer, header.customer_id)]
+            .into_iter()
+            .chain(header.plant_id.map(|id| (ReferenceType::Plant, id)))
+            .chain(header.carrier_id.map(|id| (ReferenceType::Carrier, id)))
+            .chain(
+                new.lines
+                    .iter()
+                    .map(|line| (ReferenceType::Product, line.product_id)),
+            )
+            .collect();
+        let sources: Vec<Uuid> = new
+            .lines
+            .iter()
+            .filter_map(|line| line.source_purchase_order_id)
+            .collect();
+        services.lookups().prefetch(&wanted, &sources).await?;
         let mut checks = Checks::new();
         checks
             .reference(

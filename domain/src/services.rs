@@ -80,6 +80,18 @@ pub trait Lookups: Send + Sync {
 
     /// Whether a purchase order with `id` exists in this tenant.
     async fn purchase_order_exists(&self, id: Uuid) -> Result<bool, LookupError>;
+
+    /// Announces the lookups a command is about to make, so that an implementation over a
+    /// database can answer all of them in one round trip instead of one each (a create with
+    /// many lines checks many products). The answers still come from [`Lookups::reference`]
+    /// and [`Lookups::purchase_order_exists`]; an implementation without batching ignores it.
+    async fn prefetch(
+        &self,
+        _references: &[(ReferenceType, Uuid)],
+        _purchase_orders: &[Uuid],
+    ) -> Result<(), LookupError> {
+        Ok(())
+    }
 }
 
 /// Today's date, so that "not in the future" rules can be tested.

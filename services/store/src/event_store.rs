@@ -20,12 +20,13 @@ use chrono::Utc;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
 use oms_domain::UniqueKeyChange;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::event::{AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent};
 use crate::hash::{self, GENESIS};
+use crate::idempotency::{self, IdempotencyKey, Reply};
 
 /// `select <every column of an event> from events <rest>`: the one place the column list is
 /// written, so every read decodes into [`StoredEvent`] the same way.
@@ -110,6 +111,29 @@ impl EventStore {
         .await
     }
 
+    /// One aggregate's events from `sequence` on (inclusive), in sequence order: what a
+    /// command whose aggregate is cached at version `sequence` reads (the cached newest event,
+    /// to check it is still there, and whatever came after it).
+    pub async fn load_stream_from<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
+        tenant: Uuid,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        sequence: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        sqlx::query_as::<_, StoredEvent>(select_events!(
+            "where tenant_id = $1 and aggregate_type = $2 and aggregate_id = $3
+                   and sequence >= $4
+                 order by sequence"
+        ))
+        .bind(tenant)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+        .fetch_all(executor)
+        .await
+    }
+
     /// Whether an aggregate has any event, through any executor.
     pub async fn stream_exists_with<'e>(
         executor: impl sqlx::PgExecutor<'e>,
@@ -151,6 +175,17 @@ impl EventStore {
     /// Rebuilds an aggregate by applying its stored events (upcast first) to its default.
     pub fn fold<A: Aggregate>(&self, events: &[StoredEvent]) -> Result<A, FoldError> {
         let mut aggregate = A::default();
+        self.fold_into(&mut aggregate, events)?;
+        Ok(aggregate)
+    }
+
+    /// Applies stored events (upcast first), each exactly once, to an aggregate that already
+    /// holds the events before them: how a cached state is brought up to date.
+    pub fn fold_into<A: Aggregate>(
+        &self,
+        aggregate: &mut A,
+        events: &[StoredEvent],
+    ) -> Result<(), FoldError> {
         for event in events {
             let serialized = self.upcast(event);
             let payload: A::Event =
@@ -160,7 +195,7 @@ impl EventStore {
                 })?;
             aggregate.apply(payload);
         }
-        Ok(aggregate)
+        Ok(())
     }
 
     /// The tenant's head.
@@ -195,6 +230,24 @@ impl EventStore {
         tenant: Uuid,
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
+        let reserved = self.reserve(tx, tenant, events).await?;
+        self.write(tx, tenant, reserved, None)
+            .await
+            .map(|(appended, _)| appended)
+    }
+
+    /// The first half of an append, one round trip in the common case: claims the events'
+    /// unique keys and then takes the tenant's head row (from here to commit the tenant's
+    /// other appends wait), and gives the events their positions, time and hashes. Nothing of
+    /// the events is written yet: [`EventStore::write`] does that, so that the caller can
+    /// render the response (which names the position) in between and record it in the same
+    /// statement as the events.
+    pub async fn reserve(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: Uuid,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
         if events.is_empty() {
             let head = sqlx::query_scalar("select position from tenant_heads where tenant_id = $1")
                 .bind(tenant)
@@ -206,24 +259,61 @@ impl EventStore {
                 position: head,
             });
         }
+        // Claims only, each key once (a create's order number, an invoice's number): they go
+        // into the head row's statement. Anything else (a release, a key named twice) is
+        // applied change by change first, in the order the events give.
+        let mut claims: Vec<(&'static str, &str, Uuid)> = Vec::new();
+        let mut simple = true;
         for event in &events {
             for change in &event.unique_keys {
-                apply_unique_key(tx, tenant, event.aggregate_id, change).await?;
+                match change {
+                    UniqueKeyChange::Claim { scope, key }
+                        if !claims.iter().any(|(s, k, _)| s == scope && k == key) =>
+                    {
+                        claims.push((scope, key, event.aggregate_id));
+                    }
+                    _ => simple = false,
+                }
+            }
+        }
+        if !simple {
+            claims.clear();
+            for event in &events {
+                for change in &event.unique_keys {
+                    apply_unique_key(tx, tenant, event.aggregate_id, change).await?;
+                }
             }
         }
 
-        // The head row, taken last: from here to commit the tenant's other appends wait.
+        // The head row, taken last: from here to commit the tenant's other appends wait. The
+        // claims run first (the head's condition reads them), so a claim that waits for
+        // another transaction's claim does so before this one holds the head.
         let count = i64::try_from(events.len()).expect("a command writes few events");
-        let (last, mut previous): (i64, Vec<u8>) = sqlx::query_as(
-            "update tenant_heads set position = position + $2
-              where tenant_id = $1
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "with claimed as (
+                 insert into unique_keys (tenant_id, scope, key, aggregate_id)
+                 select $1, c.scope, c.key, c.aggregate_id
+                   from unnest($3::text[], $4::text[], $5::uuid[]) as c(scope, key, aggregate_id)
+                 on conflict (tenant_id, scope, key) do update
+                    set aggregate_id = excluded.aggregate_id
+                  where unique_keys.aggregate_id = excluded.aggregate_id
+                 returning 1
+             )
+             update tenant_heads set position = position + $2
+              where tenant_id = $1 and (select count(*) from claimed) = cardinality($3::text[])
           returning position, hash",
         )
         .bind(tenant)
         .bind(count)
+        .bind(claims.iter().map(|(s, _, _)| *s).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(_, k, _)| *k).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(_, _, a)| *a).collect::<Vec<_>>())
         .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(AppendError::UnknownTenant)?;
+        .await?;
+        let (last, mut previous) = match head {
+            Some(head) => head,
+            None => return Err(self.refused_claim(tx, tenant, &claims).await?),
+        };
 
         let recorded_at = hash::to_stored_precision(Utc::now());
         let first = last - count + 1;
@@ -246,8 +336,64 @@ impl EventStore {
             previous = row.hash.clone();
             stored.push(row);
         }
+        Ok(Appended {
+            events: stored,
+            position: last,
+        })
+    }
 
-        // One round trip: insert every event, move the head's hash, and notify the relay.
+    /// Why the head statement of [`EventStore::reserve`] returned no row: a key held by another
+    /// aggregate, else no head row (the tenant does not exist).
+    async fn refused_claim(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: Uuid,
+        claims: &[(&'static str, &str, Uuid)],
+    ) -> Result<AppendError, sqlx::Error> {
+        for (scope, key, aggregate_id) in claims {
+            let holder: Option<Uuid> = sqlx::query_scalar(
+                "select aggregate_id from unique_keys
+                  where tenant_id = $1 and scope = $2 and key = $3",
+            )
+            .bind(tenant)
+            .bind(*scope)
+            .bind(*key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if holder.is_some_and(|holder| holder != *aggregate_id) {
+                return Ok(AppendError::Duplicate {
+                    scope: (*scope).to_string(),
+                    key: (*key).to_string(),
+                });
+            }
+        }
+        Ok(AppendError::UnknownTenant)
+    }
+
+    /// The second half of an append, one round trip: inserts the events reserved by
+    /// [`EventStore::reserve`], moves the head's hash, notifies the relay, and — when a
+    /// record is given — records the command's response under its idempotency key. Returns
+    /// whether the record was written (false: a live record of the same key exists, written by
+    /// a concurrent request that committed first; the caller rolls back).
+    pub async fn write(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: Uuid,
+        reserved: Appended,
+        record: Option<(&IdempotencyKey, &Reply)>,
+    ) -> Result<(Appended, bool), AppendError> {
+        let stored = &reserved.events;
+        let Some(last) = stored.last() else {
+            let recorded = match record {
+                Some((key, reply)) => idempotency::record(tx, tenant, key, reply).await?,
+                None => true,
+            };
+            return Ok((reserved, recorded));
+        };
+        let previous = last.hash.clone();
+        let count = i64::try_from(stored.len()).expect("a command writes few events");
+        // One round trip: insert every event, record the response, move the head's hash, and
+        // notify the relay.
         let result = sqlx::query(
             "with inserted as (
                  insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
@@ -256,12 +402,23 @@ impl EventStore {
                                           $6::text[], $7::text[], $8::jsonb[], $9::jsonb[],
                                           $10::timestamptz[], $11::bytea[])
                  returning 1
+             ),
+             recorded as (
+                 -- an expired record is replaced; a live one is left alone (no row returned)
+                 insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
+                 select $1, $14, $15, $16, $17, $18 where $14::text is not null
+                 on conflict (tenant_id, key) do update
+                    set request_hash = excluded.request_hash, status = excluded.status,
+                        response = excluded.response, headers = excluded.headers,
+                        created_at = now()
+                  where idempotency_keys.created_at <= now() - make_interval(hours => $19)
+                 returning 1
              )
              update tenant_heads set hash = $12
               where tenant_id = $1 and (select count(*) from inserted) = $13
              -- wake the relay when the transaction commits; the payload is empty because any
              -- login may LISTEN (analysts too) and must learn nothing of who wrote when
-             returning pg_notify('oms_events', '')",
+             returning (select count(*) from recorded), pg_notify('oms_events', '')::text",
         )
         .bind(tenant)
         .bind(stored.iter().map(|e| e.position).collect::<Vec<_>>())
@@ -276,24 +433,28 @@ impl EventStore {
         .bind(stored.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
         .bind(previous)
         .bind(count)
-        .execute(&mut **tx)
+        .bind(record.map(|(key, _)| key.stored()))
+        .bind(record.map(|(key, _)| key.request_hash.clone()))
+        .bind(record.map(|(_, reply)| i16::try_from(reply.status).unwrap_or(200)))
+        .bind(record.map(|(_, reply)| reply.body.clone()))
+        .bind(record.map(|(_, reply)| serde_json::to_value(&reply.headers).unwrap_or_default()))
+        .bind(idempotency::RETENTION_HOURS)
+        .fetch_all(&mut **tx)
         .await;
         match result {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => {
-                return Err(AppendError::Database(sqlx::Error::Protocol(
-                    "the event insert and the head update disagree".into(),
-                )))
+            Ok(rows) if rows.len() == 1 => {
+                let recorded: i64 = rows[0].try_get(0)?;
+                Ok((reserved, record.is_none() || recorded == 1))
             }
+            Ok(_) => Err(AppendError::Database(sqlx::Error::Protocol(
+                "the event insert and the head update disagree".into(),
+            ))),
             // The only unique key this statement can hit for a correct head is the primary key
-            // (tenant, aggregate, sequence): another writer took the sequence.
-            Err(err) if is_unique_violation(&err) => return Err(AppendError::Conflict),
-            Err(err) => return Err(err.into()),
+            // (tenant, aggregate, sequence): another writer took the sequence. (The record's
+            // key is resolved by its `on conflict`.)
+            Err(err) if is_unique_violation(&err) => Err(AppendError::Conflict),
+            Err(err) => Err(err.into()),
         }
-        Ok(Appended {
-            events: stored,
-            position: last,
-        })
     }
 
     /// Takes the next number of a series (`PO-000001`, …) inside the caller's transaction,
@@ -308,26 +469,47 @@ impl EventStore {
         format: impl Fn(u64) -> String,
     ) -> Result<String, sqlx::Error> {
         loop {
-            let n: i64 = sqlx::query_scalar(
-                "insert into number_series (tenant_id, series, last_value) values ($1, $2, 1)
-                 on conflict (tenant_id, series)
-                 do update set last_value = number_series.last_value + 1
-                 returning last_value",
+            // One round trip per number tried: take the next value and ask whether the number
+            // it gives (built by `format`, passed in as the candidate for the value the row
+            // will hold) is taken. The candidate is computed before the value is known, so the
+            // statement returns the value too, and a candidate that does not belong to it is
+            // checked again on its own.
+            let (n, taken): (i64, bool) = sqlx::query_as(
+                "with next as (
+                     insert into number_series (tenant_id, series, last_value) values ($1, $2, 1)
+                     on conflict (tenant_id, series)
+                     do update set last_value = number_series.last_value + 1
+                     returning last_value
+                 )
+                 select last_value,
+                        exists (select 1 from unique_keys
+                                 where tenant_id = $1 and scope = $3
+                                   and key = $4 || lpad(last_value::text,
+                                                        greatest(6, length(last_value::text)), '0'))
+                   from next",
             )
             .bind(tenant)
             .bind(series)
+            .bind(scope)
+            .bind(format(0).trim_end_matches('0').to_string())
             .fetch_one(&mut **tx)
             .await?;
             let candidate = format(u64::try_from(n).unwrap_or_default());
-            let taken: bool = sqlx::query_scalar(
-                "select exists (select 1 from unique_keys
-                                 where tenant_id = $1 and scope = $2 and key = $3)",
-            )
-            .bind(tenant)
-            .bind(scope)
-            .bind(&candidate)
-            .fetch_one(&mut **tx)
-            .await?;
+            let expected = format!("{}{n:06}", format(0).trim_end_matches('0'));
+            let taken = if candidate == expected {
+                taken
+            } else {
+                // A format the statement cannot build: ask about the number itself.
+                sqlx::query_scalar(
+                    "select exists (select 1 from unique_keys
+                                     where tenant_id = $1 and scope = $2 and key = $3)",
+                )
+                .bind(tenant)
+                .bind(scope)
+                .bind(&candidate)
+                .fetch_one(&mut **tx)
+                .await?
+            };
             if !taken {
                 return Ok(candidate);
             }

@@ -78,7 +78,7 @@ impl IdempotencyKey {
 
     /// The key as stored: the actor's length, the actor and the key, so that no two
     /// (actor, key) pairs meet (`3:bob:k` and `5:bob:k:k` cannot be confused).
-    fn stored(&self) -> String {
+    pub(crate) fn stored(&self) -> String {
         format!("{}:{}:{}", self.actor.len(), self.actor, self.key)
     }
 
@@ -246,14 +246,38 @@ pub async fn finish(
 ) -> Result<Finished, KeyError> {
     if let Some(key) = key {
         if !record(&mut tx, tenant, key, &reply).await? {
-            tx.rollback().await?;
-            return match lookup(pool, tenant, key).await? {
-                Recorded::Replay(reply) => Ok(Finished::Replayed(reply)),
-                Recorded::Mismatch => Err(KeyError::Mismatch),
-                Recorded::New => Err(KeyError::Raced),
-            };
+            return lost(tx, pool, tenant, key).await;
         }
     }
+    commit(tx, pool, tenant, key, reply).await
+}
+
+/// Ends a transaction whose record could not be written because a concurrent request with the
+/// same key committed first: rolls everything back and answers with that request's response.
+pub async fn lost(
+    tx: Transaction<'static, Postgres>,
+    pool: &PgPool,
+    tenant: Uuid,
+    key: &IdempotencyKey,
+) -> Result<Finished, KeyError> {
+    tx.rollback().await?;
+    match lookup(pool, tenant, key).await? {
+        Recorded::Replay(reply) => Ok(Finished::Replayed(reply)),
+        Recorded::Mismatch => Err(KeyError::Mismatch),
+        Recorded::New => Err(KeyError::Raced),
+    }
+}
+
+/// Commits a transaction whose record (if it has a key) is already written in it — by
+/// [`record`], or in the events' own statement (`EventStore::write`). A lost acknowledgement
+/// of the `COMMIT` is resolved through the key, as [`finish`] describes.
+pub async fn commit(
+    tx: Transaction<'static, Postgres>,
+    pool: &PgPool,
+    tenant: Uuid,
+    key: Option<&IdempotencyKey>,
+    reply: Reply,
+) -> Result<Finished, KeyError> {
     match tx.commit().await {
         Ok(()) => Ok(Finished::Committed(reply)),
         // The connection broke at COMMIT: the transaction may or may not have committed.

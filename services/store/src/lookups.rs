@@ -13,6 +13,7 @@ use oms_domain::reference::{
 };
 use oms_domain::services::{LookupError, Lookups, ReferenceSummary, ReferenceType};
 use sqlx::{Postgres, Transaction};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -22,48 +23,105 @@ use crate::{EventStore, StoredEvent};
 /// A command's open transaction, shared between the pipeline and the lookups of `handle`.
 pub type SharedTx = Arc<Mutex<Transaction<'static, Postgres>>>;
 
+/// What one lookup found, remembered for the rest of the command.
+type Answers = HashMap<(&'static str, Uuid), Option<ReferenceSummary>>;
+
 /// Lookups of one tenant through a command's transaction.
+///
+/// Answers are remembered for the command's life: [`Lookups::prefetch`] fills them for every
+/// reference of a create in one round trip, and a command decided twice (once before its
+/// number is taken, once after) asks the database only once.
 pub struct TxLookups {
     store: EventStore,
     tenant: Uuid,
     tx: SharedTx,
+    answers: std::sync::Mutex<Answers>,
 }
 
 impl TxLookups {
     /// Lookups for `tenant` through `tx`.
     pub fn new(store: EventStore, tenant: Uuid, tx: SharedTx) -> Self {
-        Self { store, tenant, tx }
+        Self {
+            store,
+            tenant,
+            tx,
+            answers: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
-    async fn stream(
+    fn remembered(
         &self,
-        aggregate_type: &str,
+        aggregate_type: &'static str,
         id: Uuid,
-    ) -> Result<Vec<StoredEvent>, LookupError> {
-        let mut tx = self.tx.lock().await;
-        EventStore::load_stream_with(&mut **tx, self.tenant, aggregate_type, id)
-            .await
-            .map_err(|err| LookupError(err.to_string()))
+    ) -> Option<Option<ReferenceSummary>> {
+        self.answers
+            .lock()
+            .expect("the answers' lock is never poisoned")
+            .get(&(aggregate_type, id))
+            .cloned()
     }
 
-    async fn reference_of<K: ReferenceKind>(
+    fn remember(&self, aggregate_type: &'static str, id: Uuid, answer: Option<ReferenceSummary>) {
+        self.answers
+            .lock()
+            .expect("the answers' lock is never poisoned")
+            .insert((aggregate_type, id), answer);
+    }
+
+    /// Folds one reference's events (the domain's own `apply` decides whether it is active).
+    fn summary<K: ReferenceKind>(
         &self,
-        id: Uuid,
+        events: &[StoredEvent],
     ) -> Result<Option<ReferenceSummary>, LookupError>
     where
         Reference<K>: Aggregate,
     {
-        let events = self.stream(K::TYPE, id).await?;
         if events.is_empty() {
             return Ok(None);
         }
         let reference: Reference<K> = self
             .store
-            .fold(&events)
+            .fold(events)
             .map_err(|err| LookupError(err.to_string()))?;
         Ok(Some(ReferenceSummary {
             active: reference.active,
         }))
+    }
+
+    fn summary_of(
+        &self,
+        kind: ReferenceType,
+        events: &[StoredEvent],
+    ) -> Result<Option<ReferenceSummary>, LookupError> {
+        match kind {
+            ReferenceType::Supplier => self.summary::<Supplier>(events),
+            ReferenceType::Customer => self.summary::<Customer>(events),
+            ReferenceType::Product => self.summary::<Product>(events),
+            ReferenceType::Plant => self.summary::<Plant>(events),
+            ReferenceType::Carrier => self.summary::<Carrier>(events),
+        }
+    }
+
+    /// The streams of several aggregates in one statement: every event of each reference, and
+    /// only the first event of each purchase order (whose existence is all a lookup asks).
+    async fn streams(
+        &self,
+        wanted: &[(&'static str, Uuid)],
+    ) -> Result<Vec<StoredEvent>, LookupError> {
+        let mut tx = self.tx.lock().await;
+        sqlx::query_as::<_, StoredEvent>(crate::event_store::select_events!(
+            "join unnest($2::text[], $3::uuid[]) as wanted(aggregate_type, aggregate_id)
+               using (aggregate_type, aggregate_id)
+              where tenant_id = $1 and (aggregate_type <> $4 or sequence = 1)
+              order by aggregate_type, aggregate_id, sequence"
+        ))
+        .bind(self.tenant)
+        .bind(wanted.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+        .bind(wanted.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .bind(PURCHASE_ORDER_TYPE)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|err| LookupError(err.to_string()))
     }
 }
 
@@ -74,19 +132,75 @@ impl Lookups for TxLookups {
         kind: ReferenceType,
         id: Uuid,
     ) -> Result<Option<ReferenceSummary>, LookupError> {
-        match kind {
-            ReferenceType::Supplier => self.reference_of::<Supplier>(id).await,
-            ReferenceType::Customer => self.reference_of::<Customer>(id).await,
-            ReferenceType::Product => self.reference_of::<Product>(id).await,
-            ReferenceType::Plant => self.reference_of::<Plant>(id).await,
-            ReferenceType::Carrier => self.reference_of::<Carrier>(id).await,
+        let aggregate_type = kind.aggregate_type();
+        if let Some(answer) = self.remembered(aggregate_type, id) {
+            return Ok(answer);
         }
+        let events = self.streams(&[(aggregate_type, id)]).await?;
+        let answer = self.summary_of(kind, &events)?;
+        self.remember(aggregate_type, id, answer.clone());
+        Ok(answer)
     }
 
     async fn purchase_order_exists(&self, id: Uuid) -> Result<bool, LookupError> {
+        if let Some(answer) = self.remembered(PURCHASE_ORDER_TYPE, id) {
+            return Ok(answer.is_some());
+        }
         let mut tx = self.tx.lock().await;
-        EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
-            .await
-            .map_err(|err| LookupError(err.to_string()))
+        let exists =
+            EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
+                .await
+                .map_err(|err| LookupError(err.to_string()))?;
+        drop(tx);
+        self.remember(
+            PURCHASE_ORDER_TYPE,
+            id,
+            exists.then_some(ReferenceSummary { active: true }),
+        );
+        Ok(exists)
+    }
+
+    async fn prefetch(
+        &self,
+        references: &[(ReferenceType, Uuid)],
+        purchase_orders: &[Uuid],
+    ) -> Result<(), LookupError> {
+        let mut wanted: Vec<(&'static str, Uuid)> = references
+            .iter()
+            .map(|(kind, id)| (kind.aggregate_type(), *id))
+            .chain(purchase_orders.iter().map(|id| (PURCHASE_ORDER_TYPE, *id)))
+            .filter(|(t, id)| self.remembered(t, *id).is_none())
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let events = self.streams(&wanted).await?;
+        let mut by_stream: HashMap<(&str, Uuid), Vec<StoredEvent>> = HashMap::new();
+        for event in events {
+            let key = wanted
+                .iter()
+                .find(|(t, id)| *t == event.aggregate_type && *id == event.aggregate_id)
+                .map(|(t, id)| (*t, *id));
+            if let Some(key) = key {
+                by_stream.entry(key).or_default().push(event);
+            }
+        }
+        for (aggregate_type, id) in wanted {
+            let events = by_stream.remove(&(aggregate_type, id)).unwrap_or_default();
+            let answer = if aggregate_type == PURCHASE_ORDER_TYPE {
+                (!events.is_empty()).then_some(ReferenceSummary { active: true })
+            } else {
+                let kind = ReferenceType::ALL
+                    .iter()
+                    .find(|kind| kind.aggregate_type() == aggregate_type)
+                    .copied()
+                    .expect("a wanted reference type is one of the five");
+                self.summary_of(kind, &events)?
+            };
+            self.remember(aggregate_type, id, answer);
+        }
+        Ok(())
     }
 }

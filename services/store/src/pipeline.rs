@@ -22,6 +22,9 @@ use oms_domain::error::DomainError;
 use oms_domain::services::{Clock, DomainServices};
 use oms_domain::{NumberSeries, UniqueKeys};
 use serde_json::{json, Value};
+use sqlx::{Postgres, Transaction};
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -206,11 +209,97 @@ impl From<AppendError> for CommandError {
     }
 }
 
+/// How many aggregates' decided states a process keeps (each a few kilobytes); past it, an
+/// arbitrary one makes room.
+const CACHED_AGGREGATES: usize = 10_000;
+
+/// The state each recently used aggregate was left in, so that a command reads only the
+/// events after it instead of its whole stream: a command on an order with 1,000 events then
+/// costs what one on an order with 10 does.
+///
+/// An entry is only ever a state some committed transaction saw or wrote, and it names the
+/// sequence and hash of its newest event. A command reads its aggregate's events from that
+/// sequence on, in its own transaction: the first row must be the cached newest event with the
+/// same hash, or the entry is ignored and the stream read whole. Newer events — written by a
+/// concurrent command or another process — are applied to a copy, each once (the cqrs-es 0.5
+/// double-apply trap is in its snapshot mode, which is not used). A state that is stale
+/// nonetheless cannot be written from: the append's primary key (tenant, aggregate, sequence)
+/// refuses a sequence another writer took.
+#[derive(Default)]
+struct DecidedCache {
+    entries: std::sync::Mutex<HashMap<(Uuid, &'static str, Uuid), CachedState>>,
+}
+
+struct CachedState {
+    /// A `Loaded<A>` of the aggregate type in the key.
+    loaded: Arc<dyn Any + Send + Sync>,
+    /// The hash of its newest event.
+    hash: Vec<u8>,
+}
+
+impl DecidedCache {
+    fn get<A: OmsAggregate>(&self, tenant: Uuid, id: Uuid) -> Option<(Loaded<A>, Vec<u8>)>
+    where
+        A::Event: UniqueKeys,
+    {
+        let entries = self
+            .entries
+            .lock()
+            .expect("the cache's lock is never poisoned");
+        let entry = entries.get(&(tenant, A::TYPE, id))?;
+        let loaded = entry.loaded.downcast_ref::<Loaded<A>>()?;
+        Some((loaded.clone(), entry.hash.clone()))
+    }
+
+    fn put<A: OmsAggregate>(&self, tenant: Uuid, loaded: &Loaded<A>, hash: &[u8])
+    where
+        A::Event: UniqueKeys,
+    {
+        if loaded.version == 0 {
+            return;
+        }
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("the cache's lock is never poisoned");
+        let key = (tenant, A::TYPE, loaded.id);
+        if let Some(existing) = entries.get(&key) {
+            // Keep the newer of two states (two commands may finish out of order).
+            let newer = existing
+                .loaded
+                .downcast_ref::<Loaded<A>>()
+                .is_some_and(|cached| cached.version > loaded.version);
+            if newer {
+                return;
+            }
+        } else if entries.len() >= CACHED_AGGREGATES {
+            if let Some(evicted) = entries.keys().next().copied() {
+                entries.remove(&evicted);
+            }
+        }
+        entries.insert(
+            key,
+            CachedState {
+                loaded: Arc::new(loaded.clone()),
+                hash: hash.to_vec(),
+            },
+        );
+    }
+
+    fn forget(&self, tenant: Uuid, aggregate_type: &'static str, id: Uuid) {
+        self.entries
+            .lock()
+            .expect("the cache's lock is never poisoned")
+            .remove(&(tenant, aggregate_type, id));
+    }
+}
+
 /// Runs commands against the event store.
 #[derive(Clone)]
 pub struct Commands {
     store: EventStore,
     clock: Arc<dyn Clock>,
+    cache: Arc<DecidedCache>,
 }
 
 impl std::fmt::Debug for Commands {
@@ -237,7 +326,11 @@ where
 impl Commands {
     /// A pipeline over `store` whose aggregates read today's date from `clock`.
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            cache: Arc::new(DecidedCache::default()),
+        }
     }
 
     /// The store underneath.
@@ -323,6 +416,47 @@ impl Commands {
         Err(CommandError::Conflict)
     }
 
+    /// The aggregate as of the command's transaction: from the cache plus the events after
+    /// it when the cache holds it (see [`DecidedCache`]), else from its whole stream. Returns
+    /// the state and the hash of its newest event.
+    async fn load_in<A: OmsAggregate>(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<(Loaded<A>, Vec<u8>), CommandError>
+    where
+        A::Event: UniqueKeys,
+    {
+        if let Some((mut loaded, hash)) = self.cache.get::<A>(tenant, id) {
+            let events =
+                EventStore::load_stream_from(&mut **tx, tenant, A::TYPE, id, loaded.version)
+                    .await?;
+            let still_there = events
+                .first()
+                .is_some_and(|first| first.sequence == loaded.version && first.hash == hash);
+            if still_there {
+                let newer = &events[1..];
+                self.store.fold_into(&mut loaded.aggregate, newer)?;
+                if let Some(last) = newer.last() {
+                    loaded.version = last.sequence;
+                    loaded.updated_at = Some(last.recorded_at);
+                }
+                let hash = events.last().map(|e| e.hash.clone()).unwrap_or(hash);
+                if !newer.is_empty() {
+                    self.cache.put(tenant, &loaded, &hash);
+                }
+                return Ok((loaded, hash));
+            }
+            self.cache.forget(tenant, A::TYPE, id);
+        }
+        let events = EventStore::load_stream_with(&mut **tx, tenant, A::TYPE, id).await?;
+        let loaded: Loaded<A> = self.loaded(id, &events)?;
+        let hash = events.last().map(|e| e.hash.clone()).unwrap_or_default();
+        self.cache.put(tenant, &loaded, &hash);
+        Ok((loaded, hash))
+    }
+
     async fn attempt<A, F, R>(
         &self,
         ctx: &CommandContext,
@@ -349,8 +483,7 @@ impl Commands {
             Started::New(tx) => tx,
             Started::Replay(reply) => return Ok(Executed::Replayed(reply)),
         };
-        let events = EventStore::load_stream_with(&mut *tx, ctx.tenant, A::TYPE, id).await?;
-        let mut loaded: Loaded<A> = self.loaded(id, &events)?;
+        let (mut loaded, _) = self.load_in::<A>(&mut tx, ctx.tenant, id).await?;
         if let Some(expected) = ctx.expected_version {
             if expected != loaded.version {
                 return Err(CommandError::VersionMismatch {
@@ -358,18 +491,9 @@ impl Commands {
                 });
             }
         }
-        let assigned = match number {
-            Some(series) => Some(
-                self.store
-                    .next_number(&mut tx, ctx.tenant, series.series, series.scope, |n| {
-                        series.format(n)
-                    })
-                    .await?,
-            ),
-            None => None,
-        };
 
-        // The aggregate decides; its lookups share this transaction.
+        // The aggregate decides; its lookups share this transaction (and remember their
+        // answers, so a second decision asks nothing again).
         let shared = Arc::new(Mutex::new(tx));
         let services = DomainServices::new(
             Arc::new(TxLookups::new(
@@ -379,17 +503,48 @@ impl Commands {
             )),
             self.clock.clone(),
         );
+        let before = loaded.aggregate.clone();
         let sink = EventSink::default();
+        // A command that takes a number decides first with a stand-in (the series' number 0,
+        // never handed out), and takes the number only once the command is known to be
+        // allowed: the number-series row then stays locked from just before the head row to
+        // commit, not for the whole command, and a refused command takes no number at all.
+        let stand_in = number.map(|series| series.format(0));
         let decided = loaded
             .aggregate
-            .handle(make(assigned), &services, &sink)
+            .handle(make(stand_in), &services, &sink)
             .await;
+        let decided = match (decided, number) {
+            (Err(err), _) => Err(err),
+            (Ok(()), None) => Ok(sink.collect().await),
+            (Ok(()), Some(series)) => {
+                let assigned = {
+                    let mut tx = shared.lock().await;
+                    self.store
+                        .next_number(&mut tx, ctx.tenant, series.series, series.scope, |n| {
+                            series.format(n)
+                        })
+                        .await?
+                };
+                // Decide again, from the state before, with the number: the same command but
+                // for it, so the same lookups, answered from memory.
+                loaded.aggregate = before;
+                let sink = EventSink::default();
+                match loaded
+                    .aggregate
+                    .handle(make(Some(assigned)), &services, &sink)
+                    .await
+                {
+                    Ok(()) => Ok(sink.collect().await),
+                    Err(err) => Err(err),
+                }
+            }
+        };
         drop(services);
         let mut tx = Arc::try_unwrap(shared)
             .map_err(|_| sqlx::Error::Protocol("a lookup outlived its command".into()))?
             .into_inner();
-        decided?;
-        let decided = sink.collect().await;
+        let decided = decided?;
 
         let metadata = ctx.metadata();
         let new_events = decided
@@ -420,24 +575,36 @@ impl Commands {
                 limit: MAX_EVENT_PAYLOAD_BYTES,
             });
         }
-        let appended = self
-            .store
-            .append_in(&mut tx, ctx.tenant, new_events)
-            .await?;
-        if let Some(last) = appended.events.last() {
+        // Unique keys and the head row (one statement), then the events and the response's
+        // record (one statement), then commit.
+        let reserved = self.store.reserve(&mut tx, ctx.tenant, new_events).await?;
+        let newest_hash = reserved.events.last().map(|e| e.hash.clone());
+        if let Some(last) = reserved.events.last() {
             loaded.version = last.sequence;
             loaded.updated_at = Some(last.recorded_at);
             loaded.created_at.get_or_insert(last.recorded_at);
         }
-        let reply = render(&loaded, appended.position);
-        match idempotency::finish(tx, self.store.pool(), ctx.tenant, key, reply)
-            .await
-            .map_err(refused)?
-        {
-            Finished::Committed(reply) => Ok(Executed::Fresh {
-                reply,
-                position: appended.position,
-            }),
+        let position = reserved.position;
+        let reply = render(&loaded, position);
+        let (_, recorded) = self
+            .store
+            .write(&mut tx, ctx.tenant, reserved, key.map(|key| (key, &reply)))
+            .await?;
+        let finished = match (recorded, key) {
+            (false, Some(key)) => idempotency::lost(tx, self.store.pool(), ctx.tenant, key).await,
+            _ => idempotency::commit(tx, self.store.pool(), ctx.tenant, key, reply).await,
+        };
+        match finished.map_err(|err| {
+            // Whatever the outcome, the cache must not guess it.
+            self.cache.forget(ctx.tenant, A::TYPE, id);
+            refused(err)
+        })? {
+            Finished::Committed(reply) => {
+                if let Some(hash) = newest_hash {
+                    self.cache.put(ctx.tenant, &loaded, &hash);
+                }
+                Ok(Executed::Fresh { reply, position })
+            }
             Finished::Replayed(reply) => Ok(Executed::Replayed(reply)),
         }
     }
