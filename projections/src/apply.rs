@@ -112,8 +112,12 @@ fn grouped<'a>(events: &'a [EventRecord], aggregate_type: &str) -> Vec<(Uuid, Ve
 type StoredFold = (Value, i64, Option<DateTime<Utc>>);
 
 /// Loads, in one statement, the stored folds of the aggregates `ids` of `tenant` from `table`
-/// (columns `state`, `version` and, when `with_created_at`, `created_at`; key column `key`),
-/// locking their rows.
+/// (columns `state`, `version` and, when `with_created_at`, `created_at`; key column `key`).
+///
+/// The rows are not locked (`for update` would write a lock into every row read): every writer
+/// of a projection's rows of a tenant — the projector and `oms replay` — holds that (projection,
+/// tenant)'s checkpoint row locked (`checkpoints::lock`) for its whole transaction, so no one
+/// else writes them meanwhile.
 async fn load_many(
     conn: &mut PgConnection,
     table: &str,
@@ -130,7 +134,7 @@ async fn load_many(
     // Table and column names come from the projections' own constants, never from input.
     let sql = format!(
         "select {key}, state, version, {created_at} from read.{table} \
-         where tenant_id = $1 and {key} = any($2) for update"
+         where tenant_id = $1 and {key} = any($2)"
     );
     let rows: Vec<(Uuid, Value, i64, Option<DateTime<Utc>>)> = sqlx::query_as(&sql)
         .bind(tenant)

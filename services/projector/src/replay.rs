@@ -1,9 +1,12 @@
 //! `oms replay`: rebuilds read models from the event store with the projector's own apply
 //! code.
 //!
-//! Each (projection, tenant) is rebuilt in one transaction: lock its checkpoint (the
-//! projector waits), delete the tenant's rows of the projection's tables, read the tenant's
-//! events in batches and apply each, move the checkpoint to the last position, commit. Readers
+//! Each tenant is rebuilt in one transaction for all the chosen projections: lock their
+//! checkpoints (the projector waits), delete the tenant's rows of the projections' tables, read
+//! the tenant's events in large pages (each page once, for every projection) and apply each page
+//! as a batch (each aggregate folded in memory and written once, multi-row statements), move the
+//! checkpoints to the last position, commit. Tenants are independent: `oms replay` rebuilds
+//! several side by side. Readers
 //! keep seeing the previous rows until the commit and the new ones after it (MVCC makes the
 //! swap atomic), an interrupted replay rolls back and leaves the live rows as they were, and the
 //! projector continues from the rebuilt checkpoint.
@@ -38,9 +41,38 @@ pub async fn rebuild(
     batch: i64,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Rebuilt, ProjectorError> {
+    let mut rebuilt = rebuild_tenant(store, &[projection], tenant, batch, progress).await?;
+    Ok(rebuilt.pop().unwrap_or(Rebuilt {
+        projection,
+        tenant,
+        events: 0,
+        position: 0,
+    }))
+}
+
+/// Rebuilds `projections` for `tenant` in one transaction, reading each page of `batch` events
+/// once for all of them; `progress` is told how many events were applied (per projection)
+/// after each page.
+///
+/// Each page goes to [`Projection::apply_batch`]: an aggregate's events of the page are folded
+/// in memory and its rows written once, in multi-row statements. The checkpoints are locked
+/// first (in the projections' fixed order, as no other writer locks several), so the projector
+/// waits for the commit and then continues from the rebuilt positions.
+pub async fn rebuild_tenant(
+    store: &EventStore,
+    projections: &[Projection],
+    tenant: Uuid,
+    batch: i64,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Vec<Rebuilt>, ProjectorError> {
+    let mut projections = projections.to_vec();
+    projections.sort();
+    projections.dedup();
     let mut tx = store.pool().begin().await?;
-    checkpoints::lock(&mut tx, projection, tenant).await?;
-    checkpoints::clear(&mut tx, projection, tenant).await?;
+    for projection in &projections {
+        checkpoints::lock(&mut tx, *projection, tenant).await?;
+        checkpoints::clear(&mut tx, *projection, tenant).await?;
+    }
     let mut position = 0;
     let mut applied = 0;
     loop {
@@ -50,19 +82,28 @@ pub async fn rebuild(
             break;
         };
         let records: Vec<_> = events.iter().map(|event| record(store, event)).collect();
-        projection.apply_batch(&mut tx, &records).await?;
-        applied += u64::try_from(events.len()).unwrap_or_default();
+        drop(events);
+        for projection in &projections {
+            projection.apply_batch(&mut tx, &records).await?;
+        }
+        let count = u64::try_from(records.len()).unwrap_or_default();
+        applied += count;
         position = last;
-        progress(u64::try_from(events.len()).unwrap_or_default());
+        progress(count * u64::try_from(projections.len()).unwrap_or_default());
     }
-    checkpoints::advance(&mut tx, projection, tenant, position).await?;
+    for projection in &projections {
+        checkpoints::advance(&mut tx, *projection, tenant, position).await?;
+    }
     tx.commit().await?;
-    Ok(Rebuilt {
-        projection,
-        tenant,
-        events: applied,
-        position,
-    })
+    Ok(projections
+        .into_iter()
+        .map(|projection| Rebuilt {
+            projection,
+            tenant,
+            events: applied,
+            position,
+        })
+        .collect())
 }
 
 /// The tenants to rebuild: the given ones (each must exist) or every tenant, with their head
