@@ -268,7 +268,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         let stats = mix(
             &http,
             &serve.base,
-            tenants,
+            tenants.clone(),
             options.clients,
             secs(options.seconds),
             0.0,
@@ -311,6 +311,39 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         );
         summary.insert("pipeline_http".into(), stats.to_json());
         server_errors += stats.server_errors();
+
+        // The lag at a steady 1,000 commands/s (or the maximum, when that is lower).
+        let rate = 1000f64.min(stats.per_second() * 0.9).max(1.0);
+        eprintln!(
+            "bench: whole pipeline at {rate:.0} cmd/s, {} s, projection lag sampled",
+            options.growth_seconds
+        );
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = tokio::spawn(client::watch_lag(pool.clone(), receiver));
+        let paced = mix(
+            &http,
+            &serve.base,
+            tenants,
+            options.clients,
+            secs(options.growth_seconds),
+            rate,
+            Some(sender),
+        )
+        .await?;
+        let lag = Percentiles::of(watcher.await??);
+        eprintln!(
+            "  {:.0} cmd/s, lag p50 {:.1} ms, p99 {:.1} ms",
+            paced.per_second(),
+            lag.p50,
+            lag.p99
+        );
+        summary.insert(
+            "pipeline_paced".into(),
+            json!({"target_cmd_per_s": round(rate, 0), "cmd_per_s": round(paced.per_second(), 1),
+                   "lag_p50_ms": lag.p50, "lag_p99_ms": lag.p99, "lag_max_ms": lag.max,
+                   "p99_ms": paced.overall().p99}),
+        );
+        server_errors += paced.server_errors();
         if let Some(mb) = serve.peak_rss_mb() {
             rss.push(("oms serve (api, relay, projector)".into(), mb));
         }
@@ -561,6 +594,16 @@ pub fn table(summary: &Value) -> String {
     row(
         "pipeline drained after (s)",
         f("pipeline_drain_s").map_or("not in time".into(), |v| format!("{v:.2}")),
+        "".into(),
+        "".into(),
+    );
+    let paced = &summary["pipeline_paced"];
+    row(
+        &format!(
+            "pipeline lag p99 at {} cmd/s (paced)",
+            num(paced["target_cmd_per_s"].as_f64())
+        ),
+        ms(paced["lag_p99_ms"].as_f64()),
         "".into(),
         "".into(),
     );

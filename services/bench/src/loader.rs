@@ -378,3 +378,58 @@ pub async fn replay(env: &OmsEnv, limit: Duration) -> anyhow::Result<Replayed> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn copier(reference: Uuid, source_tenant: Uuid) -> Copier {
+        Copier {
+            tenant: Uuid::now_v7(),
+            source_tenant,
+            reference_map: HashMap::new(),
+            reference_ids: [reference].into_iter().collect(),
+            numbers: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_copy_gets_fresh_ids_and_numbers_but_keeps_its_tenants_reference_data() {
+        let supplier = Uuid::now_v7();
+        let source_tenant = Uuid::now_v7();
+        let order = Uuid::now_v7();
+        let line = Uuid::now_v7();
+        let mut copier = copier(supplier, source_tenant);
+        let payload = json!({"supplier_id": supplier, "order_number": "PO-000007",
+                             "lines": [{"line_id": line, "source_purchase_order_id": order}],
+                             "tenant": source_tenant, "weight": "40000"});
+
+        let mut first_clone = HashMap::new();
+        let mut first = payload.clone();
+        copier.rewrite(&mut first, None, &mut first_clone);
+        let mut again = json!({"line_id": line});
+        copier.rewrite(&mut again, None, &mut first_clone);
+        let mut second_clone = HashMap::new();
+        let mut second = payload.clone();
+        copier.rewrite(&mut second, None, &mut second_clone);
+
+        // Reference data: one id per tenant, the same in every copy.
+        assert_ne!(first["supplier_id"], json!(supplier));
+        assert_eq!(first["supplier_id"], second["supplier_id"]);
+        // Order ids: fresh per copy, consistent within one.
+        assert_ne!(first["lines"][0]["line_id"], json!(line));
+        assert_eq!(first["lines"][0]["line_id"], again["line_id"]);
+        assert_ne!(first["lines"][0]["line_id"], second["lines"][0]["line_id"]);
+        assert_ne!(
+            first["lines"][0]["source_purchase_order_id"],
+            second["lines"][0]["source_purchase_order_id"]
+        );
+        // Numbers: the next of the series, same width; the tenant is the new one.
+        assert_eq!(first["order_number"], json!("PO-000001"));
+        assert_eq!(second["order_number"], json!("PO-000002"));
+        assert_eq!(first["tenant"], json!(copier.tenant));
+        // Everything else is left alone.
+        assert_eq!(first["weight"], json!("40000"));
+    }
+}
