@@ -32,6 +32,7 @@ case "${1:-}" in
   *) die "unknown argument '$1' (see --help)" ;;
 esac
 CARGO="${CARGO:-cargo}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cd "$ROOT"
 
 if [ -n "${OMS_TEST_DATABASE_URL:-}" ]; then
@@ -54,16 +55,16 @@ fi
 if [ -n "$smoke" ]; then
   log "building oms (debug)"
   "$CARGO" build --quiet -p oms --bin oms
-  oms="$ROOT/target/debug/oms"
+  built="$TARGET_DIR/debug/oms"
   ceiling_seconds=2 clients=4
-  json="${BENCH_JSON:-$ROOT/target/bench/smoke.json}"
+  json="${BENCH_JSON:-$TARGET_DIR/bench/smoke.json}"
   args=(--seconds 2 --growth-seconds 1 --clients 4 --tenants 3 --growth-tenants 1,3
     --order-events 10,30 --order-samples 10 --rebuild-events 20000 --rebuild-timeout-secs 60
     --drain-timeout-secs 30 --check)
 else
   log "building oms (release)"
   "$CARGO" build --release --quiet -p oms --bin oms
-  oms="$ROOT/target/release/oms"
+  built="$TARGET_DIR/release/oms"
   ceiling_seconds="${BENCH_CEILING_SECONDS:-10}" clients="${BENCH_CLIENTS:-16}"
   json="${BENCH_JSON:-$ROOT/docs/bench/latest.json}"
   args=(--seconds "${BENCH_SECONDS:-20}" --growth-seconds "${BENCH_GROWTH_SECONDS:-10}"
@@ -73,13 +74,19 @@ else
     --rebuild-timeout-secs "${BENCH_REBUILD_TIMEOUT:-240}")
 fi
 
+# A copy: a build running meanwhile must not swap the binary the bench starts processes from.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+oms="$work/oms"
+cp "$built" "$oms"
+
 log "Postgres's ceiling for a command-shaped transaction (${ceiling_seconds} s, $clients clients)"
 ceiling="$(DATABASE_URL="$admin_url" scripts/pg-ceiling.sh "$ceiling_seconds" "$clients")"
 printf '%s\n' "$ceiling" >&2
 tps="$(sed -n 's/.*tps=\([0-9]*\).*/\1/p' <<<"$ceiling")"
 [ -n "$tps" ] || die "pg-ceiling printed no tps"
 
-log "oms bench ($(basename "$(dirname "$oms")") build)"
+log "oms bench ($(basename "$(dirname "$built")") build)"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
 DATABASE_URL="$admin_url" OMS_LOG="${OMS_LOG:-warn,sqlx=error}" "$oms" bench "${args[@]}" \
   --ceiling "$tps" --json-out "$json" ${BENCH_ARGS:-}
