@@ -620,8 +620,8 @@ async fn order_pair(client: &mut Client, tenant: &Tenant, n: usize) -> Option<()
     Some(())
 }
 
-/// Latency of a note on an order that already has `events` events, against one with few:
-/// `samples` notes timed on each. Orders are brought to size with untimed notes first.
+/// Latency of a command on a purchase order that already has `events` events: the order is
+/// brought to size with untimed notes, then `samples` header changes are timed.
 pub async fn order_size_latency(
     http: &reqwest::Client,
     base: &str,
@@ -651,11 +651,23 @@ pub async fn order_size_latency(
         .await?;
         version = body["version"].as_i64().unwrap_or(version + 1);
     }
+    // Timed: header changes (an order takes at most 1,000 notes, and any number of changes
+    // while in draft), each a command that loads the order, decides and appends one event.
+    let order_url = format!("{base}/api/v1/purchase-orders/{id}");
     let mut latencies = Vec::with_capacity(samples);
-    for _ in 0..samples {
+    for n in 0..samples {
         let started = Instant::now();
-        post(http, &url, &tenant.token, json!({"text": "a timed note"})).await?;
+        let response = http
+            .patch(&order_url)
+            .bearer_auth(&tenant.token)
+            .header("idempotency-key", Uuid::now_v7().to_string())
+            .json(&json!({"notes": format!("timed change {n}")}))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
         latencies.push(started.elapsed());
+        anyhow::ensure!(status.is_success(), "PATCH {order_url}: {status}: {text}");
     }
     let p = Percentiles::of(latencies);
     Ok(

@@ -182,7 +182,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
 
     let mut sizes = Vec::new();
     for &events in &options.order_events {
-        eprintln!("bench: a note on an order of {events} events");
+        eprintln!("bench: commands on an order of {events} events");
         sizes.push(
             client::order_size_latency(
                 &http,
@@ -625,7 +625,7 @@ pub fn table(summary: &Value) -> String {
         .flatten()
     {
         row(
-            &format!("note on an order of {} events: p50, p99", g["events"]),
+            &format!("command on an order of {} events: p50, p99", g["events"]),
             format!(
                 "{} / {}",
                 ms(g["p50_ms"].as_f64()),
