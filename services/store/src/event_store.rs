@@ -9,9 +9,10 @@
 //!   [number_series row]            order/invoice number for a create or invoice command
 //!   unique_keys insert/delete      order numbers, invoice numbers, reference codes
 //!   update tenant_heads ... returning position, hash      ← serialises the tenant's appends
-//!   insert into events ...; update tenant_heads set hash; pg_notify  (one statement)
-//!   [idempotency_keys insert]
+//!   insert into events ...; [idempotency_keys insert]; update tenant_heads set hash
+//!                                  (one statement; `append_in` also notifies the relay in it)
 //! commit
+//! [select pg_notify(...)]          the pipeline: after the commit (see `Notifier`)
 //! ```
 //!
 //! so positions are gapless and in commit order, and a reader's rule is "next = checkpoint + 1".
@@ -21,6 +22,7 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
 use oms_domain::UniqueKeyChange;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -47,6 +49,23 @@ pub(crate) use select_events;
 pub struct EventStore {
     pool: PgPool,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    notifier: Arc<Notifier>,
+}
+
+/// The relay's wake-up sent after commits rather than inside them.
+///
+/// A transaction that calls `pg_notify` takes a lock that is global to the database cluster at
+/// commit and holds it through the commit's WAL flush, so commands that notify inside their
+/// transactions commit one at a time, every tenant behind every other. The pipeline's
+/// commands instead notify after they committed, through [`EventStore::notify_relay`]: one
+/// `select pg_notify(…)` at a time per process, and one more when commits arrived while it
+/// ran, so every commit is followed by a notification sent after it (the relay also polls).
+#[derive(Debug, Default)]
+struct Notifier {
+    /// A notification task is running.
+    running: AtomicBool,
+    /// A commit happened since the running task last notified.
+    again: AtomicBool,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -68,6 +87,7 @@ impl EventStore {
         Self {
             pool,
             upcasters: Arc::new(oms_domain::upcasters::all()),
+            notifier: Arc::new(Notifier::default()),
         }
     }
 
@@ -80,6 +100,40 @@ impl EventStore {
     /// The pool the store writes through.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Wakes the relay after a commit whose events were written without notifying inside the
+    /// transaction ([`EventStore::write`] with `notify` false): see [`Notifier`]. Returns at
+    /// once; the notification follows on the pool.
+    pub fn notify_relay(&self) {
+        let notifier = self.notifier.clone();
+        notifier.again.store(true, Ordering::SeqCst);
+        if notifier.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                while notifier.again.swap(false, Ordering::SeqCst) {
+                    // The payload is empty: any login may LISTEN (analysts too) and must learn
+                    // nothing of who wrote when.
+                    if let Err(err) = sqlx::query("select pg_notify('oms_events', '')")
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::debug!(error = %err, "could not wake the relay; it polls");
+                    }
+                }
+                notifier.running.store(false, Ordering::SeqCst);
+                // A commit that came after the last swap but found the task still running left
+                // its flag for this task: take the task back, unless a new one started.
+                if !notifier.again.load(Ordering::SeqCst)
+                    || notifier.running.swap(true, Ordering::SeqCst)
+                {
+                    break;
+                }
+            }
+        });
     }
 
     /// One aggregate's events in sequence order (reads only that aggregate's rows, through the
@@ -231,7 +285,7 @@ impl EventStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
         let reserved = self.reserve(tx, tenant, events).await?;
-        self.write(tx, tenant, reserved, None)
+        self.write(tx, tenant, reserved, None, true)
             .await
             .map(|(appended, _)| appended)
     }
@@ -371,16 +425,19 @@ impl EventStore {
     }
 
     /// The second half of an append, one round trip: inserts the events reserved by
-    /// [`EventStore::reserve`], moves the head's hash, notifies the relay, and — when a
-    /// record is given — records the command's response under its idempotency key. Returns
-    /// whether the record was written (false: a live record of the same key exists, written by
-    /// a concurrent request that committed first; the caller rolls back).
+    /// [`EventStore::reserve`], moves the head's hash, and — when a record is given — records
+    /// the command's response under its idempotency key. With `notify` the statement also
+    /// wakes the relay at commit; without, the caller calls [`EventStore::notify_relay`] after
+    /// its commit. Returns whether the record was written (false: a live record of the same
+    /// key exists, written by a concurrent request that committed first; the caller rolls
+    /// back).
     pub async fn write(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         tenant: Uuid,
         reserved: Appended,
         record: Option<(&IdempotencyKey, &Reply)>,
+        notify: bool,
     ) -> Result<(Appended, bool), AppendError> {
         let stored = &reserved.events;
         let Some(last) = stored.last() else {
@@ -418,7 +475,8 @@ impl EventStore {
               where tenant_id = $1 and (select count(*) from inserted) = $13
              -- wake the relay when the transaction commits; the payload is empty because any
              -- login may LISTEN (analysts too) and must learn nothing of who wrote when
-             returning (select count(*) from recorded), pg_notify('oms_events', '')::text",
+             returning (select count(*) from recorded),
+                       case when $20 then pg_notify('oms_events', '')::text end",
         )
         .bind(tenant)
         .bind(stored.iter().map(|e| e.position).collect::<Vec<_>>())
@@ -439,6 +497,7 @@ impl EventStore {
         .bind(record.map(|(_, reply)| reply.body.clone()))
         .bind(record.map(|(_, reply)| serde_json::to_value(&reply.headers).unwrap_or_default()))
         .bind(idempotency::RETENTION_HOURS)
+        .bind(notify)
         .fetch_all(&mut **tx)
         .await;
         match result {

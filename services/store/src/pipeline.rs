@@ -588,7 +588,13 @@ impl Commands {
         let reply = render(&loaded, position);
         let (_, recorded) = self
             .store
-            .write(&mut tx, ctx.tenant, reserved, key.map(|key| (key, &reply)))
+            .write(
+                &mut tx,
+                ctx.tenant,
+                reserved,
+                key.map(|key| (key, &reply)),
+                false,
+            )
             .await?;
         let finished = match (recorded, key) {
             (false, Some(key)) => idempotency::lost(tx, self.store.pool(), ctx.tenant, key).await,
@@ -602,6 +608,7 @@ impl Commands {
             Finished::Committed(reply) => {
                 if let Some(hash) = newest_hash {
                     self.cache.put(ctx.tenant, &loaded, &hash);
+                    self.store.notify_relay();
                 }
                 Ok(Executed::Fresh { reply, position })
             }
