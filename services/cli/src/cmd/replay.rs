@@ -23,7 +23,7 @@ pub struct ReplayArgs {
     #[arg(long = "tenant")]
     tenants: Vec<Uuid>,
     /// Events read per page (each page is applied as one batch to every chosen projection).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 2000)]
     batch: i64,
     /// Tenants rebuilt side by side, each in its own transaction on its own connection.
     #[arg(long, default_value_t = 2)]
