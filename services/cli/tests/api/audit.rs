@@ -697,9 +697,11 @@ async fn an_export_of_100000_events_streams_in_bounded_memory_and_verifies_offli
     let size_kb = i64::try_from(std::fs::metadata(&file).unwrap().len() / 1024).unwrap();
     eprintln!("export: {size_kb} KiB written, peak RSS of the exporting process {peak_kb} KiB");
     assert!(size_kb > 20_000, "the export is {size_kb} KiB");
-    // Bounded: well under the size of what it wrote (it holds one event at a time).
+    // Bounded: well under the size of what it wrote (it holds one event at a time). The
+    // process itself (binary, runtime, pool) takes about half the export's size here, so
+    // the margin is two thirds: a process holding the export would exceed the whole of it.
     assert!(
-        peak_kb < 64 * 1024 && peak_kb < size_kb / 2,
+        peak_kb < 64 * 1024 && peak_kb < size_kb * 2 / 3,
         "peak RSS {peak_kb} KiB for {size_kb} KiB written"
     );
 
