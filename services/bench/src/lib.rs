@@ -124,16 +124,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         None,
     )
     .await?;
-    eprintln!(
-        "  {:.0} cmd/s, p99 {:.2} ms",
-        write.per_second(),
-        write.overall().p99
-    );
-    summary.insert(
-        "write_http_cmd_per_s".into(),
-        json!(round(write.per_second(), 1)),
-    );
-    summary.insert("write_http".into(), write.to_json());
+    record_mix(&mut summary, "write_http", &write);
 
     let mut growth = vec![
         json!({"tenants": options.tenants, "cmd_per_s": round(write.per_second(), 1), "p99_ms": write.overall().p99}),
@@ -222,16 +213,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
             None,
         )
         .await?;
-        eprintln!(
-            "  {:.0} cmd/s, p99 {:.2} ms",
-            stats.per_second(),
-            stats.overall().p99
-        );
-        summary.insert(
-            "postgres_es_http_cmd_per_s".into(),
-            json!(round(stats.per_second(), 1)),
-        );
-        summary.insert("postgres_es_http".into(), stats.to_json());
+        record_mix(&mut summary, "postgres_es_http", &stats);
         if let Some(mb) = server.peak_rss_mb() {
             rss.push(("postgres-es baseline server".into(), mb));
         }
@@ -447,6 +429,21 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
     drop(write_db);
     drop(nats);
     Ok(Value::Object(summary))
+}
+
+/// Prints a measured mix's rate and p99, and records it in the summary as `<key>_cmd_per_s`
+/// (the headline figure) and `<key>` (every figure), the way each workload is reported.
+fn record_mix(summary: &mut serde_json::Map<String, Value>, key: &str, stats: &client::MixStats) {
+    eprintln!(
+        "  {:.0} cmd/s, p99 {:.2} ms",
+        stats.per_second(),
+        stats.overall().p99
+    );
+    summary.insert(
+        format!("{key}_cmd_per_s"),
+        json!(round(stats.per_second(), 1)),
+    );
+    summary.insert(key.into(), stats.to_json());
 }
 
 async fn mix(
