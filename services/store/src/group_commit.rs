@@ -24,12 +24,17 @@
 //! previous one's in the batch); the chain runs through the batch; unique keys, idempotency
 //! records and the aggregate's (tenant, aggregate, sequence) primary key are claimed in the
 //! transaction as before. One command's refusal must not fail its neighbours, so the batch
-//! never decides anything: anything it cannot write exactly as decided — a key held by
-//! another aggregate, a sequence another writer took, a record a concurrent request with the
-//! same key wrote first, a second command on an aggregate already in the batch, a deadlock —
-//! rolls the batch back, and each of its commands is sent back to run alone, in its own
-//! transaction, where the refusal is found and answered exactly as before. Those are rare (a
-//! conflict); the common batch commits whole.
+//! never decides anything. A second command on an aggregate already in the batch (decided on
+//! the state before the first one's events), or with an idempotency key or a unique key an
+//! earlier command of the batch has, waits for the batch and then runs alone, in a transaction
+//! of its own. A unique key another aggregate already holds sets its command aside the same
+//! way (the claims roll back to a savepoint and the others claim again). Anything else the
+//! batch cannot write exactly as decided — a sequence another writer took, a record a
+//! concurrent request with the same key wrote first, a deadlock, a failed statement — rolls
+//! the batch back and sends each of its commands to run alone, where a refusal is found and
+//! answered exactly as before. Those are conflicts, and rare; the common batch commits whole.
+//! A command whose caller is gone (its request timed out) before the batch has its heads is
+//! dropped, as it would be alone.
 //!
 //! Heads are locked in tenant-id order, so two batches never wait for each other in a cycle;
 //! a single-command transaction takes one head only. A connection lost at `COMMIT` is resolved
@@ -200,16 +205,39 @@ async fn write(
 ) {
     // A second command on an aggregate already in the batch was decided on the state before
     // the first one's events: it runs alone after this batch has committed.
+    // So does a second command with the same idempotency key, or one claiming a unique key
+    // that an earlier command of the batch claims: the one claim either wins or is refused
+    // alone, and the batch stays whole.
     let mut seen = HashSet::new();
     let mut keys = HashSet::new();
+    let mut claimed = HashSet::new();
     let (batch, later): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
         let first = &s.events[0];
-        let aggregate = seen.insert((s.tenant, first.aggregate_type.clone(), first.aggregate_id));
-        let key = s
-            .key
-            .as_ref()
-            .is_none_or(|key| keys.insert((s.tenant, key.stored())));
-        aggregate && key
+        let claims: Vec<(Uuid, String, String)> = s
+            .events
+            .iter()
+            .flat_map(|e| &e.unique_keys)
+            .filter_map(|change| match change {
+                UniqueKeyChange::Claim { scope, key } => {
+                    Some((s.tenant, scope.to_string(), key.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if claims.iter().any(|claim| claimed.contains(claim))
+            || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
+            || s.key
+                .as_ref()
+                .is_some_and(|key| keys.contains(&(s.tenant, key.stored())))
+        {
+            return false;
+        }
+        claimed.extend(claims);
+        seen.insert((s.tenant, first.aggregate_type.clone(), first.aggregate_id));
+        if let Some(key) = &s.key {
+            keys.insert((s.tenant, key.stored()));
+        }
+        true
     });
     let mut pending: Vec<Pending> = batch
         .into_iter()
@@ -223,7 +251,8 @@ async fn write(
             reply: None,
         })
         .collect();
-    let outcome = transaction(pool, &mut pending).await;
+    let mut set_aside = Vec::new();
+    let outcome = transaction(pool, &mut pending, &mut set_aside).await;
     let outcome = match outcome {
         Err(Refused::Unacknowledged) => resolve(pool, &pending).await,
         other => other,
@@ -253,9 +282,14 @@ async fn write(
             }
         }
     }
-    counters.alone.inc_by(later.len() as u64);
+    counters
+        .alone
+        .inc_by((later.len() + set_aside.len()) as u64);
     for s in later {
         let _ = s.done.send(Outcome::Alone);
+    }
+    for p in set_aside {
+        let _ = p.done.send(Outcome::Alone);
     }
 }
 
@@ -285,41 +319,67 @@ async fn resolve(pool: &PgPool, pending: &[Pending]) -> Result<(), Refused> {
 }
 
 /// The batch's transaction: claims, heads, one insert, commit.
-async fn transaction(pool: &PgPool, pending: &mut [Pending]) -> Result<(), Refused> {
+async fn transaction(
+    pool: &PgPool,
+    pending: &mut Vec<Pending>,
+    set_aside: &mut Vec<Pending>,
+) -> Result<(), Refused> {
     let mut tx = pool.begin().await?;
 
-    // Unique keys first, before any head is held (as a single command does).
-    let mut claims: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
-    for p in pending.iter() {
-        for event in &p.events {
-            for change in &event.unique_keys {
-                if let UniqueKeyChange::Claim { scope, key } = change {
-                    claims.push((p.tenant, scope, key, event.aggregate_id));
+    // Unique keys first, before any head is held (as a single command does). A key another
+    // aggregate holds refuses its command only: the claims roll back to a savepoint, that
+    // command is set aside (it runs alone after this batch, and is refused there), and the
+    // others claim again.
+    loop {
+        let mut claims: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
+        for p in pending.iter() {
+            for event in &p.events {
+                for change in &event.unique_keys {
+                    if let UniqueKeyChange::Claim { scope, key } = change {
+                        claims.push((p.tenant, scope, key, event.aggregate_id));
+                    }
                 }
             }
         }
-    }
-    if !claims.is_empty() {
-        let claimed: i64 = sqlx::query_scalar(
-            "with claimed as (
-                 insert into unique_keys (tenant_id, scope, key, aggregate_id)
-                 select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
-                 on conflict (tenant_id, scope, key) do update
-                    set aggregate_id = excluded.aggregate_id
-                  where unique_keys.aggregate_id = excluded.aggregate_id
-                 returning 1
-             )
-             select count(*) from claimed",
+        if claims.is_empty() {
+            break;
+        }
+        sqlx::query("savepoint claims").execute(&mut *tx).await?;
+        let claimed: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "insert into unique_keys (tenant_id, scope, key, aggregate_id)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
+             on conflict (tenant_id, scope, key) do update
+                set aggregate_id = excluded.aggregate_id
+              where unique_keys.aggregate_id = excluded.aggregate_id
+             returning tenant_id, scope, key",
         )
         .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.2).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.3).collect::<Vec<_>>())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        if usize::try_from(claimed).ok() != Some(claims.len()) {
-            return Err(Refused::Alone);
+        if claimed.len() == claims.len() {
+            break;
         }
+        let claimed: HashSet<(Uuid, String, String)> = claimed.into_iter().collect();
+        sqlx::query("rollback to savepoint claims")
+            .execute(&mut *tx)
+            .await?;
+        let (keep, refused): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(pending).into_iter().partition(|p| {
+                p.events
+                    .iter()
+                    .flat_map(|e| &e.unique_keys)
+                    .all(|change| match change {
+                        UniqueKeyChange::Claim { scope, key } => {
+                            claimed.contains(&(p.tenant, (*scope).to_string(), key.clone()))
+                        }
+                        _ => true,
+                    })
+            });
+        *pending = keep;
+        set_aside.extend(refused);
     }
 
     // The heads, in tenant-id order; held to commit.
@@ -336,6 +396,20 @@ async fn transaction(pool: &PgPool, pending: &mut [Pending]) -> Result<(), Refus
     if heads.len() != tenants.len() {
         // A tenant without a head: the command alone reports it.
         return Err(Refused::Alone);
+    }
+    // A command whose caller is gone (its request timed out while the batch waited for a
+    // head) is dropped, as a command in a transaction of its own would be: nothing of it may
+    // be written. Its keys are already claimed in this transaction, so a batch that holds
+    // claims for it runs everyone alone instead.
+    if pending.iter().any(|p| p.done.is_closed()) {
+        let abandoned_claims = pending
+            .iter()
+            .filter(|p| p.done.is_closed())
+            .any(|p| p.events.iter().any(|e| !e.unique_keys.is_empty()));
+        if abandoned_claims {
+            return Err(Refused::Alone);
+        }
+        pending.retain(|p| !p.done.is_closed());
     }
     let mut heads: std::collections::HashMap<Uuid, (i64, Vec<u8>)> = heads
         .into_iter()
