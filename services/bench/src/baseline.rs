@@ -487,6 +487,11 @@ impl Server {
     pub fn peak_rss_mb(&self) -> Option<f64> {
         crate::procs::peak_rss_mb(self.child.id())
     }
+
+    /// The process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {

@@ -18,6 +18,7 @@
 
 pub mod baseline;
 pub mod client;
+pub mod cpu;
 pub mod loader;
 pub mod procs;
 
@@ -114,6 +115,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         .unwrap_or(options.tenants);
     let all_tenants = client::make_tenants(&http, &serve.base, &keys, most, "w", false).await?;
     let tenants = Arc::new(all_tenants[..options.tenants].to_vec());
+    let cpu_before = cpu::read(&options.database_url, &write_db.name, serve.pid()).await;
     let write = mix(
         &http,
         &serve.base,
@@ -124,7 +126,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         None,
     )
     .await?;
+    let cpu_after = cpu::read(&options.database_url, &write_db.name, serve.pid()).await;
     record_mix(&mut summary, "write_http", &write);
+    summary["write_http"]["cpu_ms_per_command"] =
+        cpu::per_command(&cpu_before, &cpu_after, write.commands());
+    eprintln!(
+        "  CPU per command (ms): {}",
+        summary["write_http"]["cpu_ms_per_command"]
+    );
     // How many commands shared a transaction (group commit), over the whole run.
     let batches = serve.metric(&http, "oms_group_commit_batches_total").await;
     let grouped = serve.metric(&http, "oms_group_commit_commands_total").await;
@@ -135,7 +144,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         } else {
             0.0
         };
-        println!("  group commit: {grouped} commands in {batches} transactions (mean {mean:.2}), {} sent back to run alone", alone.unwrap_or(0.0));
+        eprintln!("  group commit: {grouped} commands in {batches} transactions (mean {mean:.2}), {} sent back to run alone", alone.unwrap_or(0.0));
         summary["write_http"]["group_commit"] = json!({
             "transactions": batches,
             "commands": grouped,
@@ -221,6 +230,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         let tenants = Arc::new(
             client::make_tenants(&http, &server.base, &keys, options.tenants, "b", true).await?,
         );
+        let cpu_before = cpu::read(&options.database_url, &db.name, server.pid()).await;
         let stats = mix(
             &http,
             &server.base,
@@ -231,7 +241,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
             None,
         )
         .await?;
+        let cpu_after = cpu::read(&options.database_url, &db.name, server.pid()).await;
         record_mix(&mut summary, "postgres_es_http", &stats);
+        summary["postgres_es_http"]["cpu_ms_per_command"] =
+            cpu::per_command(&cpu_before, &cpu_after, stats.commands());
+        eprintln!(
+            "  CPU per command (ms): {}",
+            summary["postgres_es_http"]["cpu_ms_per_command"]
+        );
         if let Some(mb) = server.peak_rss_mb() {
             rss.push(("postgres-es baseline server".into(), mb));
         }
