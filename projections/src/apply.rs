@@ -16,12 +16,15 @@
 
 mod history;
 mod orders;
+mod rebuild;
 mod reference;
+
+pub use rebuild::{Rebuild, CAPACITY};
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -191,14 +194,29 @@ impl<A: Default + serde::de::DeserializeOwned> Folded<A> {
 }
 
 /// Replaces, in two statements, the rows of `table` whose key is (`tenant`, `key` in `ids`)
-/// with `rows` (JSON objects whose keys are column names; missing columns are null).
+/// with `rows` (JSON objects' text, whose keys are column names; missing columns are null).
 async fn replace_rows(
     conn: &mut PgConnection,
     table: &str,
     key: &str,
     tenant: Uuid,
     ids: &[Uuid],
-    rows: Vec<Value>,
+    rows: &[String],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    delete_rows(conn, table, key, tenant, ids).await?;
+    insert_rows(conn, table, rows).await
+}
+
+/// Deletes, in one statement, the rows of `table` whose key is (`tenant`, `key` in `ids`).
+async fn delete_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &str,
+    tenant: Uuid,
+    ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
@@ -210,17 +228,73 @@ async fn replace_rows(
     .bind(ids)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Inserts `rows` (JSON objects' text, whose keys are column names; missing columns are null)
+/// into `table`, in one statement: `jsonb_populate_recordset` turns each field into its
+/// column's type, so the typed columns are literally the JSON's values.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[String],
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
+    let mut array = String::with_capacity(rows.iter().map(|row| row.len() + 1).sum::<usize>() + 2);
+    array.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(row);
+    }
+    array.push(']');
     sqlx::query(&format!(
         "insert into read.{table} \
-         select * from jsonb_populate_recordset(null::read.{table}, $1)"
+         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb)"
     ))
-    .bind(Value::Array(rows))
+    .bind(array)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A row as JSON text: the fields of `object` (a JSON object's text; none if it is not an
+/// object) followed by `columns` (a column name and its value's JSON text each).
+///
+/// A column that is also a field of `object` comes twice; jsonb keeps the last of duplicate
+/// keys, so the column's value is the one stored, as if it had been inserted into the object.
+/// Rows are made as text so that a document or a state, a few kilobytes of JSON, is serialised
+/// once and never copied as a tree.
+fn row_text(object: &str, columns: &[(&str, &str)]) -> String {
+    let fields = object
+        .strip_prefix('{')
+        .and_then(|inner| inner.strip_suffix('}'))
+        .unwrap_or("");
+    let mut row = String::with_capacity(
+        fields.len()
+            + columns
+                .iter()
+                .map(|(c, v)| c.len() + v.len() + 4)
+                .sum::<usize>()
+            + 2,
+    );
+    row.push('{');
+    row.push_str(fields);
+    for (column, value) in columns {
+        if row.len() > 1 {
+            row.push(',');
+        }
+        // Column names are the projections' own identifiers: nothing to escape.
+        row.push('"');
+        row.push_str(column);
+        row.push_str("\":");
+        row.push_str(value);
+    }
+    row.push('}');
+    row
 }
 
 /// A [`ProjectionError::Payload`] for `event`.
@@ -238,11 +312,12 @@ fn payload_error(event: &EventRecord, message: impl std::fmt::Display) -> Projec
     }
 }
 
-/// The event's payload as the domain event type `E`.
+/// The event's payload as the domain event type `E` (read from the JSON tree in place, not
+/// from a copy of it).
 fn event_payload<E: serde::de::DeserializeOwned>(
     event: &EventRecord,
 ) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| payload_error(event, e))
+    E::deserialize(&event.payload).map_err(|e| payload_error(event, e))
 }
 
 /// What a projection keeps of an aggregate between events.
@@ -255,10 +330,24 @@ struct Folded<A> {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// The object inside `value`, or an empty one.
-fn into_object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// What Postgres makes of a row's text: jsonb keeps the last of duplicate keys, as
+    /// serde_json does.
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_rows_columns_follow_the_objects_fields_and_replace_those_of_the_same_name() {
+        let row = row_text(r#"{"a":1,"b":{"c":[1,2]}}"#, &[("b", "3"), ("d", r#""x""#)]);
+        assert_eq!(parsed(&row), json!({"a": 1, "b": 3, "d": "x"}));
+        assert_eq!(parsed(&row_text("{}", &[("a", "1")])), json!({"a": 1}));
+        assert_eq!(parsed(&row_text("null", &[("a", "1")])), json!({"a": 1}));
+        assert_eq!(parsed(&row_text(r#"{"a":1}"#, &[])), json!({"a": 1}));
     }
 }

@@ -21,7 +21,9 @@ pub struct Stamp {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-fn stamp(body: &mut Value, stamp: &Stamp) {
+/// Sets the stamp's fields of a document (replacing those it has): a document made with one
+/// stamp and stamped again equals the document made with the second.
+pub(crate) fn stamp(body: &mut Value, stamp: &Stamp) {
     if let Value::Object(map) = body {
         map.insert("id".into(), json!(stamp.id));
         map.insert("version".into(), json!(stamp.version));

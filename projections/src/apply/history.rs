@@ -59,7 +59,7 @@ pub(super) async fn apply(
 
 /// The columns of the history rows of a batch, one vector per column (bound as arrays).
 #[derive(Default)]
-struct HistoryRows {
+pub(super) struct HistoryRows {
     order_id: Vec<Uuid>,
     position: Vec<i64>,
     sequence: Vec<i64>,
@@ -68,7 +68,114 @@ struct HistoryRows {
     actor_name: Vec<Option<String>>,
     occurred_at: Vec<DateTime<Utc>>,
     summary: Vec<String>,
-    changes: Vec<Value>,
+    /// JSON text: serialised straight from the changes, without a JSON tree in between.
+    changes: Vec<String>,
+}
+
+impl HistoryRows {
+    /// Adds the row of `event` (of an order of kind `A`), which took the order from the state
+    /// whose document (with [`neutral_stamp`]) is `before` to `after`, whose document is
+    /// `after_document`: who did it, its summary and its `changes`.
+    ///
+    /// The one place a history row is made, for the projector and a rebuild alike.
+    pub(super) fn push<A: Narrated>(
+        &mut self,
+        event: &EventRecord,
+        payload: &A::Event,
+        before: &Value,
+        after: &A,
+        after_document: &Value,
+    ) -> Result<(), ProjectionError> {
+        let (actor, actor_name) = actor_of(&event.metadata);
+        let summary = A::summary(payload, after, actor_name.as_deref().unwrap_or(&actor));
+        let mut changes = document_changes(before, after_document);
+        changes.extend(A::event_changes(payload));
+        let changes = serde_json::to_string(&changes).map_err(|e| payload_error(event, e))?;
+        self.order_id.push(event.aggregate_id);
+        self.position.push(event.position);
+        self.sequence.push(event.sequence);
+        self.event_type.push(event.event_type.clone());
+        self.actor.push(actor);
+        self.actor_name.push(actor_name);
+        self.occurred_at.push(event.recorded_at);
+        self.summary.push(summary);
+        self.changes.push(changes);
+        Ok(())
+    }
+
+    /// Inserts the rows (orders of `order_type` of `tenant`) in one statement and empties the
+    /// buffer. The projector skips rows it has (`on conflict do nothing`: a redelivered batch
+    /// writes nothing twice); a rebuild has deleted the tenant's rows first, so it needs no
+    /// conflict check and a duplicate there is an error, never silently dropped.
+    pub(super) async fn insert(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        order_type: &str,
+        skip_existing: bool,
+    ) -> Result<(), sqlx::Error> {
+        if self.order_id.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(self);
+        let on_conflict = if skip_existing {
+            "on conflict (tenant_id, order_id, sequence) do nothing"
+        } else {
+            ""
+        };
+        sqlx::query(&format!(
+            "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
+                 event_type, actor, actor_name, occurred_at, summary, changes) \
+             select $1, $2, o, p, s, e, a, n, t, m, c::jsonb \
+               from unnest($3::uuid[], $4::int8[], $5::int8[], $6::text[], $7::text[], \
+                           $8::text[], $9::timestamptz[], $10::text[], $11::text[]) \
+                    as r (o, p, s, e, a, n, t, m, c) \
+             {on_conflict}"
+        ))
+        .bind(tenant)
+        .bind(order_type)
+        .bind(&rows.order_id)
+        .bind(&rows.position)
+        .bind(&rows.sequence)
+        .bind(&rows.event_type)
+        .bind(&rows.actor)
+        .bind(&rows.actor_name)
+        .bind(&rows.occurred_at)
+        .bind(&rows.summary)
+        .bind(&rows.changes)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Writes, in one statement, the projection's own fold of each order: (`ids`, `versions`,
+/// `states` as JSON text) of orders of `order_type` of `tenant`, replacing what is there.
+pub(super) async fn save_states(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    order_type: &str,
+    ids: &[Uuid],
+    versions: &[i64],
+    states: &[String],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into read.order_history_states (tenant_id, order_type, order_id, version, state) \
+         select $1, $2, o, v, s::jsonb from unnest($3::uuid[], $4::int8[], $5::text[]) as r (o, v, s) \
+         on conflict (tenant_id, order_id) \
+         do update set version = excluded.version, state = excluded.state",
+    )
+    .bind(tenant)
+    .bind(order_type)
+    .bind(ids)
+    .bind(versions)
+    .bind(states)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Writes a history row per event of the batch and moves the projection's fold of each order,
@@ -92,85 +199,41 @@ async fn apply_orders<A: Narrated>(
         let (mut folded_ids, mut versions, mut states) = (Vec::new(), Vec::new(), Vec::new());
         for (id, stream) in streams {
             let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
+            // The document before each event is the one after the previous event.
+            let mut before = folded.state.document(&neutral_stamp(stream[0]));
             let mut last = None;
             for event in stream {
                 let payload: A::Event = event_payload(event)?;
                 if !folded.takes(event)? {
                     continue;
                 }
-                let before = folded.state.clone();
                 folded.state.apply(payload.clone());
                 let after = &folded.state;
                 if !after.created() {
                     return Err(payload_error(event, "the order has not been created"));
                 }
-                let (actor, actor_name) = actor_of(&event.metadata);
-                let summary = A::summary(&payload, after, actor_name.as_deref().unwrap_or(&actor));
-                let mut changes = document_changes(
-                    &before.document(&neutral_stamp(event)),
-                    &after.document(&neutral_stamp(event)),
-                );
-                changes.extend(A::event_changes(&payload));
-                rows.order_id.push(id);
-                rows.position.push(event.position);
-                rows.sequence.push(event.sequence);
-                rows.event_type.push(event.event_type.clone());
-                rows.actor.push(actor);
-                rows.actor_name.push(actor_name);
-                rows.occurred_at.push(event.recorded_at);
-                rows.summary.push(summary);
-                rows.changes
-                    .push(serde_json::to_value(&changes).map_err(|e| payload_error(event, e))?);
+                let after_document = after.document(&neutral_stamp(event));
+                rows.push(event, &payload, &before, after, &after_document)?;
+                before = after_document;
                 last = Some(event);
             }
             let Some(event) = last else { continue };
             folded_ids.push(id);
             versions.push(folded.version);
-            states.push(serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?);
+            states.push(serde_json::to_string(&folded.state).map_err(|e| payload_error(event, e))?);
         }
         if folded_ids.is_empty() {
             continue;
         }
-        sqlx::query(
-            "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
-                 event_type, actor, actor_name, occurred_at, summary, changes) \
-             select $1, $2, * from unnest($3::uuid[], $4::int8[], $5::int8[], $6::text[], \
-                 $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::jsonb[]) \
-             on conflict (tenant_id, order_id, sequence) do nothing",
-        )
-        .bind(tenant)
-        .bind(A::ORDER_TYPE)
-        .bind(&rows.order_id)
-        .bind(&rows.position)
-        .bind(&rows.sequence)
-        .bind(&rows.event_type)
-        .bind(&rows.actor)
-        .bind(&rows.actor_name)
-        .bind(&rows.occurred_at)
-        .bind(&rows.summary)
-        .bind(&rows.changes)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "insert into read.order_history_states (tenant_id, order_type, order_id, version, state) \
-             select $1, $2, * from unnest($3::uuid[], $4::int8[], $5::jsonb[]) \
-             on conflict (tenant_id, order_id) \
-             do update set version = excluded.version, state = excluded.state",
-        )
-        .bind(tenant)
-        .bind(A::ORDER_TYPE)
-        .bind(&folded_ids)
-        .bind(&versions)
-        .bind(&states)
-        .execute(&mut *conn)
-        .await?;
+        rows.insert(conn, tenant, A::ORDER_TYPE, true).await?;
+        save_states(conn, tenant, A::ORDER_TYPE, &folded_ids, &versions, &states).await?;
     }
     Ok(())
 }
 
 /// The same stamp for the documents before and after, so that only the event's own changes
 /// differ.
-fn neutral_stamp(event: &EventRecord) -> Stamp {
+pub(super) fn neutral_stamp(event: &EventRecord) -> Stamp {
     Stamp {
         id: event.aggregate_id,
         version: 0,
@@ -214,10 +277,16 @@ pub(crate) fn document_changes(before: &Value, after: &Value) -> Changes {
                 let to = by_id(to, id_field);
                 let ids: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
                 for id in ids {
-                    let was = from.get(id).cloned().unwrap_or(Value::Null);
-                    let is = to.get(id).cloned().unwrap_or(Value::Null);
+                    let was = from.get(id).copied().unwrap_or(&Value::Null);
+                    let is = to.get(id).copied().unwrap_or(&Value::Null);
                     if was != is {
-                        changes.insert(format!("{key}[{id}]"), FieldChange { from: was, to: is });
+                        changes.insert(
+                            format!("{key}[{id}]"),
+                            FieldChange {
+                                from: was.clone(),
+                                to: is.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -235,8 +304,9 @@ pub(crate) fn document_changes(before: &Value, after: &Value) -> Changes {
     changes
 }
 
-/// The elements of a list by their id (by `#<index>` when one has none).
-fn by_id(list: &Value, id_field: &str) -> BTreeMap<String, Value> {
+/// The elements of a list by their id (by `#<index>` when one has none), borrowed: only the
+/// elements that changed are copied into the changes.
+fn by_id<'a>(list: &'a Value, id_field: &str) -> BTreeMap<String, &'a Value> {
     let Value::Array(items) = list else {
         return BTreeMap::new();
     };
@@ -249,7 +319,7 @@ fn by_id(list: &Value, id_field: &str) -> BTreeMap<String, Value> {
                 Some(other) if !other.is_null() => other.to_string(),
                 _ => format!("#{i}"),
             };
-            (id, item.clone())
+            (id, item)
         })
         .collect()
 }

@@ -10,7 +10,9 @@ use sqlx::PgConnection;
 
 use uuid::Uuid;
 
-use super::{event_payload, grouped, into_object, load_many, payload_error, replace_rows, Folded};
+use super::{
+    delete_rows, event_payload, grouped, load_many, payload_error, replace_rows, row_text, Folded,
+};
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
 
@@ -151,42 +153,137 @@ async fn apply_orders<A: OrderKind>(
                 created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
                 updated_at: Some(event.recorded_at),
             };
-            let document = folded.state.document(&stamp);
-            let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
-            let mut row = into_object(document.clone());
-            row.insert("tenant_id".into(), json!(tenant));
-            row.insert("last_position".into(), json!(event.position));
-            row.insert("state".into(), state);
-            row.insert("document".into(), document);
-            folded.state.extra_columns(&mut row);
+            let document = folded.state.document(&stamp).to_string();
+            let state =
+                serde_json::to_string(&folded.state).map_err(|e| payload_error(event, e))?;
             replaced.push(id);
-            rows.push(Value::Object(row));
+            rows.push(order_row(
+                &folded.state,
+                tenant,
+                event.position,
+                document,
+                state,
+            ));
 
             let lines = folded.state.lines_json();
             if lines_before.as_ref() != Some(&lines) {
-                let Value::Array(lines) = lines else {
+                let Some(lines) = line_rows_of(tenant, id, lines) else {
                     return Err(payload_error(event, "the order's lines are not a list"));
                 };
                 relined.push(id);
-                line_rows.extend(lines.into_iter().enumerate().map(|(i, line)| {
-                    let mut row = into_object(line);
-                    row.insert("tenant_id".into(), json!(tenant));
-                    row.insert("order_id".into(), json!(id));
-                    row.insert("line_no".into(), json!(i + 1));
-                    Value::Object(row)
-                }));
+                line_rows.extend(lines);
             }
         }
-        replace_rows(conn, A::TABLE, "id", tenant, &replaced, rows).await?;
+        delete_rows(conn, A::TABLE, "id", tenant, &replaced).await?;
+        insert_orders(conn, A::TABLE, &rows).await?;
         replace_rows(
             conn,
             A::LINES_TABLE,
             "order_id",
             tenant,
             &relined,
-            line_rows,
+            &line_rows,
         )
         .await?;
     }
     Ok(())
+}
+
+/// An order's row in its table, in three JSON texts that Postgres joins into the object
+/// `jsonb_populate_record` reads (keys are the column names): the fields of its `document`,
+/// then `state` (the fold the next event starts from) and `document` themselves, then `extra`:
+/// `tenant_id`, `last_position` (the tenant position of its last event) and the
+/// [`OrderKind::extra_columns`].
+///
+/// Sent apart so that Postgres parses the document once (it is both the row's fields and its
+/// `document` column) and no statement carries one huge JSON value.
+pub(super) struct OrderRow {
+    /// The document's JSON text.
+    document: String,
+    /// The state's JSON text.
+    state: String,
+    /// The other columns, a JSON object's text.
+    extra: String,
+}
+
+/// The row of an order (see [`OrderRow`]): the one place it is made, for the projector and a
+/// rebuild alike.
+pub(super) fn order_row<A: OrderKind>(
+    order: &A,
+    tenant: Uuid,
+    last_position: i64,
+    document: String,
+    state: String,
+) -> OrderRow {
+    let mut extra = Map::new();
+    extra.insert("tenant_id".into(), json!(tenant));
+    extra.insert("last_position".into(), json!(last_position));
+    order.extra_columns(&mut extra);
+    OrderRow {
+        document,
+        state,
+        extra: Value::Object(extra).to_string(),
+    }
+}
+
+/// Inserts the rows of orders into `table` (`purchase_orders` or `sales_orders`) in one
+/// statement.
+///
+/// Each row is `document || {state, document} || extra` (jsonb concatenation: a key of the
+/// right-hand side replaces the same key of the left, as inserting into a map would) given to
+/// `jsonb_populate_record`, which turns each field into its column's type, so the typed columns
+/// are literally the document's values. `offset 0` keeps the document parsed once per row.
+pub(super) async fn insert_orders(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[OrderRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let documents: Vec<&str> = rows.iter().map(|r| r.document.as_str()).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+    let extras: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
+    // The table name comes from the order kinds' constants, never from input.
+    sqlx::query(&format!(
+        "insert into read.{table} \
+         select r.* \
+           from unnest($1::text[], $2::text[], $3::text[]) as u (document, state, extra), \
+                lateral (select u.document::jsonb as document offset 0) d, \
+                lateral jsonb_populate_record(null::read.{table}, \
+                    d.document \
+                    || jsonb_build_object('state', u.state::jsonb, 'document', d.document) \
+                    || u.extra::jsonb) r"
+    ))
+    .bind(&documents)
+    .bind(&states)
+    .bind(&extras)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The rows of an order's lines (`lines`: [`OrderKind::lines_json`]) as JSON text: each
+/// line's fields, `tenant_id`, `order_id` and `line_no` (from 1, in order); `None` when the
+/// lines are not a list (a bug of the aggregate's serde form).
+pub(super) fn line_rows_of(
+    tenant: Uuid,
+    id: Uuid,
+    lines: Value,
+) -> Option<impl Iterator<Item = String>> {
+    let Value::Array(lines) = lines else {
+        return None;
+    };
+    let (tenant, id) = (json!(tenant).to_string(), json!(id).to_string());
+    Some(lines.into_iter().enumerate().map(move |(i, line)| {
+        let line_no = (i + 1).to_string();
+        row_text(
+            &line.to_string(),
+            &[
+                ("tenant_id", &tenant),
+                ("order_id", &id),
+                ("line_no", &line_no),
+            ],
+        )
+    }))
 }

@@ -5,11 +5,11 @@ use cqrs_es::Aggregate;
 use oms_domain::reference::{
     Carrier, Customer, Plant, Product, Reference, ReferenceKind, Supplier,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{event_payload, grouped, into_object, load_many, payload_error, replace_rows, Folded};
+use super::{event_payload, grouped, load_many, payload_error, replace_rows, row_text, Folded};
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
 
@@ -70,16 +70,21 @@ async fn apply_kind<K: ReferenceKind>(
                 created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
                 updated_at: Some(event.recorded_at),
             };
-            let document = documents::reference(&folded.state, &stamp);
-            let state = serde_json::to_value(&folded.state).map_err(|e| payload_error(event, e))?;
-            let mut row = into_object(document.clone());
-            row.insert("tenant_id".into(), json!(tenant));
-            row.insert("state".into(), state);
-            row.insert("document".into(), document);
+            let document = documents::reference(&folded.state, &stamp).to_string();
+            let state =
+                serde_json::to_string(&folded.state).map_err(|e| payload_error(event, e))?;
+            let tenant = json!(tenant).to_string();
             replaced.push(id);
-            rows.push(Value::Object(row));
+            rows.push(row_text(
+                &document,
+                &[
+                    ("tenant_id", &tenant),
+                    ("state", &state),
+                    ("document", &document),
+                ],
+            ));
         }
-        replace_rows(conn, table, "id", tenant, &replaced, rows).await?;
+        replace_rows(conn, table, "id", tenant, &replaced, &rows).await?;
     }
     Ok(())
 }

@@ -3,14 +3,15 @@
 //!
 //! Each tenant is rebuilt in one transaction for all the chosen projections: lock their
 //! checkpoints (the projector waits), delete the tenant's rows of the projections' tables, read
-//! the tenant's events in large pages (each page once, for every projection) and apply each page
-//! as a batch (each aggregate folded in memory and written once, multi-row statements), move the
-//! checkpoints to the last position, commit. Tenants are independent: `oms replay` rebuilds
-//! several side by side. Readers
-//! keep seeing the previous rows until the commit and the new ones after it (MVCC makes the
-//! swap atomic), an interrupted replay rolls back and leaves the live rows as they were, and the
-//! projector continues from the rebuilt checkpoint.
+//! the tenant's events in large pages (each page once, for every projection) and feed them to a
+//! [`Rebuild`] (each order folded once, in memory across pages, for orders and history alike;
+//! history rows written page by page; each order's rows written once), move the checkpoints to
+//! the last position, commit. Tenants are independent: `oms replay` rebuilds several side by
+//! side. Readers keep seeing the previous rows until the commit and the new ones after it (MVCC
+//! makes the swap atomic), an interrupted replay rolls back and leaves the live rows as they
+//! were, and the projector continues from the rebuilt checkpoint.
 
+use oms_projections::apply::{Rebuild, CAPACITY};
 use oms_projections::Projection;
 use uuid::Uuid;
 
@@ -54,10 +55,11 @@ pub async fn rebuild(
 /// once for all of them; `progress` is told how many events were applied (per projection)
 /// after each page.
 ///
-/// Each page goes to [`Projection::apply_batch`]: an aggregate's events of the page are folded
-/// in memory and its rows written once, in multi-row statements. The checkpoints are locked
-/// first (in the projections' fixed order, as no other writer locks several), so the projector
-/// waits for the commit and then continues from the rebuilt positions.
+/// The checkpoints are locked first (in the projections' fixed order, as no other writer locks
+/// several) and the tenant's rows deleted; the pages go to a [`Rebuild`], which folds each
+/// order in memory across pages and writes its rows once; then the checkpoints move and the
+/// transaction commits. The projector waits for the commit and continues from the rebuilt
+/// positions; readers see the old rows until the commit and the new ones after it.
 pub async fn rebuild_tenant(
     store: &EventStore,
     projections: &[Projection],
@@ -65,14 +67,37 @@ pub async fn rebuild_tenant(
     batch: i64,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Vec<Rebuilt>, ProjectorError> {
+    rebuild_tenant_holding(store, projections, tenant, batch, CAPACITY, progress).await
+}
+
+/// [`rebuild_tenant`] holding at most `capacity` orders of a kind in memory (see
+/// [`Rebuild::with_capacity`]): the rows are the same whatever it is.
+pub async fn rebuild_tenant_holding(
+    store: &EventStore,
+    projections: &[Projection],
+    tenant: Uuid,
+    batch: i64,
+    capacity: usize,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Vec<Rebuilt>, ProjectorError> {
     let mut projections = projections.to_vec();
     projections.sort();
     projections.dedup();
     let mut tx = store.pool().begin().await?;
+    // The rebuilt rows' large values (documents, states, changes) are compressed with lz4
+    // where the server has it: several times cheaper than the default pglz, and invisible to
+    // readers (a value reads the same however it is compressed).
+    sqlx::query(
+        "select set_config('default_toast_compression', 'lz4', true) from pg_settings \
+          where name = 'default_toast_compression' and 'lz4' = any(enumvals)",
+    )
+    .execute(&mut *tx)
+    .await?;
     for projection in &projections {
         checkpoints::lock(&mut tx, *projection, tenant).await?;
         checkpoints::clear(&mut tx, *projection, tenant).await?;
     }
+    let mut rebuild = Rebuild::with_capacity(tenant, &projections, capacity);
     let mut position = 0;
     let mut applied = 0;
     loop {
@@ -83,14 +108,13 @@ pub async fn rebuild_tenant(
         };
         let records: Vec<_> = events.iter().map(|event| record(store, event)).collect();
         drop(events);
-        for projection in &projections {
-            projection.apply_batch(&mut tx, &records).await?;
-        }
+        rebuild.apply(&mut tx, &records).await?;
         let count = u64::try_from(records.len()).unwrap_or_default();
         applied += count;
         position = last;
         progress(count * u64::try_from(projections.len()).unwrap_or_default());
     }
+    rebuild.finish(&mut tx).await?;
     for projection in &projections {
         checkpoints::advance(&mut tx, *projection, tenant, position).await?;
     }
