@@ -334,6 +334,7 @@ fn po_command(op: &Op, order: &PurchaseOrder) -> po::PurchaseOrderCommand {
                     line_id: id(LINES[line]),
                     weight: weight(w),
                     quantity: Some(Quantity::new(2)),
+                    lots: Vec::new(),
                 })
                 .collect(),
         },
@@ -627,6 +628,7 @@ fn so_command(op: &Op, order: &SalesOrder) -> so::SalesOrderCommand {
                     line_id: id(LINES[line]),
                     weight: weight(w),
                     quantity: None,
+                    lots: Vec::new(),
                 })
                 .collect(),
         },

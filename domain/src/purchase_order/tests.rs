@@ -80,6 +80,7 @@ fn receipt(id: u128, complete: bool, lines: &[(Uuid, &str)]) -> PurchaseOrderCom
                 line_id,
                 weight: weight(w),
                 quantity: None,
+                lots: Vec::new(),
             })
             .collect(),
     }
@@ -756,6 +757,7 @@ async fn a_partial_receipt_moves_approved_to_partially_received() {
                 line_id: LINE_1,
                 weight: weight("20000"),
                 quantity: None,
+                lots: Vec::new(),
                 received_weight_total: weight("20000"),
                 received_quantity_total: None,
                 received_amount: money("43150.00"),
@@ -779,11 +781,13 @@ async fn received_weight_accumulates_and_the_amount_is_rounded_on_the_total() {
                 line_id: LINE_1,
                 weight: weight("19990.5"),
                 quantity: Some(Quantity::new(3)),
+                lots: Vec::new(),
             },
             ReceiptLineInput {
                 line_id: LINE_2,
                 weight: weight("100"),
                 quantity: None,
+                lots: Vec::new(),
             },
         ],
     });
@@ -939,16 +943,17 @@ async fn payment_requires_approved_or_later() {
 }
 
 #[tokio::test]
-async fn a_short_receipt_after_prepayment_leaves_a_credit_and_blocks_close() {
+async fn a_short_receipt_after_prepayment_leaves_it_overpaid_and_blocks_close() {
     let mut commands = commands_to(S::Approved);
     commands.push(payment(1, "99633.67", TODAY));
     commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
     let (order, events) = run(commands).await;
     assert!(matches!(
         events.last().unwrap(),
-        PurchaseOrderEvent::ReceiptRecorded { outstanding, payment_status: PaymentStatus::Paid, .. }
+        PurchaseOrderEvent::ReceiptRecorded { outstanding, payment_status: PaymentStatus::Overpaid, .. }
             if *outstanding == money("-21.57")
     ));
+    assert_eq!(order.payment_status(), PaymentStatus::Overpaid);
     assert_eq!(order.outstanding(), money("-21.57"));
     TestFramework::<PurchaseOrder>::with(services())
         .given(events)
@@ -1091,6 +1096,7 @@ async fn payment_is_due_from_the_last_receipt_else_the_delivery_else_the_order_d
             line_id: LINE_2,
             weight: weight("100"),
             quantity: None,
+            lots: Vec::new(),
         }],
     });
     let (received, _) = run(commands).await;

@@ -71,6 +71,7 @@ fn ship(lines: &[(Uuid, &str)]) -> SalesOrderCommand {
                 line_id,
                 weight: weight(w),
                 quantity: None,
+                lots: Vec::new(),
             })
             .collect(),
     }
@@ -540,6 +541,7 @@ async fn ship_records_shipped_weights_and_makes_the_shipped_total_due() {
                 line_id: LINE_1,
                 weight: weight("39990"),
                 quantity: None,
+                lots: Vec::new(),
                 shipped_amount: money("91977.00"),
             }],
             shipped_total: money("91977.00"),

@@ -214,6 +214,7 @@ fn number_series_name_their_counters_and_scopes() {
         NumberSeries::PURCHASE_ORDER,
         NumberSeries::SALES_ORDER,
         NumberSeries::INVOICE,
+        NumberSeries::CREDIT_NOTE,
     ];
     assert_eq!(
         all.map(|s| (s.series, s.scope, s.prefix)),
@@ -221,7 +222,16 @@ fn number_series_name_their_counters_and_scopes() {
             ("purchase_order", "purchase_order_number", "PO"),
             ("sales_order", "sales_order_number", "SO"),
             ("invoice", "invoice_number", "INV"),
+            ("credit_note", "credit_note_number", "CN"),
         ]
+    );
+    assert_eq!(
+        CreditNoteNumber::assigned(NumberSeries::CREDIT_NOTE.prefix, 4).as_str(),
+        "CN-000004"
+    );
+    assert_eq!(
+        crate::scope_field(NumberSeries::CREDIT_NOTE.scope),
+        "credit_note_number"
     );
     assert_eq!(
         crate::purchase_order::PURCHASE_ORDER_NUMBER_SCOPE,
@@ -383,10 +393,26 @@ fn credit_terms_due_dates_stop_at_the_ends_of_the_calendar() {
 #[test]
 fn payment_status_follows_paid_against_due() {
     let m = |s| Money::parse(s).unwrap();
-    assert_eq!(PaymentStatus::of(m("0"), m("10")), PaymentStatus::Unpaid);
-    assert_eq!(PaymentStatus::of(m("5"), m("10")), PaymentStatus::Partial);
-    assert_eq!(PaymentStatus::of(m("10"), m("10")), PaymentStatus::Paid);
-    assert_eq!(PaymentStatus::of(m("12"), m("10")), PaymentStatus::Paid);
+    let zero = m("0");
+    assert_eq!(
+        PaymentStatus::of(zero, zero, m("10")),
+        PaymentStatus::Unpaid
+    );
+    assert_eq!(PaymentStatus::of(zero, zero, zero), PaymentStatus::Unpaid);
+    assert_eq!(
+        PaymentStatus::of(zero, m("3"), m("7")),
+        PaymentStatus::Unpaid
+    );
+    assert_eq!(
+        PaymentStatus::of(m("5"), zero, m("5")),
+        PaymentStatus::Partial
+    );
+    assert_eq!(PaymentStatus::of(m("10"), zero, zero), PaymentStatus::Paid);
+    assert_eq!(PaymentStatus::of(zero, m("10"), zero), PaymentStatus::Paid);
+    assert_eq!(
+        PaymentStatus::of(m("12"), zero, m("-2")),
+        PaymentStatus::Overpaid
+    );
 }
 
 #[test]

@@ -303,6 +303,7 @@ pub async fn record_receipt(
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
+                    lots: Vec::new(),
                 })
                 .collect(),
         },

@@ -309,6 +309,7 @@ pub async fn ship(
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
+                    lots: Vec::new(),
                 })
                 .collect(),
         },
