@@ -1213,6 +1213,7 @@ impl SalesOrder {
         check_dates(&mut checks, [("shipped_on", Some(shipped_on))]);
         let repeated = repeated_positions(inputs.iter().map(|l| l.line_id));
         let mut shipped = Vec::new();
+        let mut received = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
             if repeated.contains(&i) {
                 checks.add(format!("lines[{i}].line_id"), "repeats an earlier line");
@@ -1222,7 +1223,8 @@ impl SalesOrder {
                 checks.add(format!("lines[{i}].line_id"), "no such line on this order");
                 continue;
             };
-            let lots = shipped_lots(&mut checks, services, &format!("lines[{i}]."), &input).await?;
+            let prefix = format!("lines[{i}].");
+            let lots = shipped_lots(&mut checks, services, &prefix, &input, &mut received).await?;
             shipped.push(ShippedLine {
                 shipped_amount: Money::line_amount(&input.weight, &line.line.price_per_unit),
                 line_id: input.line_id,
@@ -1232,7 +1234,7 @@ impl SalesOrder {
             });
         }
         checks.finish()?;
-        check_lot_weights(&shipped, services).await?;
+        check_lot_weights(&shipped, &received)?;
         let shipped_total: Money = shipped.iter().map(|l| l.shipped_amount).sum();
         Ok(SalesOrderEvent::Shipped {
             shipped_on,
@@ -1247,12 +1249,14 @@ impl SalesOrder {
 
 /// The lots of a shipment line: at most [`MAX_LOTS_PER_LINE`], each named once, each a lot
 /// received in the tenant, weights summing to the line's weight. Errors go to `checks`
-/// (reported under `{prefix}lots`); a failed lookup is `Unavailable`.
+/// (reported under `{prefix}lots`); a failed lookup is `Unavailable`. Each lot found is
+/// added to `received` with its received weight, for [`check_lot_weights`].
 async fn shipped_lots(
     checks: &mut Checks,
     services: &DomainServices,
     prefix: &str,
     input: &ShipLineInput,
+    received: &mut Vec<(Uuid, LotNumber, Weight)>,
 ) -> Result<Vec<ShippedLot>, DomainError> {
     if input.lots.is_empty() {
         return Ok(Vec::new());
@@ -1283,13 +1287,16 @@ async fn shipped_lots(
         }
         match services.lookups().lot(lot.lot_id).await? {
             None => checks.add(field, "no such lot"),
-            Some(found) => lots.push(ShippedLot {
-                lot_id: lot.lot_id,
-                weight: lot.weight,
-                lot_number: found.lot_number,
-                purchase_order_id: found.purchase_order_id,
-                supplier_id: found.supplier_id,
-            }),
+            Some(found) => {
+                received.push((lot.lot_id, found.lot_number.clone(), found.received_weight));
+                lots.push(ShippedLot {
+                    lot_id: lot.lot_id,
+                    weight: lot.weight,
+                    lot_number: found.lot_number,
+                    purchase_order_id: found.purchase_order_id,
+                    supplier_id: found.supplier_id,
+                });
+            }
         }
     }
     Ok(lots)
@@ -1298,9 +1305,9 @@ async fn shipped_lots(
 /// Refuses a shipment that ships more of a lot (over all its lines) than was received of it.
 /// What other shipments already took of the lot is the store's to check, in the append
 /// transaction, where concurrent shipments are serialised.
-async fn check_lot_weights(
+fn check_lot_weights(
     shipped: &[ShippedLine],
-    services: &DomainServices,
+    received: &[(Uuid, LotNumber, Weight)],
 ) -> Result<(), DomainError> {
     let mut per_lot: Vec<(Uuid, rust_decimal::Decimal)> = Vec::new();
     for lot in shipped.iter().flat_map(|line| &line.lots) {
@@ -1310,17 +1317,16 @@ async fn check_lot_weights(
         }
     }
     for (lot_id, weight) in per_lot {
-        let Some(found) = services.lookups().lot(lot_id).await? else {
+        let Some((_, number, received)) = received.iter().find(|(id, _, _)| *id == lot_id) else {
             continue;
         };
-        if weight > found.received_weight.value() {
+        if weight > received.value() {
             return Err(DomainError::NotAllowedBecause {
                 action: "ship",
                 reason: format!(
-                    "lot {} ({lot_id}) shipped {} but only {} was received",
-                    found.lot_number.as_str(),
+                    "lot {} ({lot_id}) shipped {} but only {received} was received",
+                    number.as_str(),
                     weight.normalize(),
-                    found.received_weight
                 ),
             });
         }

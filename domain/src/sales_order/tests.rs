@@ -1283,7 +1283,10 @@ async fn a_stored_sales_order_from_before_claims_still_reads() {
 
 // --- lots -------------------------------------------------------------------------------
 
-fn ship_lots(lines: Vec<(Uuid, &str, Vec<(Uuid, &str)>)>) -> SalesOrderCommand {
+/// A shipment line: the line, its weight, and its lots with their weights.
+type LotLine<'a> = (Uuid, &'a str, Vec<(Uuid, &'a str)>);
+
+fn ship_lots(lines: Vec<LotLine>) -> SalesOrderCommand {
     SalesOrderCommand::Ship {
         shipped_on: date("2024-06-12"),
         carrier_id: Some(CARRIER),
