@@ -356,6 +356,10 @@ async fn every_other_command_on_a_missing_order_is_not_found() {
             text: NoteText::parse("hello").unwrap(),
         },
         PurchaseOrderCommand::Close,
+        raise(9, &[(LINE_1, "1.00")]),
+        accept(9, None),
+        reject_claim(9),
+        refund(1, "1.00", TODAY),
     ];
     for command in commands {
         TestFramework::<PurchaseOrder>::with(services())

@@ -285,6 +285,10 @@ async fn every_other_command_on_a_missing_order_is_not_found() {
         SalesOrderCommand::Cancel {
             reason: reason("x"),
         },
+        raise(9, &[(LINE_1, "1.00")]),
+        accept(9, None, 1),
+        reject_claim(9),
+        refund(1, "1.00", TODAY),
     ];
     for command in commands {
         TestFramework::<SalesOrder>::with(services())

@@ -426,3 +426,40 @@ fn quantity_is_a_whole_number() {
     assert!(serde_json::from_value::<Quantity>(json!(-1)).is_err());
     assert!(serde_json::from_value::<Quantity>(json!(1.5)).is_err());
 }
+
+#[test]
+fn the_scopes_of_claims_credit_notes_and_lots_are_store_scopes_named_by_their_field() {
+    use crate::purchase_order::{LOT_ID_SCOPE, LOT_NUMBER_SCOPE, PASSED_ON_SALES_CLAIM_SCOPE};
+    use crate::sales_order::{CREDIT_NOTE_NUMBER_SCOPE, SALES_CLAIM_SCOPE};
+    for (scope, field) in [
+        (CREDIT_NOTE_NUMBER_SCOPE, "credit_note_number"),
+        (LOT_NUMBER_SCOPE, "lot_number"),
+        (LOT_ID_SCOPE, "lot_id"),
+        (SALES_CLAIM_SCOPE, "claim_id"),
+        (PASSED_ON_SALES_CLAIM_SCOPE, "source_sales_claim_id"),
+    ] {
+        assert!(crate::UNIQUE_SCOPES.contains(&scope), "{scope}");
+        assert_eq!(crate::scope_field(scope), field);
+    }
+    let mut scopes = crate::UNIQUE_SCOPES.to_vec();
+    scopes.sort_unstable();
+    scopes.dedup();
+    assert_eq!(
+        scopes.len(),
+        crate::UNIQUE_SCOPES.len(),
+        "scopes are distinct"
+    );
+}
+
+#[test]
+fn lot_and_credit_note_numbers_are_single_words() {
+    assert_eq!(LotNumber::parse(" A123 ").unwrap().as_str(), "A123");
+    assert!(LotNumber::parse("A 123").is_err());
+    assert!(LotNumber::parse("").is_err());
+    assert!(LotNumber::parse(&"x".repeat(51)).is_err());
+    assert!(CreditNoteNumber::parse("CN 1").is_err());
+    assert_eq!(
+        CreditNoteNumber::parse("ACME-CM-77").unwrap().as_str(),
+        "ACME-CM-77"
+    );
+}
