@@ -88,6 +88,9 @@ pub struct Config {
     /// How old an event may be before a valid anchor must cover it
     /// (`OMS_ANCHOR_MAX_AGE_SECS`).
     pub anchor_max_age: Duration,
+    /// Whether commands decided at the same moment share one transaction (`OMS_GROUP_COMMIT`,
+    /// default on; off runs each command in a transaction of its own, for comparison).
+    pub group_commit: bool,
 }
 
 impl Config {
@@ -108,6 +111,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             metrics_token: None,
+            group_commit: true,
             jwt_issuer: None,
             jwt_audience: None,
             anchor_keys: Vec::new(),

@@ -114,8 +114,11 @@ impl AppState {
         nats: Option<async_nats::Client>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let commands = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock))
+            .with_group_commit(config.group_commit);
+        metrics.register_group_commit(commands.group_commit_counters());
         Self {
-            commands: Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock)),
+            commands,
             pool,
             keys: TokenKeys::new(config.jwt_secret.expose())
                 .with_max_lifetime(config.jwt_max_lifetime)

@@ -72,6 +72,11 @@ impl Metrics {
         metrics
     }
 
+    /// Adds the command pipeline's group-commit counters.
+    pub fn register_group_commit(&self, counters: &oms_store::group_commit::GroupCommitCounters) {
+        counters.register(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
     /// Counts a response.
     pub fn response(&self, status: u16) {
         self.responses.get_or_create(&StatusLabel { status }).inc();

@@ -187,7 +187,7 @@ where
     let ctx = headers.context(user, raw);
     let outcome = state
         .commands
-        .execute::<A, _, _>(&ctx, id, number, make, |loaded, position| {
+        .execute::<A, _, _>(&ctx, id, number, make, move |loaded, position| {
             let mut body = A::document(loaded);
             with_position(&mut body, position);
             let mut headers = vec![("etag".to_string(), format!("\"{}\"", loaded.version))];

@@ -89,7 +89,7 @@ where
             id,
             None,
             |_| ReferenceCommand::Register(body.value.clone()),
-            |loaded, position| reply(loaded, position, StatusCode::CREATED, &plural),
+            move |loaded, position| reply(loaded, position, StatusCode::CREATED, &plural),
         )
         .await?;
     Ok(executed(outcome))
@@ -116,7 +116,7 @@ where
             id,
             None,
             |_| ReferenceCommand::Update(body.value.clone()),
-            |loaded, position| reply(loaded, position, StatusCode::OK, &plural),
+            move |loaded, position| reply(loaded, position, StatusCode::OK, &plural),
         )
         .await?;
     Ok(executed(outcome))

@@ -125,6 +125,24 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
     )
     .await?;
     record_mix(&mut summary, "write_http", &write);
+    // How many commands shared a transaction (group commit), over the whole run.
+    let batches = serve.metric(&http, "oms_group_commit_batches_total").await;
+    let grouped = serve.metric(&http, "oms_group_commit_commands_total").await;
+    let alone = serve.metric(&http, "oms_group_commit_alone_total").await;
+    if let (Some(batches), Some(grouped)) = (batches, grouped) {
+        let mean = if batches > 0.0 {
+            grouped / batches
+        } else {
+            0.0
+        };
+        println!("  group commit: {grouped} commands in {batches} transactions (mean {mean:.2}), {} sent back to run alone", alone.unwrap_or(0.0));
+        summary["write_http"]["group_commit"] = json!({
+            "transactions": batches,
+            "commands": grouped,
+            "mean_batch": round(mean, 2),
+            "alone": alone,
+        });
+    }
 
     let mut growth = vec![
         json!({"tenants": options.tenants, "cmd_per_s": round(write.per_second(), 1), "p99_ms": write.overall().p99}),

@@ -187,6 +187,10 @@ pub struct Serve {
     log: tempfile::NamedTempFile,
 }
 
+/// The token the bench's services serve `/metrics` under on their API listener (a throw-away
+/// service on loopback; long enough for the service's minimum).
+const METRICS_TOKEN: &str = "bench-metrics-token-of-a-throw-away-service";
+
 impl Serve {
     /// Starts `oms serve --role <role>` with no rate limits (the load comes from one address
     /// and few tenants on purpose) and no operator listener, and waits for `/ready`.
@@ -201,6 +205,7 @@ impl Serve {
             .env("OMS_RATE_LIMIT", "0")
             .env("OMS_IP_RATE_LIMIT", "0")
             .env("OMS_METRICS_BIND", "")
+            .env("OMS_METRICS_TOKEN", METRICS_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.reopen()?)
             .stderr(log.reopen()?)
@@ -227,6 +232,25 @@ impl Serve {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The value of a counter or gauge without labels on its `/metrics` (None: not there).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
+        let text = http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse().ok())?
+            })
     }
 
     /// The process id.

@@ -301,7 +301,7 @@ pub async fn commit(
 /// inserts the same key in a transaction of its own and rolls it back: the primary key makes
 /// that insert wait for the other transaction to end, then either succeed (nothing was
 /// committed) or meet the committed record.
-async fn resolve(pool: &PgPool, tenant: Uuid, key: &IdempotencyKey) -> Option<bool> {
+pub(crate) async fn resolve(pool: &PgPool, tenant: Uuid, key: &IdempotencyKey) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
     let mut pause = std::time::Duration::from_millis(100);
     loop {

@@ -29,6 +29,7 @@ pub mod aggregates;
 pub mod audit;
 mod event;
 mod event_store;
+pub mod group_commit;
 pub mod hash;
 pub mod idempotency;
 mod lookups;

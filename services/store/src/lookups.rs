@@ -1,9 +1,11 @@
-//! The domain's [`Lookups`] answered from the event store, inside the command's transaction.
+//! The domain's [`Lookups`] answered from the event store.
 //!
-//! A command holds exactly one connection from start to commit: its reference checks go
-//! through the same transaction as its append. (Lookups through the pool would need a second
-//! connection while the first waits on a tenant's number-series row: under load every
-//! connection could end up waiting for one more.)
+//! A command that runs in a transaction of its own holds exactly one connection from start to
+//! commit: its reference checks go through the same transaction as its append. (Lookups
+//! through the pool would need a second connection while the first waits on a tenant's
+//! number-series row: under load every connection could end up waiting for one more.) A
+//! command decided before any transaction is open (group commit) holds no connection while it
+//! decides, and its lookups go through the pool.
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -37,8 +39,17 @@ type Answers = HashMap<(&'static str, Uuid), Option<ReferenceSummary>>;
 pub struct TxLookups {
     store: EventStore,
     tenant: Uuid,
-    tx: SharedTx,
+    conn: Conn,
     answers: std::sync::Mutex<Answers>,
+}
+
+/// Where the lookups read.
+enum Conn {
+    /// The command's own transaction (a command that holds a number-series row).
+    Tx(SharedTx),
+    /// The pool: a command decided outside any transaction, written by group commit, holds
+    /// nothing another connection could wait for.
+    Pool,
 }
 
 impl TxLookups {
@@ -47,7 +58,18 @@ impl TxLookups {
         Self {
             store,
             tenant,
-            tx,
+            conn: Conn::Tx(tx),
+            answers: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lookups for `tenant` through the store's pool, for a command decided before any
+    /// transaction is open.
+    pub fn over_pool(store: EventStore, tenant: Uuid) -> Self {
+        Self {
+            store,
+            tenant,
+            conn: Conn::Pool,
             answers: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -147,8 +169,7 @@ impl TxLookups {
         &self,
         wanted: &[(&'static str, Uuid)],
     ) -> Result<Vec<StoredEvent>, LookupError> {
-        let mut tx = self.tx.lock().await;
-        sqlx::query_as::<_, StoredEvent>(crate::event_store::select_events!(
+        let query = sqlx::query_as::<_, StoredEvent>(crate::event_store::select_events!(
             "join unnest($2::text[], $3::uuid[]) as wanted(aggregate_type, aggregate_id)
                using (aggregate_type, aggregate_id)
               where tenant_id = $1 and (aggregate_type <> $4 or sequence = 1)
@@ -157,9 +178,11 @@ impl TxLookups {
         .bind(self.tenant)
         .bind(wanted.iter().map(|(t, _)| *t).collect::<Vec<_>>())
         .bind(wanted.iter().map(|(_, id)| *id).collect::<Vec<_>>())
-        .bind(PURCHASE_ORDER_TYPE)
-        .fetch_all(&mut **tx)
-        .await
+        .bind(PURCHASE_ORDER_TYPE);
+        match &self.conn {
+            Conn::Tx(tx) => query.fetch_all(&mut **tx.lock().await).await,
+            Conn::Pool => query.fetch_all(self.store.pool()).await,
+        }
         .map_err(|err| LookupError(err.to_string()))
     }
 }
@@ -185,12 +208,23 @@ impl Lookups for TxLookups {
         if let Some(answer) = self.remembered(PURCHASE_ORDER_TYPE, id) {
             return Ok(answer.is_some());
         }
-        let mut tx = self.tx.lock().await;
-        let exists =
-            EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
+        let exists = match &self.conn {
+            Conn::Tx(tx) => {
+                let mut tx = tx.lock().await;
+                EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
+                    .await
+            }
+            Conn::Pool => {
+                EventStore::stream_exists_with(
+                    self.store.pool(),
+                    self.tenant,
+                    PURCHASE_ORDER_TYPE,
+                    id,
+                )
                 .await
-                .map_err(|err| LookupError(err.to_string()))?;
-        drop(tx);
+            }
+        }
+        .map_err(|err| LookupError(err.to_string()))?;
         self.remember(
             PURCHASE_ORDER_TYPE,
             id,

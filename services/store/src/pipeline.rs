@@ -22,16 +22,26 @@ use oms_domain::error::DomainError;
 use oms_domain::services::{Clock, DomainServices};
 use oms_domain::{NumberSeries, UniqueKeys};
 use serde_json::{json, Value};
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::idempotency::{self, Finished, IdempotencyKey, KeyError, KeyOrigin, Reply, Started};
+use crate::group_commit::{GroupCommit, GroupCommitCounters, Outcome, Submission};
+use crate::idempotency::{
+    self, Finished, IdempotencyKey, KeyError, KeyOrigin, Recorded, Reply, Started,
+};
 use crate::lookups::TxLookups;
 use crate::{AppendError, EventStore, FoldError, NewEvent, StoredEvent};
+
+/// The version and times of an aggregate after its newest stored event.
+fn stamp<A>(loaded: &mut Loaded<A>, last: &StoredEvent) {
+    loaded.version = last.sequence;
+    loaded.updated_at = Some(last.recorded_at);
+    loaded.created_at.get_or_insert(last.recorded_at);
+}
 
 /// How often a lost race is retried before the client gets a conflict.
 const MAX_ATTEMPTS: usize = 5;
@@ -209,6 +219,49 @@ impl From<AppendError> for CommandError {
     }
 }
 
+/// The rows a command's decided events become, their sequences following `version`; refused
+/// when one would be larger than the pipeline carries.
+fn new_events<A: OmsAggregate>(
+    ctx: &CommandContext,
+    id: Uuid,
+    version: i64,
+    decided: &[A::Event],
+) -> Result<Vec<NewEvent>, CommandError>
+where
+    A::Event: UniqueKeys,
+{
+    let metadata = ctx.metadata();
+    let new_events = decided
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| {
+            Ok(NewEvent {
+                aggregate_type: A::TYPE.to_string(),
+                aggregate_id: id,
+                sequence: version + 1 + i64::try_from(offset).unwrap_or(0),
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serde_json::to_value(event).map_err(|err| {
+                    sqlx::Error::Protocol(format!("an event does not serialise: {err}"))
+                })?,
+                metadata: metadata.clone(),
+                unique_keys: event.unique_key_changes(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if let Some(bytes) = new_events
+        .iter()
+        .map(|event| event.payload.to_string().len())
+        .find(|bytes| *bytes > MAX_EVENT_PAYLOAD_BYTES)
+    {
+        return Err(CommandError::EventTooLarge {
+            bytes,
+            limit: MAX_EVENT_PAYLOAD_BYTES,
+        });
+    }
+    Ok(new_events)
+}
+
 /// How many aggregates' decided states a process keeps (each a few kilobytes); past it, an
 /// arbitrary one makes room.
 const CACHED_AGGREGATES: usize = 10_000;
@@ -300,6 +353,11 @@ pub struct Commands {
     store: EventStore,
     clock: Arc<dyn Clock>,
     cache: Arc<DecidedCache>,
+    /// The group-commit writers, started on first use (they need the runtime); `None` inside
+    /// when group commit is off.
+    group: Arc<OnceLock<Option<GroupCommit>>>,
+    grouped: bool,
+    counters: GroupCommitCounters,
 }
 
 impl std::fmt::Debug for Commands {
@@ -330,7 +388,39 @@ impl Commands {
             store,
             clock,
             cache: Arc::new(DecidedCache::default()),
+            group: Arc::new(OnceLock::new()),
+            grouped: true,
+            counters: GroupCommitCounters::default(),
         }
+    }
+
+    /// The same pipeline with group commit on or off. Off, every command runs in a
+    /// transaction of its own (the path a command that takes a number always takes); on (the
+    /// default), commands decided at the same moment share one (see `group_commit.rs`).
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.grouped = on;
+        self.group = Arc::new(OnceLock::new());
+        self
+    }
+
+    /// Group commit's counters, for `/metrics`.
+    pub fn group_commit_counters(&self) -> &GroupCommitCounters {
+        &self.counters
+    }
+
+    fn group(&self) -> Option<&GroupCommit> {
+        self.group
+            .get_or_init(|| {
+                self.grouped.then(|| {
+                    let store = self.store.clone();
+                    GroupCommit::start(
+                        self.store.pool().clone(),
+                        Arc::new(move || store.notify_relay()),
+                        self.counters.clone(),
+                    )
+                })
+            })
+            .as_ref()
     }
 
     /// The store underneath.
@@ -398,11 +488,19 @@ impl Commands {
         A: OmsAggregate,
         A::Event: UniqueKeys,
         F: Fn(Option<String>) -> A::Command,
-        R: Fn(&Loaded<A>, i64) -> Reply,
+        R: Fn(&Loaded<A>, i64) -> Reply + Send + Sync + 'static,
     {
+        let render = Arc::new(render);
+        // A command that takes a number holds the series' row from the number to commit, and
+        // decides again with it: it runs in a transaction of its own.
+        if number.is_none() && self.group().is_some() {
+            if let Some(executed) = self.grouped::<A, _, _>(ctx, id, &make, &render).await? {
+                return Ok(executed);
+            }
+        }
         for _ in 0..MAX_ATTEMPTS {
             match self
-                .attempt::<A, _, _>(ctx, id, number, &make, &render)
+                .attempt::<A, _, _>(ctx, id, number, &make, &*render)
                 .await
             {
                 Err(CommandError::Conflict) if ctx.expected_version.is_none() => continue,
@@ -421,7 +519,7 @@ impl Commands {
     /// the state and the hash of its newest event.
     async fn load_in<A: OmsAggregate>(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         tenant: Uuid,
         id: Uuid,
     ) -> Result<(Loaded<A>, Vec<u8>), CommandError>
@@ -430,7 +528,7 @@ impl Commands {
     {
         if let Some((mut loaded, hash)) = self.cache.get::<A>(tenant, id) {
             let events =
-                EventStore::load_stream_from(&mut **tx, tenant, A::TYPE, id, loaded.version)
+                EventStore::load_stream_from(&mut *conn, tenant, A::TYPE, id, loaded.version)
                     .await?;
             let still_there = events
                 .first()
@@ -450,11 +548,115 @@ impl Commands {
             }
             self.cache.forget(tenant, A::TYPE, id);
         }
-        let events = EventStore::load_stream_with(&mut **tx, tenant, A::TYPE, id).await?;
+        let events = EventStore::load_stream_with(&mut *conn, tenant, A::TYPE, id).await?;
         let loaded: Loaded<A> = self.loaded(id, &events)?;
         let hash = events.last().map(|e| e.hash.clone()).unwrap_or_default();
         self.cache.put(tenant, &loaded, &hash);
         Ok((loaded, hash))
+    }
+
+    /// Runs a command through group commit: the idempotency lookup, the load and the decision
+    /// outside any transaction, then the events to the writers, which commit them with other
+    /// commands' (see `group_commit.rs`). `None`: the command must run alone, in a transaction
+    /// of its own — it decided no events, releases a unique key, or its batch could not write
+    /// it as decided (a conflict, a key held, a concurrent request with its key); nothing of
+    /// it was written.
+    async fn grouped<A, F, R>(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        make: &F,
+        render: &Arc<R>,
+    ) -> Result<Option<Executed>, CommandError>
+    where
+        A: OmsAggregate,
+        A::Event: UniqueKeys,
+        F: Fn(Option<String>) -> A::Command,
+        R: Fn(&Loaded<A>, i64) -> Reply + Send + Sync + 'static,
+    {
+        let Some(group) = self.group() else {
+            return Ok(None);
+        };
+        let key = ctx.idempotency.as_ref();
+        if let Some(key) = key {
+            match idempotency::lookup(self.store.pool(), ctx.tenant, key).await? {
+                Recorded::New => {}
+                Recorded::Replay(reply) => return Ok(Some(Executed::Replayed(reply))),
+                Recorded::Mismatch => {
+                    return Err(match key.origin {
+                        KeyOrigin::RequestId => CommandError::RequestIdReused,
+                        KeyOrigin::Client => CommandError::IdempotencyMismatch,
+                    })
+                }
+            }
+        }
+        let (mut loaded, _) = {
+            let mut conn = self.store.pool().acquire().await?;
+            self.load_in::<A>(&mut conn, ctx.tenant, id).await?
+        };
+        if let Some(expected) = ctx.expected_version {
+            if expected != loaded.version {
+                return Err(CommandError::VersionMismatch {
+                    current: loaded.version,
+                });
+            }
+        }
+        let services = DomainServices::new(
+            Arc::new(TxLookups::over_pool(self.store.clone(), ctx.tenant)),
+            self.clock.clone(),
+        );
+        let version = loaded.version;
+        let sink = EventSink::default();
+        loaded
+            .aggregate
+            .handle(make(None), &services, &sink)
+            .await?;
+        let decided = sink.collect().await;
+        let events = new_events::<A>(ctx, id, version, &decided)?;
+        let only_claims = events.iter().all(|event| {
+            event
+                .unique_keys
+                .iter()
+                .all(|change| matches!(change, oms_domain::UniqueKeyChange::Claim { .. }))
+        });
+        if events.is_empty() || !only_claims {
+            return Ok(None);
+        }
+
+        let after = loaded.clone();
+        let render = render.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let submission = Submission {
+            tenant: ctx.tenant,
+            events,
+            key: key.cloned(),
+            render: Box::new(move |stored: &[StoredEvent]| {
+                let mut loaded = after;
+                let last = stored.last().expect("a submission has events");
+                stamp(&mut loaded, last);
+                render(&loaded, last.position)
+            }),
+            done,
+        };
+        if !group.submit(submission) {
+            return Ok(None);
+        }
+        match outcome.await {
+            Ok(Outcome::Committed { reply, events }) => {
+                let last = events.last().expect("a committed command has events");
+                stamp(&mut loaded, last);
+                self.cache.put(ctx.tenant, &loaded, &last.hash);
+                Ok(Some(Executed::Fresh {
+                    reply,
+                    position: last.position,
+                }))
+            }
+            Ok(Outcome::Alone) | Err(_) => Ok(None),
+            Ok(Outcome::InDoubt) => {
+                self.cache.forget(ctx.tenant, A::TYPE, id);
+                Err(CommandError::InDoubt)
+            }
+        }
     }
 
     async fn attempt<A, F, R>(
@@ -546,35 +748,7 @@ impl Commands {
             .into_inner();
         let decided = decided?;
 
-        let metadata = ctx.metadata();
-        let new_events = decided
-            .iter()
-            .enumerate()
-            .map(|(offset, event)| {
-                Ok(NewEvent {
-                    aggregate_type: A::TYPE.to_string(),
-                    aggregate_id: id,
-                    sequence: loaded.version + 1 + i64::try_from(offset).unwrap_or(0),
-                    event_type: event.event_type(),
-                    event_version: event.event_version(),
-                    payload: serde_json::to_value(event).map_err(|err| {
-                        sqlx::Error::Protocol(format!("an event does not serialise: {err}"))
-                    })?,
-                    metadata: metadata.clone(),
-                    unique_keys: event.unique_key_changes(),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        if let Some(bytes) = new_events
-            .iter()
-            .map(|event| event.payload.to_string().len())
-            .find(|bytes| *bytes > MAX_EVENT_PAYLOAD_BYTES)
-        {
-            return Err(CommandError::EventTooLarge {
-                bytes,
-                limit: MAX_EVENT_PAYLOAD_BYTES,
-            });
-        }
+        let new_events = new_events::<A>(ctx, id, loaded.version, &decided)?;
         // Unique keys and the head row (one statement), then the events and the response's
         // record (one statement), then commit.
         let reserved = self.store.reserve(&mut tx, ctx.tenant, new_events).await?;

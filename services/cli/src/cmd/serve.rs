@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// setting.
     #[arg(long, env = "OMS_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
     statement_timeout_secs: u64,
+    /// Whether commands decided at the same moment share one transaction (group commit);
+    /// `false` runs each in a transaction of its own.
+    #[arg(long, env = "OMS_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    group_commit: bool,
     /// Where the API listens; a relay or projector process serves its health, readiness and
     /// metrics there.
     #[arg(long, env = "OMS_BIND", default_value = "127.0.0.1:8080")]
@@ -211,6 +215,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     config.db_role = Some(args.db_role.clone()).filter(|role| !role.is_empty());
     config.statement_timeout = Duration::from_secs(args.statement_timeout_secs);
+    config.group_commit = args.group_commit;
 
     // Migrations run with the login's own role (the owner), not the service's.
     let migrations = crate::connect::migration_pool(

@@ -61,3 +61,121 @@ async fn parallel_creates_get_distinct_gapless_order_numbers() {
     let expected: Vec<String> = (1..=20).map(|n| format!("PO-{n:06}")).collect();
     assert_eq!(numbers, expected);
 }
+
+/// The value of an unlabelled counter on the operator listener's `/metrics`.
+async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not on /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn commands_of_several_tenants_committed_together_keep_every_promise_and_a_refused_one_fails_alone(
+) {
+    // Arrange: four tenants, and every tenant's head row held by another transaction, so that
+    // the commands sent meanwhile queue up and are written in shared transactions once it
+    // lets go.
+    let app = spawn_app().await;
+    let mut tenants = vec![app.tenant];
+    for n in 0..3 {
+        let slug = format!("group-{n}-{}", uuid::Uuid::new_v4().simple());
+        tenants.push(
+            oms_store::tenants::create(&app.pool, "Group Meats", &slug)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from tenant_heads where tenant_id = any($1) for update")
+        .bind(&tenants)
+        .fetch_all(&mut *hold)
+        .await
+        .unwrap();
+
+    // Act: eight supplier registrations per tenant at once; in the first tenant four of them
+    // ask for the same code, which only one may get.
+    let mut tasks = Vec::new();
+    for (t, tenant) in tenants.iter().enumerate() {
+        let token = app.token_for(*tenant, &[oms_api::auth::Role::Admin]);
+        for n in 0..8 {
+            let code = if t == 0 && n < 4 {
+                "DUP".to_string()
+            } else {
+                format!("S{t}-{n}")
+            };
+            let request = app
+                .request(Method::POST, "/api/v1/suppliers", &token)
+                .json(&json!({"name": format!("Supplier {t}-{n}"), "code": code}));
+            tasks.push(tokio::spawn(async move {
+                (t, n, request.send().await.unwrap().status())
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    hold.rollback().await.unwrap();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+
+    // Assert: exactly one of the four same-code registrations won, and every other command
+    // of every tenant committed — a neighbour's refusal failed none of them.
+    let won = statuses
+        .iter()
+        .filter(|(t, n, s)| *t == 0 && *n < 4 && *s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|(t, n, s)| *t == 0 && *n < 4 && *s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, refused), (1, 3), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .filter(|(t, n, _)| !(*t == 0 && *n < 4))
+            .all(|(_, _, s)| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    // Commands did share transactions, and the refused ones were sent back to run alone.
+    let batches = counter(&app, "oms_group_commit_batches_total").await;
+    let grouped = counter(&app, "oms_group_commit_commands_total").await;
+    let alone = counter(&app, "oms_group_commit_alone_total").await;
+    assert!(
+        grouped > batches,
+        "{grouped} commands in {batches} batches, {alone} alone"
+    );
+    assert!(alone >= 3.0, "{alone} commands ran alone");
+    // Every tenant's positions are 1..=n without a gap, and its chain verifies.
+    let store = oms_store::EventStore::new(app.pool.clone());
+    for (t, tenant) in tenants.iter().enumerate() {
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "select position from events where tenant_id = $1 order by position",
+        )
+        .bind(tenant)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        let expected = if t == 0 { 5 } else { 8 };
+        assert_eq!(
+            positions,
+            (1..=expected).collect::<Vec<i64>>(),
+            "tenant {t}"
+        );
+        let report = store.verify_chain(*tenant).await.unwrap();
+        assert!(report.ok, "tenant {t}: {report:?}");
+        assert_eq!(report.head_position, expected);
+    }
+}

@@ -1,0 +1,561 @@
+//! Group commit: commands decided at the same moment share one transaction.
+//!
+//! A command's own transaction costs Postgres a `BEGIN`, its statements, a `COMMIT` and a WAL
+//! flush, and costs the service a round trip for each. Under load many commands are ready to
+//! be written at once, mostly of different tenants (20 tenants, 16 clients: a tenant rarely has
+//! two in flight), so per-tenant batching would find nothing to share. Here any commands share
+//! a transaction:
+//!
+//! ```text
+//! command (its own task, no transaction)        writer (a few tasks, one transaction each)
+//!   idempotency lookup, load, If-Match, decide
+//!   submit ───────────────────────────────────▶  take what is waiting (up to MAX_BATCH)
+//!                                                begin
+//!                                                  claim every unique key      one statement
+//!                                                  lock the tenants' heads     in tenant-id order
+//!                                                  positions, hashes, replies  in memory
+//!                                                  events + records + heads    one statement
+//!                                                commit
+//!   answer  ◀──────────────────────────────────  after the commit, never before
+//! ```
+//!
+//! Nothing the write side promises is weakened. Positions are gapless and in commit order per
+//! tenant (the head rows are locked until commit, and each command's positions follow the
+//! previous one's in the batch); the chain runs through the batch; unique keys, idempotency
+//! records and the aggregate's (tenant, aggregate, sequence) primary key are claimed in the
+//! transaction as before. One command's refusal must not fail its neighbours, so the batch
+//! never decides anything. A second command on an aggregate already in the batch (decided on
+//! the state before the first one's events), or with an idempotency key or a unique key an
+//! earlier command of the batch has, waits for the batch and then runs alone, in a transaction
+//! of its own. A unique key another aggregate already holds sets its command aside the same
+//! way (the claims roll back to a savepoint and the others claim again). Anything else the
+//! batch cannot write exactly as decided — a sequence another writer took, a record a
+//! concurrent request with the same key wrote first, a deadlock, a failed statement — rolls
+//! the batch back and sends each of its commands to run alone, where a refusal is found and
+//! answered exactly as before. Those are conflicts, and rare; the common batch commits whole.
+//! A command whose caller is gone (its request timed out) before the batch has its heads is
+//! dropped, as it would be alone.
+//!
+//! Heads are locked in tenant-id order, so two batches never wait for each other in a cycle;
+//! a single-command transaction takes one head only. A connection lost at `COMMIT` is resolved
+//! through one of the batch's idempotency records (every command through the API has one): the
+//! batch committed or not as a whole.
+
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+use crate::idempotency::{self, IdempotencyKey, Reply};
+use crate::{hash, NewEvent, StoredEvent};
+use oms_domain::UniqueKeyChange;
+use prometheus_client::metrics::counter::Counter;
+
+/// The most commands one transaction carries.
+const MAX_BATCH: usize = 64;
+
+/// How many batches may be open at once. One batch waits for its WAL flush while the next is
+/// being written; more only contend for the same head rows.
+const WRITERS: usize = 2;
+
+/// How a submitted command's response is made, once its events' positions, time and hashes are
+/// known: given its events as stored (the last one's position is the tenant's after it).
+pub(crate) type Render = Box<dyn FnOnce(&[StoredEvent]) -> Reply + Send + Sync>;
+
+/// A command decided outside any transaction, ready to be written.
+pub(crate) struct Submission {
+    /// The tenant.
+    pub tenant: Uuid,
+    /// Its events, their sequences following the state it was decided on; at least one, and
+    /// unique-key changes that are claims only.
+    pub events: Vec<NewEvent>,
+    /// Where its response is recorded.
+    pub key: Option<IdempotencyKey>,
+    /// Makes its response.
+    pub render: Render,
+    /// Where the outcome goes.
+    pub done: oneshot::Sender<Outcome>,
+}
+
+/// What happened to a submitted command.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Committed with its batch.
+    Committed {
+        /// Its response (recorded under its key).
+        reply: Reply,
+        /// Its events as stored.
+        events: Vec<StoredEvent>,
+    },
+    /// The batch could not write it as decided (see the module's documentation), or the
+    /// batch's transaction failed and rolled back: nothing of it was written; run it alone.
+    Alone,
+    /// The connection was lost at `COMMIT` and whether the batch committed could not be found
+    /// out.
+    InDoubt,
+}
+
+/// What group commit has done, for `/metrics`: the batches' sizes are commands ÷ batches,
+/// and how often a command was sent back to run alone.
+#[derive(Debug, Clone, Default)]
+pub struct GroupCommitCounters {
+    /// Batches committed.
+    pub batches: Counter,
+    /// Commands committed in a batch.
+    pub commands: Counter,
+    /// Commands a batch sent back to run alone (a conflict, a key held, a rolled-back batch).
+    pub alone: Counter,
+}
+
+impl GroupCommitCounters {
+    /// Registers the counters (`oms_group_commit_*`).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "oms_group_commit_batches",
+            "Transactions group commit committed",
+            self.batches.clone(),
+        );
+        registry.register(
+            "oms_group_commit_commands",
+            "Commands committed by group commit (divided by the batches: the mean batch size)",
+            self.commands.clone(),
+        );
+        registry.register(
+            "oms_group_commit_alone",
+            "Commands group commit sent back to run in a transaction of their own",
+            self.alone.clone(),
+        );
+    }
+}
+
+/// The writers' queue.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::UnboundedSender<Submission>,
+}
+
+impl GroupCommit {
+    /// Starts the writers on `pool`; `committed` is called after each commit (to wake the
+    /// relay).
+    pub fn start(
+        pool: PgPool,
+        committed: Arc<dyn Fn() + Send + Sync>,
+        counters: GroupCommitCounters,
+    ) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..WRITERS {
+            let waiting = waiting.clone();
+            let pool = pool.clone();
+            let committed = committed.clone();
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut waiting = waiting.lock().await;
+                        let Some(first) = waiting.recv().await else {
+                            return;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match waiting.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    write(&pool, batch, committed.as_ref(), &counters).await;
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Queues a command; false when the writers are gone (the runtime is shutting down).
+    pub fn submit(&self, submission: Submission) -> bool {
+        self.queue.send(submission).is_ok()
+    }
+}
+
+/// Why a batch was not committed.
+enum Refused {
+    /// Something could not be written as decided: every command runs alone.
+    Alone,
+    /// The connection was lost at `COMMIT`.
+    Unacknowledged,
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(err: sqlx::Error) -> Self {
+        tracing::debug!(error = %err, "a batch rolled back; its commands run alone");
+        Refused::Alone
+    }
+}
+
+/// Writes one batch and answers each of its commands.
+async fn write(
+    pool: &PgPool,
+    batch: Vec<Submission>,
+    committed: &(dyn Fn() + Send + Sync),
+    counters: &GroupCommitCounters,
+) {
+    // A second command on an aggregate already in the batch was decided on the state before
+    // the first one's events: it runs alone after this batch has committed.
+    // So does a second command with the same idempotency key, or one claiming a unique key
+    // that an earlier command of the batch claims: the one claim either wins or is refused
+    // alone, and the batch stays whole.
+    let mut seen = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut claimed = HashSet::new();
+    let (batch, later): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+        let first = &s.events[0];
+        let claims: Vec<(Uuid, String, String)> = s
+            .events
+            .iter()
+            .flat_map(|e| &e.unique_keys)
+            .filter_map(|change| match change {
+                UniqueKeyChange::Claim { scope, key } => {
+                    Some((s.tenant, scope.to_string(), key.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if claims.iter().any(|claim| claimed.contains(claim))
+            || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
+            || s.key
+                .as_ref()
+                .is_some_and(|key| keys.contains(&(s.tenant, key.stored())))
+        {
+            return false;
+        }
+        claimed.extend(claims);
+        seen.insert((s.tenant, first.aggregate_type.clone(), first.aggregate_id));
+        if let Some(key) = &s.key {
+            keys.insert((s.tenant, key.stored()));
+        }
+        true
+    });
+    let mut pending: Vec<Pending> = batch
+        .into_iter()
+        .map(|s| Pending {
+            tenant: s.tenant,
+            events: s.events,
+            key: s.key,
+            render: Some(s.render),
+            done: s.done,
+            stored: Vec::new(),
+            reply: None,
+        })
+        .collect();
+    let mut set_aside = Vec::new();
+    let outcome = transaction(pool, &mut pending, &mut set_aside).await;
+    let outcome = match outcome {
+        Err(Refused::Unacknowledged) => resolve(pool, &pending).await,
+        other => other,
+    };
+    match outcome {
+        Ok(()) => {
+            committed();
+            counters.batches.inc();
+            counters.commands.inc_by(pending.len() as u64);
+            for p in pending {
+                let reply = p.reply.expect("a committed command has its reply");
+                let _ = p.done.send(Outcome::Committed {
+                    reply,
+                    events: p.stored,
+                });
+            }
+        }
+        Err(Refused::Alone) => {
+            counters.alone.inc_by(pending.len() as u64);
+            for p in pending {
+                let _ = p.done.send(Outcome::Alone);
+            }
+        }
+        Err(Refused::Unacknowledged) => {
+            for p in pending {
+                let _ = p.done.send(Outcome::InDoubt);
+            }
+        }
+    }
+    counters
+        .alone
+        .inc_by((later.len() + set_aside.len()) as u64);
+    for s in later {
+        let _ = s.done.send(Outcome::Alone);
+    }
+    for p in set_aside {
+        let _ = p.done.send(Outcome::Alone);
+    }
+}
+
+/// A command inside a batch.
+struct Pending {
+    tenant: Uuid,
+    events: Vec<NewEvent>,
+    key: Option<IdempotencyKey>,
+    render: Option<Render>,
+    done: oneshot::Sender<Outcome>,
+    stored: Vec<StoredEvent>,
+    reply: Option<Reply>,
+}
+
+/// After a lost `COMMIT` acknowledgement: whether the batch committed, learnt through the
+/// first idempotency record in it (the batch committed or rolled back as a whole).
+async fn resolve(pool: &PgPool, pending: &[Pending]) -> Result<(), Refused> {
+    let Some(p) = pending.iter().find(|p| p.key.is_some()) else {
+        return Err(Refused::Unacknowledged);
+    };
+    let key = p.key.as_ref().expect("found by its key");
+    match idempotency::resolve(pool, p.tenant, key).await {
+        Some(true) => Ok(()),
+        Some(false) => Err(Refused::Alone),
+        None => Err(Refused::Unacknowledged),
+    }
+}
+
+/// The batch's transaction: claims, heads, one insert, commit.
+async fn transaction(
+    pool: &PgPool,
+    pending: &mut Vec<Pending>,
+    set_aside: &mut Vec<Pending>,
+) -> Result<(), Refused> {
+    let mut tx = pool.begin().await?;
+
+    // Unique keys first, before any head is held (as a single command does). A key another
+    // aggregate holds refuses its command only: the claims roll back to a savepoint, that
+    // command is set aside (it runs alone after this batch, and is refused there), and the
+    // others claim again.
+    loop {
+        let mut claims: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
+        for p in pending.iter() {
+            for event in &p.events {
+                for change in &event.unique_keys {
+                    if let UniqueKeyChange::Claim { scope, key } = change {
+                        claims.push((p.tenant, scope, key, event.aggregate_id));
+                    }
+                }
+            }
+        }
+        if claims.is_empty() {
+            break;
+        }
+        sqlx::query("savepoint claims").execute(&mut *tx).await?;
+        let claimed: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "insert into unique_keys (tenant_id, scope, key, aggregate_id)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
+             on conflict (tenant_id, scope, key) do update
+                set aggregate_id = excluded.aggregate_id
+              where unique_keys.aggregate_id = excluded.aggregate_id
+             returning tenant_id, scope, key",
+        )
+        .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.2).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.3).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        if claimed.len() == claims.len() {
+            break;
+        }
+        let claimed: HashSet<(Uuid, String, String)> = claimed.into_iter().collect();
+        sqlx::query("rollback to savepoint claims")
+            .execute(&mut *tx)
+            .await?;
+        let (keep, refused): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(pending).into_iter().partition(|p| {
+                p.events
+                    .iter()
+                    .flat_map(|e| &e.unique_keys)
+                    .all(|change| match change {
+                        UniqueKeyChange::Claim { scope, key } => {
+                            claimed.contains(&(p.tenant, (*scope).to_string(), key.clone()))
+                        }
+                        _ => true,
+                    })
+            });
+        *pending = keep;
+        set_aside.extend(refused);
+    }
+
+    // The heads, in tenant-id order; held to commit.
+    let mut tenants: Vec<Uuid> = pending.iter().map(|p| p.tenant).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let heads: Vec<(Uuid, i64, Vec<u8>)> = sqlx::query_as(
+        "select tenant_id, position, hash from tenant_heads
+          where tenant_id = any($1) order by tenant_id for update",
+    )
+    .bind(&tenants)
+    .fetch_all(&mut *tx)
+    .await?;
+    if heads.len() != tenants.len() {
+        // A tenant without a head: the command alone reports it.
+        return Err(Refused::Alone);
+    }
+    // A command whose caller is gone (its request timed out while the batch waited for a
+    // head) is dropped, as a command in a transaction of its own would be: nothing of it may
+    // be written. Its keys are already claimed in this transaction, so a batch that holds
+    // claims for it runs everyone alone instead.
+    if pending.iter().any(|p| p.done.is_closed()) {
+        let abandoned_claims = pending
+            .iter()
+            .filter(|p| p.done.is_closed())
+            .any(|p| p.events.iter().any(|e| !e.unique_keys.is_empty()));
+        if abandoned_claims {
+            return Err(Refused::Alone);
+        }
+        pending.retain(|p| !p.done.is_closed());
+    }
+    let mut heads: std::collections::HashMap<Uuid, (i64, Vec<u8>)> = heads
+        .into_iter()
+        .map(|(tenant, position, hash)| (tenant, (position, hash)))
+        .collect();
+
+    // Positions, hashes and responses, in the order the commands came.
+    let recorded_at = hash::to_stored_precision(Utc::now());
+    for p in pending.iter_mut() {
+        let head = heads
+            .get_mut(&p.tenant)
+            .expect("every tenant's head is locked");
+        for event in std::mem::take(&mut p.events) {
+            head.0 += 1;
+            let mut row = StoredEvent {
+                tenant_id: p.tenant,
+                position: head.0,
+                aggregate_type: event.aggregate_type,
+                aggregate_id: event.aggregate_id,
+                sequence: event.sequence,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                payload: event.payload,
+                metadata: event.metadata,
+                recorded_at,
+                hash: Vec::new(),
+            };
+            row.hash = hash::chain_hash(&head.1, &row).to_vec();
+            head.1.clone_from(&row.hash);
+            p.stored.push(row);
+        }
+        let render = p.render.take().expect("rendered once");
+        p.reply = Some(render(&p.stored));
+    }
+
+    // Every event, every record and every head in one statement.
+    let rows = pending.iter().flat_map(|p| p.stored.iter());
+    let records: Vec<(&Pending, &IdempotencyKey, &Reply)> = pending
+        .iter()
+        .filter_map(|p| Some((p, p.key.as_ref()?, p.reply.as_ref()?)))
+        .collect();
+    let (head_tenants, head_positions, head_hashes): (Vec<Uuid>, Vec<i64>, Vec<Vec<u8>>) = heads
+        .into_iter()
+        .map(|(tenant, (position, hash))| (tenant, position, hash))
+        .fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |(mut t, mut p, mut h), (tenant, position, hash)| {
+                t.push(tenant);
+                p.push(position);
+                h.push(hash);
+                (t, p, h)
+            },
+        );
+    let event_count = pending.iter().map(|p| p.stored.len()).sum::<usize>();
+    let result: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as(
+        "with inserted as (
+             insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
+                                 event_type, event_version, payload, metadata, recorded_at, hash)
+             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[],
+                                  $6::text[], $7::text[], $8::jsonb[], $9::jsonb[],
+                                  $10::timestamptz[], $11::bytea[])
+             returning 1
+         ),
+         recorded as (
+             -- an expired record is replaced; a live one is left alone (no row returned)
+             insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
+             select * from unnest($12::uuid[], $13::text[], $14::bytea[], $15::smallint[],
+                                  $16::jsonb[], $17::jsonb[])
+             on conflict (tenant_id, key) do update
+                set request_hash = excluded.request_hash, status = excluded.status,
+                    response = excluded.response, headers = excluded.headers,
+                    created_at = now()
+              where idempotency_keys.created_at <= now() - make_interval(hours => $18)
+             returning 1
+         ),
+         moved as (
+             update tenant_heads h set position = m.position, hash = m.hash
+               from unnest($19::uuid[], $20::bigint[], $21::bytea[]) as m(tenant_id, position, hash)
+              where h.tenant_id = m.tenant_id
+             returning 1
+         )
+         select (select count(*) from inserted), (select count(*) from recorded),
+                (select count(*) from moved)",
+    )
+    .bind(rows.clone().map(|e| e.tenant_id).collect::<Vec<_>>())
+    .bind(rows.clone().map(|e| e.position).collect::<Vec<_>>())
+    .bind(
+        rows.clone()
+            .map(|e| e.aggregate_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.clone().map(|e| e.aggregate_id).collect::<Vec<_>>())
+    .bind(rows.clone().map(|e| e.sequence).collect::<Vec<_>>())
+    .bind(
+        rows.clone()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.clone()
+            .map(|e| e.event_version.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.clone().map(|e| &e.payload).collect::<Vec<&Value>>())
+    .bind(rows.clone().map(|e| &e.metadata).collect::<Vec<&Value>>())
+    .bind(rows.clone().map(|e| e.recorded_at).collect::<Vec<_>>())
+    .bind(rows.map(|e| e.hash.as_slice()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.0.tenant).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.1.stored()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| r.1.request_hash.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| i16::try_from(r.2.status).unwrap_or(200))
+            .collect::<Vec<_>>(),
+    )
+    .bind(records.iter().map(|r| &r.2.body).collect::<Vec<&Value>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| serde_json::to_value(&r.2.headers).unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(idempotency::RETENTION_HOURS)
+    .bind(&head_tenants)
+    .bind(&head_positions)
+    .bind(&head_hashes)
+    .fetch_one(&mut *tx)
+    .await;
+    let (inserted, recorded, moved) = result?;
+    let as_expected = usize::try_from(inserted).ok() == Some(event_count)
+        && usize::try_from(recorded).ok() == Some(records.len())
+        && usize::try_from(moved).ok() == Some(head_tenants.len());
+    if !as_expected {
+        // A record a concurrent request with the same key wrote first: roll back (dropping the
+        // transaction does) and let each command find its own answer alone.
+        return Err(Refused::Alone);
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(err) if crate::is_unavailable(&err) => Err(Refused::Unacknowledged),
+        Err(err) => Err(err.into()),
+    }
+}
