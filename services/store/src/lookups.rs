@@ -136,24 +136,43 @@ impl TxLookups {
         key: Uuid,
         aggregate_type: &str,
     ) -> Result<Option<(Uuid, A)>, LookupError> {
-        let mut tx = self.tx.lock().await;
-        let holder: Option<Uuid> = sqlx::query_scalar(
+        let holder_query = sqlx::query_scalar::<_, Uuid>(
             "select aggregate_id from unique_keys
               where tenant_id = $1 and scope = $2 and key = $3",
         )
         .bind(self.tenant)
         .bind(scope)
-        .bind(key.to_string())
-        .fetch_optional(&mut **tx)
-        .await
+        .bind(key.to_string());
+        let found = match &self.conn {
+            Conn::Tx(tx) => {
+                let mut tx = tx.lock().await;
+                match holder_query.fetch_optional(&mut **tx).await {
+                    Ok(Some(holder)) => {
+                        EventStore::load_stream_with(&mut **tx, self.tenant, aggregate_type, holder)
+                            .await
+                            .map(|events| Some((holder, events)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            }
+            Conn::Pool => match holder_query.fetch_optional(self.store.pool()).await {
+                Ok(Some(holder)) => EventStore::load_stream_with(
+                    self.store.pool(),
+                    self.tenant,
+                    aggregate_type,
+                    holder,
+                )
+                .await
+                .map(|events| Some((holder, events))),
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            },
+        }
         .map_err(|err| LookupError(err.to_string()))?;
-        let Some(holder) = holder else {
+        let Some((holder, events)) = found else {
             return Ok(None);
         };
-        let events = EventStore::load_stream_with(&mut **tx, self.tenant, aggregate_type, holder)
-            .await
-            .map_err(|err| LookupError(err.to_string()))?;
-        drop(tx);
         if events.is_empty() {
             return Ok(None);
         }

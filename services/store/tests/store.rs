@@ -615,15 +615,16 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
         A::Command: Clone,
         A::Event: oms_domain::UniqueKeys,
     {
-        let state = std::sync::Mutex::new(None);
+        let state = Arc::new(std::sync::Mutex::new(None));
+        let rendered = state.clone();
         commands
             .execute::<A, _, _>(
                 ctx,
                 id,
                 None,
                 |_| command.clone(),
-                |loaded, _| {
-                    *state.lock().unwrap() = Some(loaded.aggregate.clone());
+                move |loaded, _| {
+                    *rendered.lock().unwrap() = Some(loaded.aggregate.clone());
                     Reply {
                         status: 200,
                         body: json!({}),
@@ -632,7 +633,8 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
                 },
             )
             .await?;
-        Ok(state.into_inner().unwrap().expect("rendered"))
+        let state = state.lock().unwrap().take();
+        Ok(state.expect("rendered"))
     }
 
     let (store, _pool, tenant) = store_with_tenant().await;
