@@ -449,3 +449,88 @@ async fn sales_credit_notes_are_numbered_per_tenant() {
         "{summaries:?}"
     );
 }
+
+#[tokio::test]
+async fn a_customer_claim_is_passed_on_to_the_supplier_back_to_back() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let customer = app.customer().await;
+    let (po, po_line) = prepaid_po(&app, &supplier, &product).await;
+    receive_short(&app, &po, &po_line).await;
+    let po_id = po.rsplit('/').next().unwrap().to_string();
+
+    // The sales order is supplied by the purchase order.
+    let so = app
+        .post_ok(
+            "/api/v1/sales-orders",
+            json!({"customer_id": customer, "order_date": "2026-11-02",
+                   "lines": [{"product_id": product, "weight": "900", "price_per_unit": "3.10",
+                              "source_purchase_order_id": po_id}]}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let so_line = so["lines"][0]["line_id"].as_str().unwrap().to_string();
+    let so_base = format!("/api/v1/sales-orders/{}", id_of(&so));
+    app.post_ok(&format!("{so_base}/confirm"), json!({}), StatusCode::OK)
+        .await;
+    app.post_ok(
+        &format!("{so_base}/ship"),
+        json!({"shipped_on": "2026-11-09", "lines": [{"line_id": so_line, "weight": "900"}]}),
+        StatusCode::OK,
+    )
+    .await;
+    app.post_ok(
+        &format!("{so_base}/deliver"),
+        json!({"delivered_on": "2026-11-10"}),
+        StatusCode::OK,
+    )
+    .await;
+    let raised = app
+        .post_ok(
+            &format!("{so_base}/claims"),
+            json!({"reason": "temperature", "lines": [{"line_id": so_line, "amount": "60.00"}]}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let sales_claim = raised["claims"][0]["claim_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A sales claim that does not exist cannot be passed on; nothing is written.
+    let before = app.write_footprint().await;
+    let unknown = app
+        .post(
+            &format!("{po}/claims"),
+            json!({"reason": "temperature", "source_sales_claim_id": Uuid::new_v4(),
+                   "lines": [{"line_id": po_line, "amount": "60.00"}]}),
+        )
+        .await;
+    let status = unknown.status();
+    assert!(status.is_client_error(), "{status}");
+    expect_problem(unknown, status).await;
+    assert_eq!(app.write_footprint().await, before);
+
+    let passed_on = app
+        .post_ok(
+            &format!("{po}/claims"),
+            json!({"reason": "temperature", "source_sales_claim_id": sales_claim,
+                   "lines": [{"line_id": po_line, "amount": "60.00"}]}),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        passed_on["claims"][0]["source_sales_claim_id"], sales_claim,
+        "{passed_on}"
+    );
+
+    // The sales order has no `source_sales_claim_id`: an unknown field there.
+    let refused = app
+        .post(
+            &format!("{so_base}/claims"),
+            json!({"reason": "other", "source_sales_claim_id": sales_claim,
+                   "lines": [{"line_id": so_line, "amount": "1.00"}]}),
+        )
+        .await;
+    expect_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
