@@ -40,6 +40,9 @@ pub enum DomainError {
     /// A line named in the request path does not exist on the order (404).
     #[error("line {0} not found")]
     LineNotFound(Uuid),
+    /// A claim named in the request path does not exist on the order (404).
+    #[error("claim {0} not found")]
+    ClaimNotFound(Uuid),
     /// A lookup the rules need failed for infrastructure reasons (503).
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),

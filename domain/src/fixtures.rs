@@ -6,8 +6,11 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use crate::services::{DomainServices, FixedClock, InMemoryLookups, ReferenceType};
-use crate::values::{Money, UnitPrice, Weight};
+use crate::order::ClaimStatus;
+use crate::services::{
+    DomainServices, FixedClock, InMemoryLookups, LotSummary, ReferenceType, SalesClaimSummary,
+};
+use crate::values::{LotNumber, Money, UnitPrice, Weight};
 
 pub(crate) const SUPPLIER: Uuid = Uuid::from_u128(0x5001);
 pub(crate) const INACTIVE_SUPPLIER: Uuid = Uuid::from_u128(0x5002);
@@ -24,6 +27,20 @@ pub(crate) const UNKNOWN: Uuid = Uuid::from_u128(0xdead);
 pub(crate) const LINE_1: Uuid = Uuid::from_u128(0x1001);
 pub(crate) const LINE_2: Uuid = Uuid::from_u128(0x1002);
 pub(crate) const LINE_3: Uuid = Uuid::from_u128(0x1003);
+/// Another purchase order, which sources no line of the sales claims below but one.
+pub(crate) const OTHER_PO: Uuid = Uuid::from_u128(0xa002);
+/// An open sales claim on a line sourced from [`SOURCE_PO`].
+pub(crate) const SALES_CLAIM: Uuid = Uuid::from_u128(0x5c01);
+/// A rejected sales claim on a line sourced from [`SOURCE_PO`].
+pub(crate) const REJECTED_SALES_CLAIM: Uuid = Uuid::from_u128(0x5c02);
+/// An open sales claim on a line sourced from [`OTHER_PO`] only.
+pub(crate) const OTHER_SALES_CLAIM: Uuid = Uuid::from_u128(0x5c03);
+/// The sales order the sales claims are on.
+pub(crate) const CLAIMED_SO: Uuid = Uuid::from_u128(0x50c1);
+/// Lot A123 of [`SUPPLIER`], 30000 received on [`SOURCE_PO`].
+pub(crate) const LOT_A: Uuid = Uuid::from_u128(0x107a);
+/// Lot B456 of [`SUPPLIER`], 10000 received on [`SOURCE_PO`].
+pub(crate) const LOT_B: Uuid = Uuid::from_u128(0x107b);
 
 /// The date the fixed clock says it is.
 pub(crate) const TODAY: &str = "2024-06-15";
@@ -58,6 +75,32 @@ pub(crate) fn lookups() -> InMemoryLookups {
         .with_reference(Carrier, CARRIER, true)
         .with_reference(Carrier, INACTIVE_CARRIER, false)
         .with_purchase_order(SOURCE_PO)
+        .with_purchase_order(OTHER_PO)
+        .with_sales_claim(SALES_CLAIM, sales_claim(ClaimStatus::Open, SOURCE_PO))
+        .with_sales_claim(
+            REJECTED_SALES_CLAIM,
+            sales_claim(ClaimStatus::Rejected, SOURCE_PO),
+        )
+        .with_sales_claim(OTHER_SALES_CLAIM, sales_claim(ClaimStatus::Open, OTHER_PO))
+        .with_lot(LOT_A, lot("A123", "30000"))
+        .with_lot(LOT_B, lot("B456", "10000"))
+}
+
+fn sales_claim(status: ClaimStatus, source: Uuid) -> SalesClaimSummary {
+    SalesClaimSummary {
+        sales_order_id: CLAIMED_SO,
+        status,
+        source_purchase_order_ids: vec![source],
+    }
+}
+
+fn lot(number: &str, received: &str) -> LotSummary {
+    LotSummary {
+        purchase_order_id: SOURCE_PO,
+        supplier_id: SUPPLIER,
+        lot_number: LotNumber::parse(number).unwrap(),
+        received_weight: weight(received),
+    }
 }
 
 pub(crate) fn services_with(lookups: InMemoryLookups) -> DomainServices {

@@ -16,7 +16,8 @@
 //! - [`services`]: what `handle` may consult (lookups of other aggregates, today's date).
 //! - [`reference`](mod@reference): one generic aggregate for suppliers, customers, products, plants and
 //!   carriers.
-//! - [`order`]: pieces shared by purchase and sales orders (payments, notes).
+//! - [`order`]: pieces shared by purchase and sales orders (payments, notes, claims,
+//!   refunds, the outstanding formula).
 //! - [`purchase_order`]: the purchase order aggregate (buying from suppliers).
 //! - [`sales_order`]: the sales order aggregate (selling to customers).
 //! - [`upcasters`]: how stored events of older versions are read as the current version.
@@ -43,7 +44,7 @@ pub use values::NumberSeries;
 use reference::{Carrier, Customer, Plant, Product, ReferenceKind, Supplier};
 
 /// A per-tenant uniqueness key that an event takes or gives up (order numbers, invoice
-/// numbers, reference codes).
+/// and credit note numbers, reference codes, lots, sales claims).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UniqueKeyChange {
     /// The event takes the key; the append fails if another aggregate holds it.
@@ -74,6 +75,11 @@ pub const UNIQUE_SCOPES: &[&str] = &[
     NumberSeries::PURCHASE_ORDER.scope,
     NumberSeries::SALES_ORDER.scope,
     NumberSeries::INVOICE.scope,
+    NumberSeries::CREDIT_NOTE.scope,
+    sales_order::SALES_CLAIM_SCOPE,
+    purchase_order::PASSED_ON_SALES_CLAIM_SCOPE,
+    purchase_order::LOT_NUMBER_SCOPE,
+    purchase_order::LOT_ID_SCOPE,
     Supplier::CODE_SCOPE,
     Customer::CODE_SCOPE,
     Product::CODE_SCOPE,
@@ -82,12 +88,23 @@ pub const UNIQUE_SCOPES: &[&str] = &[
 ];
 
 /// The request field a conflict on `scope` should be reported on ("order_number",
-/// "invoice_number" or "code"), so a client sees which of its fields to change.
+/// "invoice_number", "credit_note_number", "lot_number", "claim_id", "source_sales_claim_id",
+/// "lot_id" or "code"), so a client sees which of its fields to change.
 pub fn scope_field(scope: &str) -> &'static str {
     if scope == NumberSeries::PURCHASE_ORDER.scope || scope == NumberSeries::SALES_ORDER.scope {
         "order_number"
     } else if scope == NumberSeries::INVOICE.scope {
         "invoice_number"
+    } else if scope == NumberSeries::CREDIT_NOTE.scope {
+        "credit_note_number"
+    } else if scope == purchase_order::LOT_NUMBER_SCOPE {
+        "lot_number"
+    } else if scope == purchase_order::LOT_ID_SCOPE {
+        "lot_id"
+    } else if scope == sales_order::SALES_CLAIM_SCOPE {
+        "claim_id"
+    } else if scope == purchase_order::PASSED_ON_SALES_CLAIM_SCOPE {
+        "source_sales_claim_id"
     } else {
         "code"
     }

@@ -11,6 +11,15 @@
 //! (each line's received weight × price, rounded to cents). Payments are allowed once
 //! approved and may not exceed what is outstanding.
 //!
+//! Once anything is received, claims may be raised against the supplier (short weight,
+//! quality, ...), possibly passing on a customer's claim on a sales order sourced from this
+//! one; an accepted claim credits the order. `outstanding = amount due − credits − payments +
+//! refunds`; while it is below zero (prepaid, then received short or credited) the supplier
+//! refunds the difference. Closing needs nothing outstanding and no open claim.
+//!
+//! Receipt lines may name the lots that arrived; each lot gets an id, and
+//! `(supplier, lot number)` is unique per tenant (see [`LOT_NUMBER_SCOPE`]).
+//!
 //! `handle` decides every command on the current state without touching it
 //! ([`PurchaseOrder::decide`]) and only then writes the events, so a refused command never
 //! leaves a half-applied state behind.
@@ -24,24 +33,49 @@ use uuid::Uuid;
 use crate::changes::{diff, Changes};
 use crate::error::DomainError;
 use crate::order::{
-    check_dates, check_delivery_date, check_line_count, check_note_count, check_payment,
-    repeated_positions, Checks,
+    accepted_amount, check_dates, check_delivery_date, check_line_count, check_new_claim,
+    check_note_count, check_payment, check_refund, has_open_claim, open_claim, repeated_positions,
+    sum_weights, Checks, Claimable, Settlement,
 };
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
-    choice, patchable, CreditTerms, Currency, Logistics, LongText, Money, NoteText, NumberSeries,
-    OrderNumber, PaymentMethod, PaymentStatus, PaymentTerms, Quantity, Reason, ShortText,
-    UnitPrice, ValueError, Weight, WeightUnit,
+    choice, patchable, CreditNoteNumber, CreditTerms, Currency, Logistics, LongText, LotNumber,
+    Money, NoteText, NumberSeries, OrderNumber, PaymentMethod, PaymentStatus, PaymentTerms,
+    Quantity, Reason, ShortText, UnitPrice, ValueError, Weight, WeightUnit,
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
-pub use crate::order::{NewPayment, Note, Payment, MAX_LINES_PER_ORDER, MAX_NOTES_PER_ORDER};
+pub use crate::order::{
+    Claim, ClaimLine, ClaimReason, ClaimStatus, NewClaim, NewPayment, NewRefund, Note, Payment,
+    Refund, MAX_CLAIMS_PER_ORDER, MAX_LINES_PER_ORDER, MAX_LOTS_PER_LINE, MAX_NOTES_PER_ORDER,
+    MAX_REFUNDS_PER_ORDER,
+};
 
 /// Aggregate type of purchase orders in the event store.
 pub const PURCHASE_ORDER_TYPE: &str = "purchase_order";
 
 /// Uniqueness scope of purchase order numbers, the client's own and assigned ones alike.
 pub const PURCHASE_ORDER_NUMBER_SCOPE: &str = NumberSeries::PURCHASE_ORDER.scope;
+
+/// Uniqueness scope of received lots: the key is `<supplier_id>/<lot_number>` (see
+/// [`lot_key`]), so one supplier's lot number is received once per tenant while two suppliers
+/// may use the same number.
+pub const LOT_NUMBER_SCOPE: &str = "lot_number";
+
+/// Uniqueness scope of lot ids: the key is the lot id and its holder the purchase order that
+/// received the lot, so the store can find a lot's order (and the lot) from its id alone,
+/// as a shipment naming the lot needs.
+pub const LOT_ID_SCOPE: &str = "lot_id";
+
+/// Uniqueness scope of sales claims passed on to a supplier: the key is the sales claim's
+/// id and its holder the purchase order whose claim passes it on, so a customer's claim is
+/// passed to the packer once (given up again when that purchase claim is rejected).
+pub const PASSED_ON_SALES_CLAIM_SCOPE: &str = "passed_on_sales_claim";
+
+/// The key of a lot in [`LOT_NUMBER_SCOPE`]: `<supplier_id>/<lot_number>`.
+pub fn lot_key(supplier_id: Uuid, lot_number: &LotNumber) -> String {
+    format!("{supplier_id}/{}", lot_number.as_str())
+}
 
 choice!(
     /// Where a purchase order is in its life.
@@ -228,6 +262,9 @@ pub struct PurchaseOrderLine {
     pub received_quantity: Option<Quantity>,
     /// Received weight × price, rounded half-up to cents.
     pub received_amount: Option<Money>,
+    /// The lots received on this line, over all receipts.
+    #[serde(default)]
+    pub lots: Vec<ReceivedLot>,
 }
 
 /// The purchase order to create.
@@ -251,6 +288,46 @@ pub struct ReceiptLineInput {
     /// Cases or pieces received this time, if counted.
     #[serde(default)]
     pub quantity: Option<Quantity>,
+    /// The lots that arrived on this line; when given, their weights sum to `weight`.
+    #[serde(default)]
+    pub lots: Vec<NewLot>,
+}
+
+/// A lot arriving on a receipt line.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NewLot {
+    /// Chosen by the caller; the lot's id from now on (shipments name lots by it).
+    pub lot_id: Uuid,
+    /// The supplier's lot number; unique per supplier and tenant.
+    pub lot_number: LotNumber,
+    /// How much of the line's weight is of this lot.
+    pub weight: Weight,
+    /// When the lot was produced (packed); not after it was received.
+    #[serde(default)]
+    pub production_date: Option<NaiveDate>,
+    /// The USDA establishment number of the plant that produced it.
+    #[serde(default)]
+    pub establishment_number: Option<ShortText>,
+}
+
+/// A received lot: what a recall traces from. Carries the supplier and product so that the
+/// event alone says whose lot of what it is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReceivedLot {
+    /// The lot's id.
+    pub lot_id: Uuid,
+    /// The supplier's lot number.
+    pub lot_number: LotNumber,
+    /// The supplier it came from (the order's supplier when it arrived).
+    pub supplier_id: Uuid,
+    /// The product (the order line's product).
+    pub product_id: Uuid,
+    /// The weight received of the lot.
+    pub weight: Weight,
+    /// When it was produced, if known.
+    pub production_date: Option<NaiveDate>,
+    /// The producing plant's establishment number, if known.
+    pub establishment_number: Option<ShortText>,
 }
 
 /// One line of a recorded receipt, with the line's running totals after it.
@@ -268,6 +345,9 @@ pub struct ReceivedLine {
     pub received_quantity_total: Option<Quantity>,
     /// The line's received amount: total received weight × price, rounded.
     pub received_amount: Money,
+    /// The lots received on the line this time (absent from receipts without lots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<ReceivedLot>,
 }
 
 /// A recorded receipt.
@@ -338,8 +418,37 @@ pub enum PurchaseOrderCommand {
         /// What it says.
         text: NoteText,
     },
-    /// Close (received, nothing outstanding).
+    /// Close (received, nothing outstanding, no open claim).
     Close,
+    /// Raise a claim against the supplier (partially received or received).
+    RaiseClaim {
+        /// This order's own id (the aggregate does not hold it): a passed-on sales claim must
+        /// be on a sales line sourced from this order.
+        order_id: Uuid,
+        /// The claim.
+        claim: NewClaim,
+        /// The customer's claim (on a sales order sourced from this one) that this passes on.
+        source_sales_claim_id: Option<Uuid>,
+    },
+    /// Accept an open claim: the supplier credits `accepted_amount` (default: the claimed
+    /// amount).
+    AcceptClaim {
+        /// The claim.
+        claim_id: Uuid,
+        /// What is credited; above zero, not above the claimed amount.
+        accepted_amount: Option<Money>,
+        /// The supplier's credit memo number, if it sent one.
+        credit_note_number: Option<CreditNoteNumber>,
+    },
+    /// Reject an open claim.
+    RejectClaim {
+        /// The claim.
+        claim_id: Uuid,
+        /// Why.
+        reason: Reason,
+    },
+    /// Record money the supplier returned (only while more was paid than is owed).
+    RecordRefund(NewRefund),
 }
 
 /// What happened to a purchase order. Each carries the derived facts a view needs.
@@ -454,6 +563,66 @@ pub enum PurchaseOrderEvent {
     },
     /// Closed.
     Closed,
+    /// A claim was raised against the supplier.
+    ClaimRaised {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// Why.
+        reason: ClaimReason,
+        /// What is claimed, per line.
+        lines: Vec<ClaimLine>,
+        /// Free notes.
+        notes: Option<LongText>,
+        /// The sum of the lines' amounts.
+        claimed_amount: Money,
+        /// The customer's claim it passes on, if any.
+        #[serde(default)]
+        source_sales_claim_id: Option<Uuid>,
+    },
+    /// A claim was accepted: the order is credited.
+    ClaimAccepted {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// What was credited.
+        accepted_amount: Money,
+        /// The supplier's credit memo number, if any.
+        credit_note_number: Option<CreditNoteNumber>,
+        /// Sum of accepted claims after this one.
+        credits: Money,
+        /// What is outstanding after it (negative: the supplier owes a refund).
+        outstanding: Money,
+        /// Payment status after it.
+        payment_status: PaymentStatus,
+    },
+    /// A claim was rejected.
+    ClaimRejected {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// Why.
+        reason: Reason,
+        /// The sales claim the rejected claim passed on, which may now be passed on again.
+        #[serde(default)]
+        source_sales_claim_id: Option<Uuid>,
+    },
+    /// The supplier returned money.
+    RefundRecorded {
+        /// The refund's id.
+        refund_id: Uuid,
+        /// The amount.
+        amount: Money,
+        /// When the money moved.
+        refunded_on: NaiveDate,
+        /// How.
+        method: PaymentMethod,
+        /// Bank or cheque reference.
+        reference: Option<ShortText>,
+        /// Sum of all refunds after this one.
+        amount_refunded: Money,
+        /// What is outstanding after it.
+        outstanding: Money,
+        /// Payment status after it.
+        payment_status: PaymentStatus,
+    },
 }
 
 impl PurchaseOrderEvent {
@@ -473,6 +642,10 @@ impl PurchaseOrderEvent {
             Self::PaymentRecorded { .. } => "PaymentRecorded",
             Self::NoteAdded { .. } => "NoteAdded",
             Self::Closed => "Closed",
+            Self::ClaimRaised { .. } => "ClaimRaised",
+            Self::ClaimAccepted { .. } => "ClaimAccepted",
+            Self::ClaimRejected { .. } => "ClaimRejected",
+            Self::RefundRecorded { .. } => "RefundRecorded",
         }
     }
 }
@@ -498,6 +671,36 @@ impl UniqueKeys for PurchaseOrderEvent {
             Self::Created { order_number, .. } => vec![UniqueKeyChange::Claim {
                 scope: PURCHASE_ORDER_NUMBER_SCOPE,
                 key: order_number.as_str().to_owned(),
+            }],
+            Self::ReceiptRecorded { lines, .. } => lines
+                .iter()
+                .flat_map(|line| &line.lots)
+                .flat_map(|lot| {
+                    [
+                        UniqueKeyChange::Claim {
+                            scope: LOT_NUMBER_SCOPE,
+                            key: lot_key(lot.supplier_id, &lot.lot_number),
+                        },
+                        UniqueKeyChange::Claim {
+                            scope: LOT_ID_SCOPE,
+                            key: lot.lot_id.to_string(),
+                        },
+                    ]
+                })
+                .collect(),
+            Self::ClaimRaised {
+                source_sales_claim_id: Some(source),
+                ..
+            } => vec![UniqueKeyChange::Claim {
+                scope: PASSED_ON_SALES_CLAIM_SCOPE,
+                key: source.to_string(),
+            }],
+            Self::ClaimRejected {
+                source_sales_claim_id: Some(source),
+                ..
+            } => vec![UniqueKeyChange::Release {
+                scope: PASSED_ON_SALES_CLAIM_SCOPE,
+                key: source.to_string(),
             }],
             _ => Vec::new(),
         }
@@ -531,6 +734,18 @@ pub struct PurchaseOrder {
     pub cancel_reason: Option<Reason>,
     /// Why it was last sent back to draft, if it was.
     pub last_reject_reason: Option<Reason>,
+    /// Claims against the supplier, in the order raised.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+    /// Sum of accepted claims' amounts.
+    #[serde(default)]
+    pub credits: Money,
+    /// Refunds from the supplier, in order.
+    #[serde(default)]
+    pub refunds: Vec<Refund>,
+    /// Sum of refunds.
+    #[serde(default)]
+    pub amount_refunded: Money,
 }
 
 impl PurchaseOrder {
@@ -545,14 +760,40 @@ impl PurchaseOrder {
         self.received_total.unwrap_or(self.total)
     }
 
-    /// Amount due less amount paid (negative if a short receipt left it overpaid).
+    /// Amount due − credits − payments + refunds (negative if a short receipt or a credit
+    /// left it overpaid: the supplier owes a refund).
     pub fn outstanding(&self) -> Money {
-        self.amount_due() - self.amount_paid
+        self.settlement().outstanding()
     }
 
-    /// Unpaid, partial or paid, from the payments against the amount due.
+    /// Unpaid, partial, paid or overpaid: see [`PaymentStatus::of`].
     pub fn payment_status(&self) -> PaymentStatus {
-        PaymentStatus::of(self.amount_paid, self.amount_due())
+        self.settlement().payment_status()
+    }
+
+    /// The money as it stands.
+    fn settlement(&self) -> Settlement {
+        Settlement {
+            amount_due: self.amount_due(),
+            credits: self.credits,
+            amount_paid: self.amount_paid,
+            refunded: self.amount_refunded,
+        }
+    }
+
+    /// Whether a claim is still open (the order cannot close while one is).
+    pub fn has_open_claim(&self) -> bool {
+        has_open_claim(&self.claims)
+    }
+
+    /// The claim with `claim_id`, if any.
+    pub fn claim(&self, claim_id: Uuid) -> Option<&Claim> {
+        self.claims.iter().find(|c| c.claim_id == claim_id)
+    }
+
+    /// Every lot received on the order, line by line.
+    pub fn lots(&self) -> impl Iterator<Item = &ReceivedLot> {
+        self.lines.iter().flat_map(|line| &line.lots)
     }
 
     /// The date the supplier's credit terms run from: the last receipt's date (what arrived
@@ -773,17 +1014,19 @@ impl PurchaseOrder {
                     services.today(),
                     &self.payments,
                 )?;
-                let amount_paid = self.amount_paid + payment.amount;
-                let amount_due = self.amount_due();
+                let after = Settlement {
+                    amount_paid: self.amount_paid + payment.amount,
+                    ..self.settlement()
+                };
                 PurchaseOrderEvent::PaymentRecorded {
                     payment_id: payment.payment_id,
                     amount: payment.amount,
                     paid_on: payment.paid_on,
                     method: payment.method,
                     reference: payment.reference,
-                    amount_paid,
-                    outstanding: amount_due - amount_paid,
-                    payment_status: PaymentStatus::of(amount_paid, amount_due),
+                    amount_paid: after.amount_paid,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
                 }
             }
             PurchaseOrderCommand::AddNote { note_id, text } => {
@@ -806,7 +1049,73 @@ impl PurchaseOrder {
                         reason: format!("{outstanding} is outstanding"),
                     });
                 }
+                if self.has_open_claim() {
+                    return Err(DomainError::NotAllowedBecause {
+                        action: "close",
+                        reason: "a claim is still open".into(),
+                    });
+                }
                 PurchaseOrderEvent::Closed
+            }
+            PurchaseOrderCommand::RaiseClaim {
+                order_id,
+                claim,
+                source_sales_claim_id,
+            } => {
+                self.require("raise a claim on", &[S::PartiallyReceived, S::Received])?;
+                self.decide_claim(order_id, claim, source_sales_claim_id, services)
+                    .await?
+            }
+            PurchaseOrderCommand::AcceptClaim {
+                claim_id,
+                accepted_amount: accepted,
+                credit_note_number,
+            } => {
+                self.require("accept a claim on", &[S::PartiallyReceived, S::Received])?;
+                let claim = open_claim(&self.claims, claim_id, "accept the claim")?;
+                let accepted_amount = accepted_amount(claim, accepted)?;
+                let after = Settlement {
+                    credits: self.credits + accepted_amount,
+                    ..self.settlement()
+                };
+                PurchaseOrderEvent::ClaimAccepted {
+                    claim_id,
+                    accepted_amount,
+                    credit_note_number,
+                    credits: after.credits,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
+                }
+            }
+            PurchaseOrderCommand::RejectClaim { claim_id, reason } => {
+                self.require("reject a claim on", &[S::PartiallyReceived, S::Received])?;
+                let claim = open_claim(&self.claims, claim_id, "reject the claim")?;
+                PurchaseOrderEvent::ClaimRejected {
+                    claim_id,
+                    reason,
+                    source_sales_claim_id: claim.source_sales_claim_id,
+                }
+            }
+            PurchaseOrderCommand::RecordRefund(refund) => {
+                self.require(
+                    "record a refund on",
+                    &[S::Approved, S::PartiallyReceived, S::Received],
+                )?;
+                check_refund(&refund, self.outstanding(), services.today(), &self.refunds)?;
+                let after = Settlement {
+                    refunded: self.amount_refunded + refund.amount,
+                    ..self.settlement()
+                };
+                PurchaseOrderEvent::RefundRecorded {
+                    refund_id: refund.refund_id,
+                    amount: refund.amount,
+                    refunded_on: refund.refunded_on,
+                    method: refund.method,
+                    reference: refund.reference,
+                    amount_refunded: after.refunded,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
+                }
             }
         };
         Ok(vec![event])
@@ -899,8 +1208,11 @@ impl PurchaseOrder {
         }
         check_dates(&mut checks, [("received_on", Some(received_on))]);
         let repeated = repeated_positions(inputs.iter().map(|l| l.line_id));
+        let supplier_id = self.current_header()?.supplier_id;
+        let mut lot_numbers: Vec<&LotNumber> = self.lots().map(|l| &l.lot_number).collect();
+        let mut lot_ids: Vec<Uuid> = self.lots().map(|l| l.lot_id).collect();
         let mut received = Vec::new();
-        for (i, input) in inputs.into_iter().enumerate() {
+        for (i, input) in inputs.iter().enumerate() {
             if repeated.contains(&i) {
                 checks.add(format!("lines[{i}].line_id"), "repeats an earlier line");
                 continue;
@@ -909,7 +1221,14 @@ impl PurchaseOrder {
                 checks.add(format!("lines[{i}].line_id"), "no such line on this order");
                 continue;
             };
-            match received_line(line, &input) {
+            check_lots(
+                &mut checks,
+                &format!("lines[{i}]."),
+                input,
+                received_on,
+                (&mut lot_numbers, &mut lot_ids),
+            );
+            match received_line(line, input, supplier_id) {
                 Ok(r) => received.push(r),
                 Err((field, e)) => checks.add(format!("lines[{i}].{field}"), e.0),
             }
@@ -926,6 +1245,10 @@ impl PurchaseOrder {
                     .or(line.received_amount)
             })
             .sum();
+        let after = Settlement {
+            amount_due: received_total,
+            ..self.settlement()
+        };
         Ok(PurchaseOrderEvent::ReceiptRecorded {
             receipt_id,
             received_on,
@@ -933,9 +1256,122 @@ impl PurchaseOrder {
             lines: received,
             received_total,
             amount_due: received_total,
-            outstanding: received_total - self.amount_paid,
-            payment_status: PaymentStatus::of(self.amount_paid, received_total),
+            outstanding: after.outstanding(),
+            payment_status: after.payment_status(),
         })
+    }
+
+    /// Raise a claim: lines received, each claimed within what is left of its received
+    /// amount; a passed-on sales claim must exist, not be rejected, be on a sales line
+    /// sourced from this order, and not be passed on by another claim of this order.
+    async fn decide_claim(
+        &self,
+        order_id: Uuid,
+        claim: NewClaim,
+        source_sales_claim_id: Option<Uuid>,
+        services: &DomainServices,
+    ) -> Result<PurchaseOrderEvent, DomainError> {
+        let claimed_amount = check_new_claim(&claim, &self.claims, |line_id| {
+            let line = self.line(line_id).ok_or("no such line on this order")?;
+            match (line.received_amount, line.received_weight) {
+                (Some(amount), Some(weight)) => Ok(Claimable { amount, weight }),
+                _ => Err("the line has not been received"),
+            }
+        })?;
+        if let Some(source) = source_sales_claim_id {
+            let field = "source_sales_claim_id";
+            let passed_on = self.claims.iter().any(|c| {
+                c.source_sales_claim_id == Some(source) && c.status != ClaimStatus::Rejected
+            });
+            if passed_on {
+                return Err(DomainError::invalid(
+                    field,
+                    "is already passed on by another claim on this order",
+                ));
+            }
+            match services.lookups().sales_claim(source).await? {
+                None => return Err(DomainError::invalid(field, "no such sales claim")),
+                Some(found) if found.status == ClaimStatus::Rejected => {
+                    return Err(DomainError::invalid(field, "the sales claim was rejected"))
+                }
+                Some(found) if !found.source_purchase_order_ids.contains(&order_id) => {
+                    return Err(DomainError::invalid(
+                        field,
+                        "the sales claim is on no sales line sourced from this purchase order",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(PurchaseOrderEvent::ClaimRaised {
+            claim_id: claim.claim_id,
+            reason: claim.reason,
+            lines: claim.lines,
+            notes: claim.notes,
+            claimed_amount,
+            source_sales_claim_id,
+        })
+    }
+}
+
+/// Checks a receipt line's lots: at most [`MAX_LOTS_PER_LINE`], weights summing to the line's weight,
+/// numbers and ids new to the order and to the receipt (`seen` holds those met so far, and
+/// takes this line's), production dates valid and not after the receipt.
+fn check_lots<'a>(
+    checks: &mut Checks,
+    prefix: &str,
+    input: &'a ReceiptLineInput,
+    received_on: NaiveDate,
+    seen: (&mut Vec<&'a LotNumber>, &mut Vec<Uuid>),
+) {
+    let (numbers, ids) = seen;
+    if input.lots.is_empty() {
+        return;
+    }
+    if input.lots.len() > MAX_LOTS_PER_LINE {
+        checks.add(
+            format!("{prefix}lots"),
+            format!("a line may have at most {MAX_LOTS_PER_LINE} lots"),
+        );
+        return;
+    }
+    if sum_weights(input.lots.iter().map(|l| l.weight)) != Some(input.weight) {
+        checks.add(
+            format!("{prefix}lots"),
+            format!(
+                "the lots' weights must sum to the line's weight of {}",
+                input.weight
+            ),
+        );
+    }
+    for (j, lot) in input.lots.iter().enumerate() {
+        let at = format!("{prefix}lots[{j}].");
+        if numbers.contains(&&lot.lot_number) {
+            checks.add(
+                format!("{at}lot_number"),
+                "this lot is already received on this order",
+            );
+        } else {
+            numbers.push(&lot.lot_number);
+        }
+        if ids.contains(&lot.lot_id) {
+            checks.add(
+                format!("{at}lot_id"),
+                "a lot with this id is already received",
+            );
+        } else {
+            ids.push(lot.lot_id);
+        }
+        if lot.production_date.is_some_and(|d| d > received_on) {
+            checks.add(
+                format!("{at}production_date"),
+                "must not be after the receipt date",
+            );
+        }
+        check_dates(
+            checks,
+            [(format!("{at}production_date").as_str(), lot.production_date)],
+        );
     }
 }
 
@@ -955,6 +1391,7 @@ fn check_header_dates(checks: &mut Checks, header: &PurchaseOrderHeader) {
 fn received_line(
     line: &PurchaseOrderLine,
     input: &ReceiptLineInput,
+    supplier_id: Uuid,
 ) -> Result<ReceivedLine, (&'static str, ValueError)> {
     let weight_total = match line.received_weight {
         Some(before) => before
@@ -973,6 +1410,19 @@ fn received_line(
         received_weight_total: weight_total,
         received_quantity_total: quantity_total,
         received_amount: Money::line_amount(&weight_total, &line.line.price_per_unit),
+        lots: input
+            .lots
+            .iter()
+            .map(|lot| ReceivedLot {
+                lot_id: lot.lot_id,
+                lot_number: lot.lot_number.clone(),
+                supplier_id,
+                product_id: line.line.product_id,
+                weight: lot.weight,
+                production_date: lot.production_date,
+                establishment_number: lot.establishment_number.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -1014,6 +1464,7 @@ impl Aggregate for PurchaseOrder {
                         received_weight: None,
                         received_quantity: None,
                         received_amount: None,
+                        lots: Vec::new(),
                     })
                     .collect();
                 self.total = total;
@@ -1025,6 +1476,7 @@ impl Aggregate for PurchaseOrder {
                     received_weight: None,
                     received_quantity: None,
                     received_amount: None,
+                    lots: Vec::new(),
                 });
                 self.total = total;
             }
@@ -1070,6 +1522,7 @@ impl Aggregate for PurchaseOrder {
                         line.received_weight = Some(received.received_weight_total);
                         line.received_quantity = received.received_quantity_total;
                         line.received_amount = Some(received.received_amount);
+                        line.lots.extend(received.lots.iter().cloned());
                     }
                 }
                 self.received_total = Some(received_total);
@@ -1107,6 +1560,61 @@ impl Aggregate for PurchaseOrder {
                 self.notes.push(Note { note_id, text });
             }
             PurchaseOrderEvent::Closed => self.status = Some(S::Closed),
+            PurchaseOrderEvent::ClaimRaised {
+                claim_id,
+                reason,
+                lines,
+                notes,
+                claimed_amount,
+                source_sales_claim_id,
+            } => self.claims.push(Claim::raised(
+                claim_id,
+                reason,
+                lines,
+                notes,
+                claimed_amount,
+                source_sales_claim_id,
+            )),
+            PurchaseOrderEvent::ClaimAccepted {
+                claim_id,
+                accepted_amount,
+                credit_note_number,
+                credits,
+                ..
+            } => {
+                if let Some(claim) = self.claims.iter_mut().find(|c| c.claim_id == claim_id) {
+                    claim.status = ClaimStatus::Accepted;
+                    claim.accepted_amount = Some(accepted_amount);
+                    claim.credit_note_number = credit_note_number;
+                }
+                self.credits = credits;
+            }
+            PurchaseOrderEvent::ClaimRejected {
+                claim_id, reason, ..
+            } => {
+                if let Some(claim) = self.claims.iter_mut().find(|c| c.claim_id == claim_id) {
+                    claim.status = ClaimStatus::Rejected;
+                    claim.reject_reason = Some(reason);
+                }
+            }
+            PurchaseOrderEvent::RefundRecorded {
+                refund_id,
+                amount,
+                refunded_on,
+                method,
+                reference,
+                amount_refunded,
+                ..
+            } => {
+                self.refunds.push(Refund {
+                    refund_id,
+                    amount,
+                    refunded_on,
+                    method,
+                    reference,
+                });
+                self.amount_refunded = amount_refunded;
+            }
         }
     }
 }

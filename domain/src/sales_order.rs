@@ -9,6 +9,15 @@
 //! line's weight × price, rounded to cents), which becomes the invoiced amount. Payments
 //! are recorded against the invoice.
 //!
+//! Once delivered, the customer may claim (short weight, temperature, ...); an accepted
+//! claim credits the order under a credit note number (`CN-000001`, … unless given, unique
+//! per tenant). `outstanding = amount due − credits − payments + refunds`; while it is below
+//! zero we refund the difference. Closing needs nothing outstanding and no open claim.
+//!
+//! Shipment lines may name the received lots they ship (by lot id); the weights per lot
+//! travel in the `Shipped` event, where the store checks that no lot ships more than was
+//! received, across every order of the tenant.
+//!
 //! Line types have the same names as the purchase order's ([`NewLine`], [`LinePatch`],
 //! [`OrderLine`]) and add `source_purchase_order_id`, the PO that supplies the line.
 
@@ -21,18 +30,23 @@ use uuid::Uuid;
 use crate::changes::{diff, Changes};
 use crate::error::DomainError;
 use crate::order::{
-    check_dates, check_delivery_date, check_line_count, check_note_count, check_payment,
-    repeated_positions, Checks,
+    accepted_amount, check_dates, check_delivery_date, check_line_count, check_new_claim,
+    check_note_count, check_payment, check_refund, has_open_claim, open_claim, repeated_positions,
+    sum_weights, Checks, Claimable, Settlement,
 };
 use crate::services::{DomainServices, ReferenceType};
 use crate::values::{
-    choice, patchable, Currency, InvoiceNumber, LongText, Money, NoteText, NumberSeries,
-    OrderNumber, PaymentMethod, PaymentStatus, Quantity, Reason, ShortText, UnitPrice, Weight,
-    WeightUnit,
+    choice, patchable, CreditNoteNumber, Currency, InvoiceNumber, LongText, LotNumber, Money,
+    NoteText, NumberSeries, OrderNumber, PaymentMethod, PaymentStatus, Quantity, Reason, ShortText,
+    UnitPrice, Weight, WeightUnit,
 };
 use crate::{UniqueKeyChange, UniqueKeys};
 
-pub use crate::order::{NewPayment, Note, Payment, MAX_LINES_PER_ORDER, MAX_NOTES_PER_ORDER};
+pub use crate::order::{
+    Claim, ClaimLine, ClaimReason, ClaimStatus, NewClaim, NewPayment, NewRefund, Note, Payment,
+    Refund, MAX_CLAIMS_PER_ORDER, MAX_LINES_PER_ORDER, MAX_LOTS_PER_LINE, MAX_NOTES_PER_ORDER,
+    MAX_REFUNDS_PER_ORDER,
+};
 
 /// Aggregate type of sales orders in the event store.
 pub const SALES_ORDER_TYPE: &str = "sales_order";
@@ -42,6 +56,14 @@ pub const SALES_ORDER_NUMBER_SCOPE: &str = NumberSeries::SALES_ORDER.scope;
 
 /// Uniqueness scope of invoice numbers, the client's own and assigned ones alike.
 pub const INVOICE_NUMBER_SCOPE: &str = NumberSeries::INVOICE.scope;
+
+/// Uniqueness scope of credit note numbers, the client's own and assigned ones alike.
+pub const CREDIT_NOTE_NUMBER_SCOPE: &str = NumberSeries::CREDIT_NOTE.scope;
+
+/// Uniqueness scope of sales claim ids: the key is the claim id and its holder the sales
+/// order, so the store finds a claim's order from the claim id alone (as a purchase claim
+/// passing it on to the supplier needs), and a claim id names one claim in the tenant.
+pub const SALES_CLAIM_SCOPE: &str = "sales_claim_id";
 
 choice!(
     /// Where a sales order is in its life.
@@ -237,6 +259,9 @@ pub struct SalesOrderLine {
     pub shipped_quantity: Option<Quantity>,
     /// Shipped weight × price, rounded half-up to cents.
     pub shipped_amount: Option<Money>,
+    /// The lots shipped on this line.
+    #[serde(default)]
+    pub lots: Vec<ShippedLot>,
 }
 
 /// The sales order to create.
@@ -260,6 +285,34 @@ pub struct ShipLineInput {
     /// Cases or pieces shipped, if counted.
     #[serde(default)]
     pub quantity: Option<Quantity>,
+    /// The received lots shipped on this line; when given, their weights sum to `weight`.
+    #[serde(default)]
+    pub lots: Vec<ShipLotInput>,
+}
+
+/// A lot shipped on a line: a lot received on a purchase order of the tenant, by its id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShipLotInput {
+    /// The lot (its id from the receipt).
+    pub lot_id: Uuid,
+    /// How much of the line's weight is of this lot.
+    pub weight: Weight,
+}
+
+/// A shipped lot, with what a trace needs to know of it without another lookup.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShippedLot {
+    /// The lot's id. The store sums shipped weights per lot id to refuse shipping more of a
+    /// lot than was received.
+    pub lot_id: Uuid,
+    /// The weight shipped of the lot.
+    pub weight: Weight,
+    /// The supplier's lot number.
+    pub lot_number: LotNumber,
+    /// The purchase order it was received on.
+    pub purchase_order_id: Uuid,
+    /// The supplier it came from.
+    pub supplier_id: Uuid,
 }
 
 /// One line of a recorded shipment, with its amount.
@@ -273,6 +326,9 @@ pub struct ShippedLine {
     pub quantity: Option<Quantity>,
     /// Shipped weight × price, rounded half-up to cents.
     pub shipped_amount: Money,
+    /// The lots shipped on the line (absent from shipments without lots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<ShippedLot>,
 }
 
 /// The recorded shipment.
@@ -358,8 +414,30 @@ pub enum SalesOrderCommand {
         /// What it says.
         text: NoteText,
     },
-    /// Close (invoiced, nothing outstanding).
+    /// Close (invoiced, nothing outstanding, no open claim).
     Close,
+    /// Raise the customer's claim (delivered or invoiced).
+    RaiseClaim(NewClaim),
+    /// Accept an open claim: the customer is credited `accepted_amount` (default: the
+    /// claimed amount) under a credit note.
+    AcceptClaim {
+        /// The claim.
+        claim_id: Uuid,
+        /// What is credited; above zero, not above the claimed amount.
+        accepted_amount: Option<Money>,
+        /// The credit note's number (assigned by the service when not given); unique per
+        /// tenant.
+        credit_note_number: CreditNoteNumber,
+    },
+    /// Reject an open claim.
+    RejectClaim {
+        /// The claim.
+        claim_id: Uuid,
+        /// Why.
+        reason: Reason,
+    },
+    /// Record money returned to the customer (only while more was paid than is owed).
+    RecordRefund(NewRefund),
     /// Call off (draft or confirmed).
     Cancel {
         /// Why.
@@ -484,6 +562,60 @@ pub enum SalesOrderEvent {
         /// The status it was cancelled from.
         from_status: SalesOrderStatus,
     },
+    /// The customer raised a claim.
+    ClaimRaised {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// Why.
+        reason: ClaimReason,
+        /// What is claimed, per line.
+        lines: Vec<ClaimLine>,
+        /// Free notes.
+        notes: Option<LongText>,
+        /// The sum of the lines' amounts.
+        claimed_amount: Money,
+    },
+    /// A claim was accepted: the customer is credited under a credit note.
+    ClaimAccepted {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// What was credited.
+        accepted_amount: Money,
+        /// The credit note's number.
+        credit_note_number: CreditNoteNumber,
+        /// Sum of accepted claims after this one.
+        credits: Money,
+        /// What is outstanding after it (negative: we owe the customer a refund).
+        outstanding: Money,
+        /// Payment status after it.
+        payment_status: PaymentStatus,
+    },
+    /// A claim was rejected.
+    ClaimRejected {
+        /// The claim's id.
+        claim_id: Uuid,
+        /// Why.
+        reason: Reason,
+    },
+    /// Money was returned to the customer.
+    RefundRecorded {
+        /// The refund's id.
+        refund_id: Uuid,
+        /// The amount.
+        amount: Money,
+        /// When the money moved.
+        refunded_on: NaiveDate,
+        /// How.
+        method: PaymentMethod,
+        /// Bank or cheque reference.
+        reference: Option<ShortText>,
+        /// Sum of all refunds after this one.
+        amount_refunded: Money,
+        /// What is outstanding after it.
+        outstanding: Money,
+        /// Payment status after it.
+        payment_status: PaymentStatus,
+    },
 }
 
 impl SalesOrderEvent {
@@ -503,6 +635,10 @@ impl SalesOrderEvent {
             Self::NoteAdded { .. } => "NoteAdded",
             Self::Closed => "Closed",
             Self::Cancelled { .. } => "Cancelled",
+            Self::ClaimRaised { .. } => "ClaimRaised",
+            Self::ClaimAccepted { .. } => "ClaimAccepted",
+            Self::ClaimRejected { .. } => "ClaimRejected",
+            Self::RefundRecorded { .. } => "RefundRecorded",
         }
     }
 }
@@ -527,6 +663,16 @@ impl UniqueKeys for SalesOrderEvent {
             Self::Invoiced { invoice_number, .. } => vec![UniqueKeyChange::Claim {
                 scope: INVOICE_NUMBER_SCOPE,
                 key: invoice_number.as_str().to_owned(),
+            }],
+            Self::ClaimRaised { claim_id, .. } => vec![UniqueKeyChange::Claim {
+                scope: SALES_CLAIM_SCOPE,
+                key: claim_id.to_string(),
+            }],
+            Self::ClaimAccepted {
+                credit_note_number, ..
+            } => vec![UniqueKeyChange::Claim {
+                scope: CREDIT_NOTE_NUMBER_SCOPE,
+                key: credit_note_number.as_str().to_owned(),
             }],
             _ => Vec::new(),
         }
@@ -562,6 +708,18 @@ pub struct SalesOrder {
     pub notes: Vec<Note>,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<Reason>,
+    /// The customer's claims, in the order raised.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+    /// Sum of accepted claims' amounts.
+    #[serde(default)]
+    pub credits: Money,
+    /// Refunds to the customer, in order.
+    #[serde(default)]
+    pub refunds: Vec<Refund>,
+    /// Sum of refunds.
+    #[serde(default)]
+    pub amount_refunded: Money,
 }
 
 impl SalesOrder {
@@ -580,14 +738,35 @@ impl SalesOrder {
         }
     }
 
-    /// Amount due less amount paid.
+    /// Amount due − credits − payments + refunds (negative if a credit after payment left
+    /// it overpaid: we owe the customer a refund).
     pub fn outstanding(&self) -> Money {
-        self.amount_due() - self.amount_paid
+        self.settlement().outstanding()
     }
 
-    /// Unpaid, partial or paid, from the payments against the amount due.
+    /// Unpaid, partial, paid or overpaid: see [`PaymentStatus::of`].
     pub fn payment_status(&self) -> PaymentStatus {
-        PaymentStatus::of(self.amount_paid, self.amount_due())
+        self.settlement().payment_status()
+    }
+
+    /// The money as it stands.
+    fn settlement(&self) -> Settlement {
+        Settlement {
+            amount_due: self.amount_due(),
+            credits: self.credits,
+            amount_paid: self.amount_paid,
+            refunded: self.amount_refunded,
+        }
+    }
+
+    /// Whether a claim is still open (the order cannot close while one is).
+    pub fn has_open_claim(&self) -> bool {
+        has_open_claim(&self.claims)
+    }
+
+    /// The claim with `claim_id`, if any.
+    pub fn claim(&self, claim_id: Uuid) -> Option<&Claim> {
+        self.claims.iter().find(|c| c.claim_id == claim_id)
     }
 
     /// The line with `line_id`, if any.
@@ -813,17 +992,19 @@ impl SalesOrder {
                     services.today(),
                     &self.payments,
                 )?;
-                let amount_paid = self.amount_paid + payment.amount;
-                let amount_due = self.amount_due();
+                let after = Settlement {
+                    amount_paid: self.amount_paid + payment.amount,
+                    ..self.settlement()
+                };
                 SalesOrderEvent::PaymentRecorded {
                     payment_id: payment.payment_id,
                     amount: payment.amount,
                     paid_on: payment.paid_on,
                     method: payment.method,
                     reference: payment.reference,
-                    amount_paid,
-                    outstanding: amount_due - amount_paid,
-                    payment_status: PaymentStatus::of(amount_paid, amount_due),
+                    amount_paid: after.amount_paid,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
                 }
             }
             SalesOrderCommand::AddNote { note_id, text } => {
@@ -846,7 +1027,84 @@ impl SalesOrder {
                         reason: format!("{outstanding} is outstanding"),
                     });
                 }
+                if self.has_open_claim() {
+                    return Err(DomainError::NotAllowedBecause {
+                        action: "close",
+                        reason: "a claim is still open".into(),
+                    });
+                }
                 SalesOrderEvent::Closed
+            }
+            SalesOrderCommand::RaiseClaim(claim) => {
+                self.require("raise a claim on", &[S::Delivered, S::Invoiced])?;
+                let claimed_amount = check_new_claim(&claim, &self.claims, |line_id| {
+                    let line = self.line(line_id).ok_or("no such line on this order")?;
+                    match (line.shipped_amount, line.shipped_weight) {
+                        (Some(amount), Some(weight)) => Ok(Claimable { amount, weight }),
+                        _ => Err("the line has not been shipped"),
+                    }
+                })?;
+                SalesOrderEvent::ClaimRaised {
+                    claim_id: claim.claim_id,
+                    reason: claim.reason,
+                    lines: claim.lines,
+                    notes: claim.notes,
+                    claimed_amount,
+                }
+            }
+            SalesOrderCommand::AcceptClaim {
+                claim_id,
+                accepted_amount: accepted,
+                credit_note_number,
+            } => {
+                self.require("accept a claim on", &[S::Delivered, S::Invoiced])?;
+                let claim = open_claim(&self.claims, claim_id, "accept the claim")?;
+                let accepted_amount = accepted_amount(claim, accepted)?;
+                if self
+                    .claims
+                    .iter()
+                    .any(|c| c.credit_note_number.as_ref() == Some(&credit_note_number))
+                {
+                    return Err(DomainError::invalid(
+                        "credit_note_number",
+                        "is already the credit note of another claim on this order",
+                    ));
+                }
+                let after = Settlement {
+                    credits: self.credits + accepted_amount,
+                    ..self.settlement()
+                };
+                SalesOrderEvent::ClaimAccepted {
+                    claim_id,
+                    accepted_amount,
+                    credit_note_number,
+                    credits: after.credits,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
+                }
+            }
+            SalesOrderCommand::RejectClaim { claim_id, reason } => {
+                self.require("reject a claim on", &[S::Delivered, S::Invoiced])?;
+                open_claim(&self.claims, claim_id, "reject the claim")?;
+                SalesOrderEvent::ClaimRejected { claim_id, reason }
+            }
+            SalesOrderCommand::RecordRefund(refund) => {
+                self.require("record a refund on", &[S::Invoiced])?;
+                check_refund(&refund, self.outstanding(), services.today(), &self.refunds)?;
+                let after = Settlement {
+                    refunded: self.amount_refunded + refund.amount,
+                    ..self.settlement()
+                };
+                SalesOrderEvent::RefundRecorded {
+                    refund_id: refund.refund_id,
+                    amount: refund.amount,
+                    refunded_on: refund.refunded_on,
+                    method: refund.method,
+                    reference: refund.reference,
+                    amount_refunded: after.refunded,
+                    outstanding: after.outstanding(),
+                    payment_status: after.payment_status(),
+                }
             }
             SalesOrderCommand::Cancel { reason } => {
                 let from_status = self.require("cancel", &[S::Draft, S::Confirmed])?;
@@ -955,6 +1213,7 @@ impl SalesOrder {
         check_dates(&mut checks, [("shipped_on", Some(shipped_on))]);
         let repeated = repeated_positions(inputs.iter().map(|l| l.line_id));
         let mut shipped = Vec::new();
+        let mut received = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
             if repeated.contains(&i) {
                 checks.add(format!("lines[{i}].line_id"), "repeats an earlier line");
@@ -964,14 +1223,18 @@ impl SalesOrder {
                 checks.add(format!("lines[{i}].line_id"), "no such line on this order");
                 continue;
             };
+            let prefix = format!("lines[{i}].");
+            let lots = shipped_lots(&mut checks, services, &prefix, &input, &mut received).await?;
             shipped.push(ShippedLine {
                 shipped_amount: Money::line_amount(&input.weight, &line.line.price_per_unit),
                 line_id: input.line_id,
                 weight: input.weight,
                 quantity: input.quantity,
+                lots,
             });
         }
         checks.finish()?;
+        check_lot_weights(&shipped, &received)?;
         let shipped_total: Money = shipped.iter().map(|l| l.shipped_amount).sum();
         Ok(SalesOrderEvent::Shipped {
             shipped_on,
@@ -982,6 +1245,93 @@ impl SalesOrder {
             amount_due: shipped_total,
         })
     }
+}
+
+/// The lots of a shipment line: at most [`MAX_LOTS_PER_LINE`], each named once, each a lot
+/// received in the tenant, weights summing to the line's weight. Errors go to `checks`
+/// (reported under `{prefix}lots`); a failed lookup is `Unavailable`. Each lot found is
+/// added to `received` with its received weight, for [`check_lot_weights`].
+async fn shipped_lots(
+    checks: &mut Checks,
+    services: &DomainServices,
+    prefix: &str,
+    input: &ShipLineInput,
+    received: &mut Vec<(Uuid, LotNumber, Weight)>,
+) -> Result<Vec<ShippedLot>, DomainError> {
+    if input.lots.is_empty() {
+        return Ok(Vec::new());
+    }
+    if input.lots.len() > MAX_LOTS_PER_LINE {
+        checks.add(
+            format!("{prefix}lots"),
+            format!("a line may have at most {MAX_LOTS_PER_LINE} lots"),
+        );
+        return Ok(Vec::new());
+    }
+    if sum_weights(input.lots.iter().map(|l| l.weight)) != Some(input.weight) {
+        checks.add(
+            format!("{prefix}lots"),
+            format!(
+                "the lots' weights must sum to the line's weight of {}",
+                input.weight
+            ),
+        );
+    }
+    let repeated = repeated_positions(input.lots.iter().map(|l| l.lot_id));
+    let mut lots = Vec::new();
+    for (j, lot) in input.lots.iter().enumerate() {
+        let field = format!("{prefix}lots[{j}].lot_id");
+        if repeated.contains(&j) {
+            checks.add(field, "repeats an earlier lot of this line");
+            continue;
+        }
+        match services.lookups().lot(lot.lot_id).await? {
+            None => checks.add(field, "no such lot"),
+            Some(found) => {
+                received.push((lot.lot_id, found.lot_number.clone(), found.received_weight));
+                lots.push(ShippedLot {
+                    lot_id: lot.lot_id,
+                    weight: lot.weight,
+                    lot_number: found.lot_number,
+                    purchase_order_id: found.purchase_order_id,
+                    supplier_id: found.supplier_id,
+                });
+            }
+        }
+    }
+    Ok(lots)
+}
+
+/// Refuses a shipment that ships more of a lot (over all its lines) than was received of it.
+/// What other shipments already took of the lot is the store's to check, in the append
+/// transaction, where concurrent shipments are serialised.
+fn check_lot_weights(
+    shipped: &[ShippedLine],
+    received: &[(Uuid, LotNumber, Weight)],
+) -> Result<(), DomainError> {
+    let mut per_lot: Vec<(Uuid, rust_decimal::Decimal)> = Vec::new();
+    for lot in shipped.iter().flat_map(|line| &line.lots) {
+        match per_lot.iter_mut().find(|(id, _)| *id == lot.lot_id) {
+            Some((_, sum)) => *sum += lot.weight.value(),
+            None => per_lot.push((lot.lot_id, lot.weight.value())),
+        }
+    }
+    for (lot_id, weight) in per_lot {
+        let Some((_, number, received)) = received.iter().find(|(id, _, _)| *id == lot_id) else {
+            continue;
+        };
+        if weight > received.value() {
+            return Err(DomainError::NotAllowedBecause {
+                action: "ship",
+                reason: format!(
+                    "lot {} ({lot_id}) shipped {} but only {received} was received",
+                    number.as_str(),
+                    weight.normalize(),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks the header's dates against the range every order date must be in.
@@ -1049,6 +1399,7 @@ impl Aggregate for SalesOrder {
             shipped_weight: None,
             shipped_quantity: None,
             shipped_amount: None,
+            lots: Vec::new(),
         };
         match event {
             SalesOrderEvent::Created {
@@ -1101,6 +1452,7 @@ impl Aggregate for SalesOrder {
                         line.shipped_weight = Some(shipped.weight);
                         line.shipped_quantity = shipped.quantity;
                         line.shipped_amount = Some(shipped.shipped_amount);
+                        line.lots = shipped.lots.clone();
                     }
                 }
                 self.shipped_total = Some(shipped_total);
@@ -1155,6 +1507,58 @@ impl Aggregate for SalesOrder {
             SalesOrderEvent::Cancelled { reason, .. } => {
                 self.status = Some(S::Cancelled);
                 self.cancel_reason = Some(reason);
+            }
+            SalesOrderEvent::ClaimRaised {
+                claim_id,
+                reason,
+                lines,
+                notes,
+                claimed_amount,
+            } => self.claims.push(Claim::raised(
+                claim_id,
+                reason,
+                lines,
+                notes,
+                claimed_amount,
+                None,
+            )),
+            SalesOrderEvent::ClaimAccepted {
+                claim_id,
+                accepted_amount,
+                credit_note_number,
+                credits,
+                ..
+            } => {
+                if let Some(claim) = self.claims.iter_mut().find(|c| c.claim_id == claim_id) {
+                    claim.status = ClaimStatus::Accepted;
+                    claim.accepted_amount = Some(accepted_amount);
+                    claim.credit_note_number = Some(credit_note_number);
+                }
+                self.credits = credits;
+            }
+            SalesOrderEvent::ClaimRejected { claim_id, reason } => {
+                if let Some(claim) = self.claims.iter_mut().find(|c| c.claim_id == claim_id) {
+                    claim.status = ClaimStatus::Rejected;
+                    claim.reject_reason = Some(reason);
+                }
+            }
+            SalesOrderEvent::RefundRecorded {
+                refund_id,
+                amount,
+                refunded_on,
+                method,
+                reference,
+                amount_refunded,
+                ..
+            } => {
+                self.refunds.push(Refund {
+                    refund_id,
+                    amount,
+                    refunded_on,
+                    method,
+                    reference,
+                });
+                self.amount_refunded = amount_refunded;
             }
         }
     }

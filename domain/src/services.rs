@@ -12,6 +12,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::order::ClaimStatus;
+use crate::values::{LotNumber, Weight};
+
 /// The five kinds of reference data an order can point at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +66,33 @@ pub struct ReferenceSummary {
     pub active: bool,
 }
 
+/// What a purchase claim needs to know of the sales claim it passes on to the supplier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalesClaimSummary {
+    /// The sales order the claim is on.
+    pub sales_order_id: Uuid,
+    /// Open, accepted or rejected (a rejected claim is not passed on).
+    pub status: ClaimStatus,
+    /// The `source_purchase_order_id` of every sales line the claim names (lines without a
+    /// source are left out): a purchase claim passes it on only from one of these orders.
+    pub source_purchase_order_ids: Vec<Uuid>,
+}
+
+/// What a shipment needs to know of a received lot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotSummary {
+    /// The purchase order it was received on.
+    pub purchase_order_id: Uuid,
+    /// The supplier it came from.
+    pub supplier_id: Uuid,
+    /// The supplier's lot number.
+    pub lot_number: LotNumber,
+    /// The weight received of it. A shipment of more than this is refused at once; whether
+    /// what is left after other shipments covers it is the store's to enforce, in the append
+    /// transaction.
+    pub received_weight: Weight,
+}
+
 /// A lookup failed for infrastructure reasons (database down, timeout).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -80,6 +110,22 @@ pub trait Lookups: Send + Sync {
 
     /// Whether a purchase order with `id` exists in this tenant.
     async fn purchase_order_exists(&self, id: Uuid) -> Result<bool, LookupError>;
+
+    /// The sales claim with `claim_id` in this tenant, or `None` if there is none.
+    ///
+    /// A sales order's `ClaimRaised` event claims the unique key
+    /// ([`SALES_CLAIM_SCOPE`](crate::sales_order::SALES_CLAIM_SCOPE), claim id), whose holder
+    /// is the sales order: an implementation over the event store finds the order there and
+    /// folds it.
+    async fn sales_claim(&self, claim_id: Uuid) -> Result<Option<SalesClaimSummary>, LookupError>;
+
+    /// The lot with `lot_id` received in this tenant, or `None` if there is none.
+    ///
+    /// A purchase order's `ReceiptRecorded` event claims the unique key
+    /// ([`LOT_ID_SCOPE`](crate::purchase_order::LOT_ID_SCOPE), lot id) for each lot, whose
+    /// holder is the purchase order: an implementation over the event store finds the order
+    /// there and folds it.
+    async fn lot(&self, lot_id: Uuid) -> Result<Option<LotSummary>, LookupError>;
 
     /// Announces the lookups a command is about to make, so that an implementation over a
     /// database can answer all of them in one round trip instead of one each (a create with
@@ -161,6 +207,10 @@ pub struct InMemoryLookups {
     references: HashMap<(ReferenceType, Uuid), bool>,
     /// Known purchase orders.
     purchase_orders: HashSet<Uuid>,
+    /// Known sales claims.
+    sales_claims: HashMap<Uuid, SalesClaimSummary>,
+    /// Known lots.
+    lots: HashMap<Uuid, LotSummary>,
     /// When set, every lookup fails with this message (to test `Unavailable`).
     failure: Option<String>,
 }
@@ -182,6 +232,20 @@ impl InMemoryLookups {
     #[must_use]
     pub fn with_purchase_order(mut self, id: Uuid) -> Self {
         self.purchase_orders.insert(id);
+        self
+    }
+
+    /// Registers a sales claim.
+    #[must_use]
+    pub fn with_sales_claim(mut self, claim_id: Uuid, summary: SalesClaimSummary) -> Self {
+        self.sales_claims.insert(claim_id, summary);
+        self
+    }
+
+    /// Registers a received lot.
+    #[must_use]
+    pub fn with_lot(mut self, lot_id: Uuid, summary: LotSummary) -> Self {
+        self.lots.insert(lot_id, summary);
         self
     }
 
@@ -218,5 +282,15 @@ impl Lookups for InMemoryLookups {
     async fn purchase_order_exists(&self, id: Uuid) -> Result<bool, LookupError> {
         self.check()?;
         Ok(self.purchase_orders.contains(&id))
+    }
+
+    async fn sales_claim(&self, claim_id: Uuid) -> Result<Option<SalesClaimSummary>, LookupError> {
+        self.check()?;
+        Ok(self.sales_claims.get(&claim_id).cloned())
+    }
+
+    async fn lot(&self, lot_id: Uuid) -> Result<Option<LotSummary>, LookupError> {
+        self.check()?;
+        Ok(self.lots.get(&lot_id).cloned())
     }
 }

@@ -18,7 +18,8 @@
 //! - `currency`: [`Currency`].
 //! - `text`: [`Name`], [`Code`], [`Reason`], [`NoteText`], [`ShortText`], [`LongText`],
 //!   [`Email`].
-//! - `numbers`: [`OrderNumber`], [`InvoiceNumber`] and the [`NumberSeries`] that assigns them.
+//! - `numbers`: [`OrderNumber`], [`InvoiceNumber`], [`CreditNoteNumber`], [`LotNumber`] and
+//!   the [`NumberSeries`] that assigns them.
 //! - `tenant`: [`TenantName`] and [`TenantSlug`], a tenant's own rules.
 //! - `choice`, `trade`, `terms`: closed choice lists ([`Protein`], [`CreditTerms`], ...).
 //! - `patch`: [`double_option`], [`not_null`] and the macro behind every PATCH body.
@@ -41,7 +42,7 @@ mod tests;
 pub(crate) use choice::choice;
 pub use currency::Currency;
 pub use money::{Money, UnitPrice};
-pub use numbers::{InvoiceNumber, NumberSeries, OrderNumber};
+pub use numbers::{CreditNoteNumber, InvoiceNumber, LotNumber, NumberSeries, OrderNumber};
 pub use patch::{double_option, not_null};
 pub(crate) use patch::{patch_nullable, patch_required, patchable};
 pub use tenant::{TenantName, TenantSlug};

@@ -1,18 +1,27 @@
 //! Property tests: random command sequences, valid or not, applied through `handle`, never
 //! leave a purchase or sales order in an invalid state, and replaying the events written
 //! always rebuilds exactly the state `handle` left.
+//!
+//! Money in particular: for any sequence of receipts, payments, claims, acceptances,
+//! rejections and refunds, `outstanding` equals `amount due − credits − payments + refunds`
+//! worked out from the recorded lists, a payment never takes it below zero, a refund only
+//! brings a negative one back towards zero, and an order whose money is settled (nothing
+//! outstanding, no open claim) in the state that closes can always be closed.
 
 use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
+use oms_domain::order::{Claim, ClaimLine, ClaimReason, ClaimStatus, Refund};
 use oms_domain::purchase_order::{self as po, PurchaseOrder, PurchaseOrderStatus as P};
 use oms_domain::sales_order::{self as so, SalesOrder, SalesOrderStatus as S};
-use oms_domain::services::{DomainServices, FixedClock, InMemoryLookups, ReferenceType};
+use oms_domain::services::{
+    DomainServices, FixedClock, InMemoryLookups, ReferenceType, SalesClaimSummary,
+};
 use oms_domain::values::{
-    Currency, InvoiceNumber, Logistics, Money, NoteText, OrderNumber, PaymentMethod, Quantity,
-    Reason, UnitPrice, Weight, WeightUnit,
+    CreditNoteNumber, Currency, InvoiceNumber, Logistics, Money, NoteText, OrderNumber,
+    PaymentMethod, Quantity, Reason, UnitPrice, Weight, WeightUnit,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -32,6 +41,9 @@ const LINES: [u128; 4] = [0x1001, 0x1002, 0x1003, 0x1004];
 const WEIGHTS: [&str; 6] = ["1", "0.5", "10000.5", "40000", "333.3333", "999999999"];
 const PRICES: [&str; 5] = ["0", "2.1575", "1.3333", "0.005", "0.125"];
 const AMOUNTS: [&str; 5] = ["0.01", "100", "1000", "86300", "99633.67"];
+/// Sales claims a purchase claim may pass on: open and sourced from the purchase order under
+/// test (`SOURCES[0]`), rejected, sourced from another order, unknown.
+const SALES_CLAIMS: [u128; 4] = [0x5c01, 0x5c02, 0x5c03, 0x5c04];
 
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()
@@ -61,8 +73,28 @@ fn services() -> DomainServices {
         .with_reference(ReferenceType::Product, id(PRODUCTS[2]), false)
         .with_reference(ReferenceType::Carrier, id(CARRIERS[0]), true)
         .with_reference(ReferenceType::Carrier, id(CARRIERS[1]), false)
-        .with_purchase_order(id(SOURCES[0]));
+        .with_purchase_order(id(SOURCES[0]))
+        .with_sales_claim(
+            id(SALES_CLAIMS[0]),
+            sales_claim(ClaimStatus::Open, SOURCES[0]),
+        )
+        .with_sales_claim(
+            id(SALES_CLAIMS[1]),
+            sales_claim(ClaimStatus::Rejected, SOURCES[0]),
+        )
+        .with_sales_claim(
+            id(SALES_CLAIMS[2]),
+            sales_claim(ClaimStatus::Open, SOURCES[1]),
+        );
     DomainServices::new(Arc::new(lookups), Arc::new(FixedClock(today())))
+}
+
+fn sales_claim(status: ClaimStatus, source: u128) -> SalesClaimSummary {
+    SalesClaimSummary {
+        sales_order_id: id(0x50c1),
+        status,
+        source_purchase_order_ids: vec![id(source)],
+    }
 }
 
 fn weight(i: usize) -> Weight {
@@ -75,6 +107,57 @@ fn price(i: usize) -> UnitPrice {
 
 fn reason() -> Reason {
     Reason::parse("because").unwrap()
+}
+
+fn amount(i: usize) -> Money {
+    Money::parse(AMOUNTS[i]).unwrap()
+}
+
+/// What is left to claim of a line whose received or shipped amount is `limit`, given the
+/// order's claims; `None` if the line is not received or shipped.
+fn room(limit: Option<Money>, line_id: Uuid, claims: &[Claim]) -> Option<Money> {
+    let held: Money = claims
+        .iter()
+        .filter(|c| c.status != ClaimStatus::Rejected)
+        .flat_map(|c| &c.lines)
+        .filter(|l| l.line_id == line_id)
+        .map(|l| l.amount)
+        .sum();
+    limit.map(|limit| limit - held)
+}
+
+/// The amount to claim of a line: a fixed one, or all that is left of it (often invalid when
+/// nothing is left, which the aggregate must refuse).
+fn claim_amount(fixed: Option<usize>, room: Option<Money>) -> Money {
+    match (fixed, room) {
+        (Some(i), _) => amount(i),
+        (None, Some(room)) if room.is_positive() => room,
+        (None, _) => amount(0),
+    }
+}
+
+/// The amount to refund: a fixed one, or what was overpaid (so that close can happen).
+fn refund_amount(fixed: Option<usize>, outstanding: Money) -> Money {
+    match fixed {
+        Some(i) => amount(i),
+        None if outstanding.is_negative() => -outstanding,
+        None => amount(0),
+    }
+}
+
+fn claim_lines(
+    lines: &[(usize, Option<usize>)],
+    limit: impl Fn(Uuid) -> Option<Money>,
+) -> Vec<ClaimLine> {
+    lines
+        .iter()
+        .map(|&(line, fixed)| ClaimLine {
+            line_id: id(LINES[line]),
+            amount: claim_amount(fixed, limit(id(LINES[line]))),
+            weight: None,
+            description: None,
+        })
+        .collect()
 }
 
 /// The amount to pay: a fixed one, or what is outstanding (so that close can happen).
@@ -161,6 +244,48 @@ enum Op {
     },
     Note(usize),
     Close,
+    /// Raise a claim; `source` passes on one of [`SALES_CLAIMS`] (purchase orders only).
+    Claim {
+        id: usize,
+        lines: Vec<(usize, Option<usize>)>,
+        source: Option<usize>,
+    },
+    AcceptClaim {
+        id: usize,
+        amount: Option<usize>,
+    },
+    RejectClaim(usize),
+    Refund {
+        id: usize,
+        amount: Option<usize>,
+        day: i64,
+    },
+}
+
+fn claim_op() -> impl Strategy<Value = Op> {
+    (
+        0..3usize,
+        prop::collection::vec(
+            (
+                0..LINES.len(),
+                prop::option::weighted(0.3, 0..AMOUNTS.len()),
+            ),
+            0..3,
+        ),
+        prop::option::weighted(0.3, 0..SALES_CLAIMS.len()),
+    )
+        .prop_map(|(id, lines, source)| Op::Claim { id, lines, source })
+}
+
+fn money_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => claim_op(),
+        6 => (0..3usize, prop::option::weighted(0.3, 0..AMOUNTS.len()))
+            .prop_map(|(id, amount)| Op::AcceptClaim { id, amount }),
+        2 => (0..3usize).prop_map(Op::RejectClaim),
+        6 => (0..3usize, prop::option::weighted(0.3, 0..AMOUNTS.len()), -1..2i64)
+            .prop_map(|(id, amount, day)| Op::Refund { id, amount, day }),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -211,7 +336,79 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(id, amount, day)| Op::Pay { id, amount, day }),
         4 => (0..2usize).prop_map(Op::Note),
         12 => Just(Op::Close),
+        12 => money_op(),
     ]
+}
+
+/// Sequences that reach the money quickly: a valid order taken to received (purchase) or
+/// invoiced (sales), then receipts, payments, claims, decisions, refunds and closes.
+fn money_ops() -> impl Strategy<Value = Vec<Op>> {
+    let valid_line = |line: usize| {
+        (0..2usize, 0..WEIGHTS.len() - 1, 1..PRICES.len()).prop_map(
+            move |(product, weight, price)| LineSpec {
+                line,
+                product,
+                weight,
+                price,
+                source: Some(0),
+            },
+        )
+    };
+    let step = prop_oneof![
+        6 => (
+            0..3usize,
+            prop::bool::weighted(0.3),
+            prop::collection::vec((0..2usize, 0..WEIGHTS.len() - 1), 1..3),
+        )
+            .prop_map(|(id, complete, lines)| Op::Receive {
+                id,
+                complete,
+                lines,
+                carrier: None,
+            }),
+        8 => (0..4usize, prop::option::weighted(0.3, 0..AMOUNTS.len()), -1..1i64)
+            .prop_map(|(id, amount, day)| Op::Pay { id, amount, day }),
+        20 => money_op(),
+        4 => Just(Op::Close),
+    ];
+    (
+        (valid_line(0), valid_line(1)),
+        prop::bool::ANY,
+        prop::collection::vec(step, 0..40),
+    )
+        .prop_map(|((first, second), prepay, steps)| {
+            let mut ops = vec![
+                Op::Create {
+                    party: 0,
+                    lines: vec![first, second],
+                    delivery_before_order: false,
+                },
+                Op::Advance,
+                Op::Approve { early: false },
+            ];
+            if prepay {
+                // Purchase: pays the ordered total before anything arrives.
+                ops.push(Op::Pay {
+                    id: 3,
+                    amount: None,
+                    day: 0,
+                });
+            }
+            ops.push(Op::Receive {
+                id: 0,
+                complete: false,
+                lines: vec![(0, 0), (1, 1)],
+                carrier: None,
+            });
+            // Sales: ship happened above; this delivers and invoices.
+            ops.push(Op::Approve { early: false });
+            ops.push(Op::RejectOrInvoice {
+                number: 1,
+                early: false,
+            });
+            ops.extend(steps);
+            ops
+        })
 }
 
 /// Mostly valid creates: an active party, distinct line ids, a sensible delivery date.
@@ -334,6 +531,7 @@ fn po_command(op: &Op, order: &PurchaseOrder) -> po::PurchaseOrderCommand {
                     line_id: id(LINES[line]),
                     weight: weight(w),
                     quantity: Some(Quantity::new(2)),
+                    lots: Vec::new(),
                 })
                 .collect(),
         },
@@ -353,7 +551,103 @@ fn po_command(op: &Op, order: &PurchaseOrder) -> po::PurchaseOrderCommand {
             text: NoteText::parse("note").unwrap(),
         },
         Op::Close => C::Close,
+        Op::Claim {
+            id: n,
+            lines,
+            source,
+        } => C::RaiseClaim {
+            order_id: id(SOURCES[0]),
+            claim: po::NewClaim {
+                claim_id: id(0xc000 + *n as u128),
+                reason: ClaimReason::ALL[*n % ClaimReason::ALL.len()],
+                lines: claim_lines(lines, |line_id| {
+                    let limit = order.line(line_id).and_then(|l| l.received_amount);
+                    room(limit, line_id, &order.claims)
+                }),
+                notes: None,
+            },
+            source_sales_claim_id: source.map(|s| id(SALES_CLAIMS[s])),
+        },
+        Op::AcceptClaim { id: n, amount: a } => C::AcceptClaim {
+            claim_id: id(0xc000 + *n as u128),
+            accepted_amount: a.map(amount),
+            credit_note_number: None,
+        },
+        Op::RejectClaim(n) => C::RejectClaim {
+            claim_id: id(0xc000 + *n as u128),
+            reason: reason(),
+        },
+        Op::Refund {
+            id: n,
+            amount: a,
+            day: d,
+        } => C::RecordRefund(po::NewRefund {
+            refund_id: id(0x7000 + *n as u128),
+            amount: refund_amount(*a, order.outstanding()),
+            refunded_on: day(*d),
+            method: PaymentMethod::Wire,
+            reference: None,
+        }),
     }
+}
+
+/// What must hold of an order's money after every step, whatever the order kind.
+struct MoneyView<'a> {
+    claims: &'a [Claim],
+    refunds: &'a [Refund],
+    credits: Money,
+    amount_refunded: Money,
+    amount_paid: Money,
+    amount_due: Money,
+    outstanding: Money,
+    /// Each line's id and the amount it may be claimed against (received or shipped).
+    claimable: Vec<(Uuid, Option<Money>)>,
+}
+
+fn money_invariants(view: &MoneyView) -> Result<(), TestCaseError> {
+    let credits: Money = view
+        .claims
+        .iter()
+        .filter(|c| c.status == ClaimStatus::Accepted)
+        .filter_map(|c| c.accepted_amount)
+        .sum();
+    prop_assert_eq!(view.credits, credits, "credits are the accepted claims");
+    let refunded: Money = view.refunds.iter().map(|r| r.amount).sum();
+    prop_assert_eq!(view.amount_refunded, refunded);
+    prop_assert_eq!(
+        view.outstanding,
+        view.amount_due - credits - view.amount_paid + refunded,
+        "outstanding = amount due - credits - payments + refunds"
+    );
+    prop_assert!(credits <= view.amount_due, "credited more than is due");
+    for claim in view.claims {
+        let claimed: Money = claim.lines.iter().map(|l| l.amount).sum();
+        prop_assert_eq!(claim.claimed_amount, claimed);
+        prop_assert!(!claim.lines.is_empty());
+        match claim.status {
+            ClaimStatus::Accepted => {
+                let accepted = claim.accepted_amount.unwrap_or_default();
+                prop_assert!(accepted.is_positive() && accepted <= claimed);
+            }
+            ClaimStatus::Open | ClaimStatus::Rejected => {
+                prop_assert_eq!(claim.accepted_amount, None);
+            }
+        }
+    }
+    for (line_id, limit) in &view.claimable {
+        let left = room(*limit, *line_id, view.claims);
+        let claimed_any = view
+            .claims
+            .iter()
+            .any(|c| c.lines.iter().any(|l| l.line_id == *line_id));
+        match left {
+            Some(left) => prop_assert!(!left.is_negative(), "a line claimed above its amount"),
+            None => prop_assert!(!claimed_any, "an unreceived line claimed"),
+        }
+    }
+    prop_assert!(view.refunds.iter().all(|r| r.amount.is_positive()));
+    prop_assert!(view.refunds.iter().all(|r| r.refunded_on <= today()));
+    Ok(())
 }
 
 /// The arrows of DOMAIN.md's purchase order diagram.
@@ -456,6 +750,30 @@ fn po_invariants(
             after.outstanding().is_zero(),
             "closed with money outstanding"
         );
+        prop_assert!(!after.has_open_claim(), "closed with a claim open");
+    }
+    money_invariants(&MoneyView {
+        claims: &after.claims,
+        refunds: &after.refunds,
+        credits: after.credits,
+        amount_refunded: after.amount_refunded,
+        amount_paid: after.amount_paid,
+        amount_due: after.amount_due(),
+        outstanding: after.outstanding(),
+        claimable: after
+            .lines
+            .iter()
+            .map(|l| (l.line.line_id, l.received_amount))
+            .collect(),
+    })?;
+    for claim in &after.claims {
+        if let Some(source) = claim.source_sales_claim_id {
+            prop_assert_eq!(
+                source,
+                id(SALES_CLAIMS[0]),
+                "only a passable claim passed on"
+            );
+        }
     }
 
     for event in events {
@@ -465,6 +783,33 @@ fn po_invariants(
             | E::LineChanged { total, .. }
             | E::LineRemoved { total, .. }
             | E::Submitted { total } => prop_assert_eq!(*total, after.total),
+            E::ClaimAccepted {
+                credits,
+                outstanding,
+                payment_status,
+                ..
+            } => {
+                prop_assert_eq!(*credits, after.credits);
+                prop_assert_eq!(*outstanding, after.outstanding());
+                prop_assert_eq!(*payment_status, after.payment_status());
+            }
+            E::RefundRecorded {
+                amount,
+                amount_refunded,
+                outstanding,
+                payment_status,
+                ..
+            } => {
+                prop_assert!(before.outstanding().is_negative(), "refunded nothing owed");
+                prop_assert!(*amount <= -before.outstanding(), "refunded too much");
+                prop_assert!(
+                    !after.outstanding().is_positive(),
+                    "a refund made money due"
+                );
+                prop_assert_eq!(*amount_refunded, after.amount_refunded);
+                prop_assert_eq!(*outstanding, after.outstanding());
+                prop_assert_eq!(*payment_status, after.payment_status());
+            }
             E::ReceiptRecorded {
                 received_total,
                 amount_due,
@@ -489,6 +834,10 @@ fn po_invariants(
                     *amount <= before.outstanding(),
                     "paid more than outstanding"
                 );
+                prop_assert!(
+                    !after.outstanding().is_negative(),
+                    "a payment took outstanding below zero"
+                );
                 prop_assert_eq!(*amount_paid, after.amount_paid);
                 prop_assert_eq!(*outstanding, after.outstanding());
                 prop_assert_eq!(*payment_status, after.payment_status());
@@ -500,7 +849,34 @@ fn po_invariants(
         }
     }
     if !*prepaid {
-        prop_assert!(after.amount_paid <= after.amount_due(), "overpaid");
+        prop_assert!(
+            after.amount_paid - after.amount_refunded <= after.amount_due(),
+            "overpaid"
+        );
+    }
+    Ok(())
+}
+
+/// An order settled in the state that closes must close.
+async fn po_settled_closes(
+    order: &PurchaseOrder,
+    services: &DomainServices,
+) -> Result<(), TestCaseError> {
+    if order.status == Some(P::Received) && order.outstanding().is_zero() && !order.has_open_claim()
+    {
+        let mut copy = order.clone();
+        let result = copy
+            .handle(
+                po::PurchaseOrderCommand::Close,
+                services,
+                &EventSink::default(),
+            )
+            .await;
+        prop_assert!(
+            result.is_ok(),
+            "a settled order did not close: {:?}",
+            result
+        );
     }
     Ok(())
 }
@@ -532,6 +908,7 @@ async fn run_purchase_order(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         prop_assert_eq!(&replayed, &order, "replay differs from handle");
         po_invariants(&before, &order, &events, &mut prepaid)?;
+        po_settled_closes(&order, &services).await?;
     }
     let json = serde_json::to_string(&order).unwrap();
     prop_assert_eq!(
@@ -627,6 +1004,7 @@ fn so_command(op: &Op, order: &SalesOrder) -> so::SalesOrderCommand {
                     line_id: id(LINES[line]),
                     weight: weight(w),
                     quantity: None,
+                    lots: Vec::new(),
                 })
                 .collect(),
         },
@@ -646,6 +1024,36 @@ fn so_command(op: &Op, order: &SalesOrder) -> so::SalesOrderCommand {
             text: NoteText::parse("note").unwrap(),
         },
         Op::Close => C::Close,
+        Op::Claim { id: n, lines, .. } => C::RaiseClaim(so::NewClaim {
+            claim_id: id(0xc000 + *n as u128),
+            reason: ClaimReason::ALL[*n % ClaimReason::ALL.len()],
+            lines: claim_lines(lines, |line_id| {
+                let limit = order.line(line_id).and_then(|l| l.shipped_amount);
+                room(limit, line_id, &order.claims)
+            }),
+            notes: None,
+        }),
+        Op::AcceptClaim { id: n, amount: a } => C::AcceptClaim {
+            claim_id: id(0xc000 + *n as u128),
+            accepted_amount: a.map(amount),
+            // Claims 0 and 2 would share a credit note: the second must be refused.
+            credit_note_number: CreditNoteNumber::assigned("CN", (*n % 2) as u64 + 1),
+        },
+        Op::RejectClaim(n) => C::RejectClaim {
+            claim_id: id(0xc000 + *n as u128),
+            reason: reason(),
+        },
+        Op::Refund {
+            id: n,
+            amount: a,
+            day: d,
+        } => C::RecordRefund(so::NewRefund {
+            refund_id: id(0x7000 + *n as u128),
+            amount: refund_amount(*a, order.outstanding()),
+            refunded_on: day(*d),
+            method: PaymentMethod::Ach,
+            reference: None,
+        }),
     }
 }
 
@@ -730,13 +1138,40 @@ fn so_invariants(
         "paid before invoiced"
     );
     prop_assert!(after.payments.iter().all(|p| p.amount.is_positive()));
-    prop_assert!(after.amount_paid <= after.amount_due(), "overpaid");
+    prop_assert!(
+        after.amount_paid - after.amount_refunded <= after.amount_due(),
+        "overpaid"
+    );
     if status == S::Closed {
         prop_assert!(
             after.outstanding().is_zero(),
             "closed with money outstanding"
         );
+        prop_assert!(!after.has_open_claim(), "closed with a claim open");
     }
+    money_invariants(&MoneyView {
+        claims: &after.claims,
+        refunds: &after.refunds,
+        credits: after.credits,
+        amount_refunded: after.amount_refunded,
+        amount_paid: after.amount_paid,
+        amount_due: after.amount_due(),
+        outstanding: after.outstanding(),
+        claimable: after
+            .lines
+            .iter()
+            .map(|l| (l.line.line_id, l.shipped_amount))
+            .collect(),
+    })?;
+    let mut notes: Vec<&CreditNoteNumber> = after
+        .claims
+        .iter()
+        .filter_map(|c| c.credit_note_number.as_ref())
+        .collect();
+    let count = notes.len();
+    notes.sort();
+    notes.dedup();
+    prop_assert_eq!(notes.len(), count, "a credit note number used twice");
 
     for event in events {
         match event {
@@ -764,7 +1199,38 @@ fn so_invariants(
                     *amount <= before.outstanding(),
                     "paid more than outstanding"
                 );
+                prop_assert!(
+                    !after.outstanding().is_negative(),
+                    "a payment took outstanding below zero"
+                );
                 prop_assert_eq!(*amount_paid, after.amount_paid);
+                prop_assert_eq!(*outstanding, after.outstanding());
+                prop_assert_eq!(*payment_status, after.payment_status());
+            }
+            E::ClaimAccepted {
+                credits,
+                outstanding,
+                payment_status,
+                ..
+            } => {
+                prop_assert_eq!(*credits, after.credits);
+                prop_assert_eq!(*outstanding, after.outstanding());
+                prop_assert_eq!(*payment_status, after.payment_status());
+            }
+            E::RefundRecorded {
+                amount,
+                amount_refunded,
+                outstanding,
+                payment_status,
+                ..
+            } => {
+                prop_assert!(before.outstanding().is_negative(), "refunded nothing owed");
+                prop_assert!(*amount <= -before.outstanding(), "refunded too much");
+                prop_assert!(
+                    !after.outstanding().is_positive(),
+                    "a refund made money due"
+                );
+                prop_assert_eq!(*amount_refunded, after.amount_refunded);
                 prop_assert_eq!(*outstanding, after.outstanding());
                 prop_assert_eq!(*payment_status, after.payment_status());
             }
@@ -800,9 +1266,34 @@ async fn run_sales_order(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         prop_assert_eq!(&replayed, &order, "replay differs from handle");
         so_invariants(&before, &order, &events)?;
+        so_settled_closes(&order, &services).await?;
     }
     let json = serde_json::to_string(&order).unwrap();
     prop_assert_eq!(&serde_json::from_str::<SalesOrder>(&json).unwrap(), &order);
+    Ok(())
+}
+
+/// An order settled in the state that closes must close.
+async fn so_settled_closes(
+    order: &SalesOrder,
+    services: &DomainServices,
+) -> Result<(), TestCaseError> {
+    if order.status == Some(S::Invoiced) && order.outstanding().is_zero() && !order.has_open_claim()
+    {
+        let mut copy = order.clone();
+        let result = copy
+            .handle(
+                so::SalesOrderCommand::Close,
+                services,
+                &EventSink::default(),
+            )
+            .await;
+        prop_assert!(
+            result.is_ok(),
+            "a settled order did not close: {:?}",
+            result
+        );
+    }
     Ok(())
 }
 
@@ -824,6 +1315,98 @@ proptest! {
     #[test]
     fn sales_orders_stay_valid_under_any_command_sequence(ops in ops()) {
         block_on(run_sales_order(ops))?;
+    }
+
+    #[test]
+    fn purchase_order_money_always_follows_the_formula(ops in money_ops()) {
+        block_on(run_purchase_order(ops))?;
+    }
+
+    #[test]
+    fn sales_order_money_always_follows_the_formula(ops in money_ops()) {
+        block_on(run_sales_order(ops))?;
+    }
+}
+
+/// Guards the money generator: its sequences must accept claims, refund and close after a
+/// refund on both order kinds, or the money properties would hold vacuously.
+#[test]
+fn money_sequences_reach_credits_refunds_and_closes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let ops = money_ops().new_tree(&mut runner).unwrap().current();
+        block_on(async {
+            let services = services();
+            let mut purchase = PurchaseOrder::default();
+            let mut sale = SalesOrder::default();
+            for op in &ops {
+                let sink = EventSink::default();
+                if purchase
+                    .handle(po_command(op, &purchase), &services, &sink)
+                    .await
+                    .is_ok()
+                {
+                    for event in sink.collect().await {
+                        seen.insert(
+                            format!("{event:?}")
+                                .split([' ', '{'])
+                                .next()
+                                .unwrap()
+                                .to_owned()
+                                + " po",
+                        );
+                    }
+                }
+                let sink = EventSink::default();
+                if sale
+                    .handle(so_command(op, &sale), &services, &sink)
+                    .await
+                    .is_ok()
+                {
+                    for event in sink.collect().await {
+                        seen.insert(
+                            format!("{event:?}")
+                                .split([' ', '{'])
+                                .next()
+                                .unwrap()
+                                .to_owned()
+                                + " so",
+                        );
+                    }
+                }
+            }
+            if purchase.status == Some(P::Closed) && !purchase.refunds.is_empty() {
+                seen.insert("closed after a refund po".into());
+            }
+            if sale.status == Some(S::Closed) && !sale.refunds.is_empty() {
+                seen.insert("closed after a refund so".into());
+            }
+            if purchase
+                .claims
+                .iter()
+                .any(|c| c.source_sales_claim_id.is_some())
+            {
+                seen.insert("passed on po".into());
+            }
+        });
+    }
+    for wanted in [
+        "ClaimRaised po",
+        "ClaimAccepted po",
+        "ClaimRejected po",
+        "RefundRecorded po",
+        "closed after a refund po",
+        "passed on po",
+        "ClaimRaised so",
+        "ClaimAccepted so",
+        "ClaimRejected so",
+        "RefundRecorded so",
+        "closed after a refund so",
+    ] {
+        assert!(seen.contains(wanted), "never reached {wanted}: {seen:?}");
     }
 }
 

@@ -32,8 +32,13 @@ pub(crate) fn stamp(body: &mut Value, stamp: &Stamp) {
     }
 }
 
-/// A purchase order's document: the header's fields, then status, money, lines, receipts,
-/// payments and notes (as `order_notes`: `notes` is the header's free text).
+/// A purchase order's document: the header's fields, then status, money, lines (with their
+/// lots), claims, receipts, payments and notes (as `order_notes`: `notes` is the header's
+/// free text).
+///
+/// Money follows the contract: `credits` (accepted claims) and `refunds` are sums, and
+/// `outstanding = amount_due − credits − amount_paid + refunds`; the refunds themselves are
+/// listed as `refund_records`, since `refunds` names the sum.
 pub fn purchase_order(order: &PurchaseOrder, at: &Stamp) -> Value {
     let mut body = order
         .header
@@ -49,7 +54,11 @@ pub fn purchase_order(order: &PurchaseOrder, at: &Stamp) -> Value {
         map.insert("received_total".into(), json!(order.received_total));
         map.insert("amount_due".into(), json!(order.amount_due()));
         map.insert("amount_paid".into(), json!(order.amount_paid));
+        map.insert("credits".into(), json!(order.credits));
+        map.insert("refunds".into(), json!(order.amount_refunded));
         map.insert("outstanding".into(), json!(order.outstanding()));
+        map.insert("claims".into(), json!(order.claims));
+        map.insert("refund_records".into(), json!(order.refunds));
         map.insert("receipts".into(), json!(order.receipts));
         map.insert("payments".into(), json!(order.payments));
         map.insert("order_notes".into(), json!(order.notes));
@@ -60,8 +69,8 @@ pub fn purchase_order(order: &PurchaseOrder, at: &Stamp) -> Value {
     body
 }
 
-/// A sales order's document: the header's fields, then status, money, lines, shipment,
-/// invoice, payments and notes.
+/// A sales order's document: the header's fields, then status, money (as on purchase
+/// orders), lines (with their lots), claims, shipment, invoice, payments and notes.
 pub fn sales_order(order: &SalesOrder, at: &Stamp) -> Value {
     let mut body = order
         .header
@@ -93,7 +102,11 @@ pub fn sales_order(order: &SalesOrder, at: &Stamp) -> Value {
         );
         map.insert("amount_due".into(), json!(order.amount_due()));
         map.insert("amount_paid".into(), json!(order.amount_paid));
+        map.insert("credits".into(), json!(order.credits));
+        map.insert("refunds".into(), json!(order.amount_refunded));
         map.insert("outstanding".into(), json!(order.outstanding()));
+        map.insert("claims".into(), json!(order.claims));
+        map.insert("refund_records".into(), json!(order.refunds));
         map.insert("payments".into(), json!(order.payments));
         map.insert("order_notes".into(), json!(order.notes));
         map.insert("cancel_reason".into(), json!(order.cancel_reason));

@@ -80,6 +80,7 @@ fn receipt(id: u128, complete: bool, lines: &[(Uuid, &str)]) -> PurchaseOrderCom
                 line_id,
                 weight: weight(w),
                 quantity: None,
+                lots: Vec::new(),
             })
             .collect(),
     }
@@ -355,6 +356,10 @@ async fn every_other_command_on_a_missing_order_is_not_found() {
             text: NoteText::parse("hello").unwrap(),
         },
         PurchaseOrderCommand::Close,
+        raise(9, &[(LINE_1, "1.00")]),
+        accept(9, None),
+        reject_claim(9),
+        refund(1, "1.00", TODAY),
     ];
     for command in commands {
         TestFramework::<PurchaseOrder>::with(services())
@@ -756,6 +761,7 @@ async fn a_partial_receipt_moves_approved_to_partially_received() {
                 line_id: LINE_1,
                 weight: weight("20000"),
                 quantity: None,
+                lots: Vec::new(),
                 received_weight_total: weight("20000"),
                 received_quantity_total: None,
                 received_amount: money("43150.00"),
@@ -779,11 +785,13 @@ async fn received_weight_accumulates_and_the_amount_is_rounded_on_the_total() {
                 line_id: LINE_1,
                 weight: weight("19990.5"),
                 quantity: Some(Quantity::new(3)),
+                lots: Vec::new(),
             },
             ReceiptLineInput {
                 line_id: LINE_2,
                 weight: weight("100"),
                 quantity: None,
+                lots: Vec::new(),
             },
         ],
     });
@@ -939,16 +947,17 @@ async fn payment_requires_approved_or_later() {
 }
 
 #[tokio::test]
-async fn a_short_receipt_after_prepayment_leaves_a_credit_and_blocks_close() {
+async fn a_short_receipt_after_prepayment_leaves_it_overpaid_and_blocks_close() {
     let mut commands = commands_to(S::Approved);
     commands.push(payment(1, "99633.67", TODAY));
     commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
     let (order, events) = run(commands).await;
     assert!(matches!(
         events.last().unwrap(),
-        PurchaseOrderEvent::ReceiptRecorded { outstanding, payment_status: PaymentStatus::Paid, .. }
+        PurchaseOrderEvent::ReceiptRecorded { outstanding, payment_status: PaymentStatus::Overpaid, .. }
             if *outstanding == money("-21.57")
     ));
+    assert_eq!(order.payment_status(), PaymentStatus::Overpaid);
     assert_eq!(order.outstanding(), money("-21.57"));
     TestFramework::<PurchaseOrder>::with(services())
         .given(events)
@@ -1091,6 +1100,7 @@ async fn payment_is_due_from_the_last_receipt_else_the_delivery_else_the_order_d
             line_id: LINE_2,
             weight: weight("100"),
             quantity: None,
+            lots: Vec::new(),
         }],
     });
     let (received, _) = run(commands).await;
@@ -1268,4 +1278,888 @@ async fn receipts_and_payments_refuse_dates_outside_four_digit_years() {
         .when_async(payment)
         .await
         .then_expect_error(invalid(&[("paid_on", OUT_OF_RANGE)]));
+}
+
+// --- claims, credits and refunds -------------------------------------------------------
+
+fn claim_line(line_id: Uuid, amount: &str) -> ClaimLine {
+    ClaimLine {
+        line_id,
+        amount: money(amount),
+        weight: None,
+        description: None,
+    }
+}
+
+fn new_claim(id: u128, lines: Vec<ClaimLine>) -> NewClaim {
+    NewClaim {
+        claim_id: Uuid::from_u128(id),
+        reason: ClaimReason::ShortWeight,
+        lines,
+        notes: None,
+    }
+}
+
+/// A claim against this order (whose id is [`SOURCE_PO`]).
+fn raise(id: u128, lines: &[(Uuid, &str)]) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RaiseClaim {
+        order_id: SOURCE_PO,
+        claim: new_claim(id, lines.iter().map(|&(l, a)| claim_line(l, a)).collect()),
+        source_sales_claim_id: None,
+    }
+}
+
+fn passing_on(id: u128, sales_claim: Uuid) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RaiseClaim {
+        order_id: SOURCE_PO,
+        claim: new_claim(id, vec![claim_line(LINE_1, "312.40")]),
+        source_sales_claim_id: Some(sales_claim),
+    }
+}
+
+fn accept(id: u128, amount: Option<&str>) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::AcceptClaim {
+        claim_id: Uuid::from_u128(id),
+        accepted_amount: amount.map(money),
+        credit_note_number: None,
+    }
+}
+
+fn reject_claim(id: u128) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RejectClaim {
+        claim_id: Uuid::from_u128(id),
+        reason: reason("the load was fine"),
+    }
+}
+
+fn refund(id: u128, amount: &str, on: &str) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RecordRefund(NewRefund {
+        refund_id: Uuid::from_u128(id),
+        amount: money(amount),
+        refunded_on: date(on),
+        method: PaymentMethod::Wire,
+        reference: None,
+    })
+}
+
+/// Received (99612.10 due) with `commands` after.
+fn received_then(commands: Vec<PurchaseOrderCommand>) -> Vec<PurchaseOrderCommand> {
+    let mut all = commands_to(S::Received);
+    all.extend(commands);
+    all
+}
+
+/// Prepaid the ordered 99633.67 in full, then received short: 21.57 overpaid.
+fn prepaid_and_received_short() -> Vec<PurchaseOrderCommand> {
+    let mut commands = commands_to(S::Approved);
+    commands.push(payment(1, "99633.67", TODAY));
+    commands.push(receipt(1, true, &[(LINE_1, "39990"), (LINE_2, "10000.5")]));
+    commands
+}
+
+#[tokio::test]
+async fn a_claim_is_raised_open_with_its_claimed_total_once_anything_is_received() {
+    for status in [S::PartiallyReceived, S::Received] {
+        let (order, events) = after(commands_to(status), raise(9, &[(LINE_1, "312.40")])).await;
+        assert_eq!(
+            events,
+            vec![PurchaseOrderEvent::ClaimRaised {
+                claim_id: Uuid::from_u128(9),
+                reason: ClaimReason::ShortWeight,
+                lines: vec![claim_line(LINE_1, "312.40")],
+                notes: None,
+                claimed_amount: money("312.40"),
+                source_sales_claim_id: None,
+            }]
+        );
+        let claim = order.claim(Uuid::from_u128(9)).unwrap();
+        assert_eq!(claim.status, ClaimStatus::Open);
+        assert_eq!(claim.accepted_amount, None);
+        assert!(order.has_open_claim());
+        assert_eq!(
+            order.credits,
+            Money::zero(),
+            "an open claim credits nothing"
+        );
+        assert_eq!(events[0].event_type(), "PurchaseOrderClaimRaised");
+        assert!(events[0].unique_key_changes().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_claim_needs_something_received() {
+    refused_outside(
+        &[S::PartiallyReceived, S::Received],
+        "raise a claim on",
+        || raise(9, &[(LINE_1, "1.00")]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_names_received_lines_of_the_order_once_each() {
+    given(S::PartiallyReceived)
+        .await
+        .when_async(raise(
+            9,
+            &[
+                (LINE_1, "1.00"),
+                (LINE_1, "2.00"),
+                (LINE_2, "1.00"),
+                (UNKNOWN, "1.00"),
+            ],
+        ))
+        .await
+        .then_expect_error(invalid(&[
+            ("lines[1].line_id", "repeats an earlier line"),
+            ("lines[2].line_id", "the line has not been received"),
+            ("lines[3].line_id", "no such line on this order"),
+        ]));
+    given(S::Received)
+        .await
+        .when_async(raise(9, &[]))
+        .await
+        .then_expect_error(invalid(&[("lines", "must name at least one line")]));
+}
+
+#[tokio::test]
+async fn a_claim_amount_is_positive_and_within_the_lines_received_amount() {
+    // Line 1 received 39990 LB = 86278.43; line 2 10000.5 LB = 13333.67.
+    given(S::Received)
+        .await
+        .when_async(raise(9, &[(LINE_1, "0"), (LINE_2, "13333.68")]))
+        .await
+        .then_expect_error(invalid(&[
+            ("lines[0].amount", "must be greater than zero"),
+            (
+                "lines[1].amount",
+                "must not exceed the line's amount of 13333.67 less 0.00 already claimed (at most 13333.67)",
+            ),
+        ]));
+    let (order, _) = after(commands_to(S::Received), raise(9, &[(LINE_2, "13333.67")])).await;
+    assert_eq!(
+        order.claim(Uuid::from_u128(9)).unwrap().claimed_amount,
+        money("13333.67")
+    );
+}
+
+#[tokio::test]
+async fn claims_on_one_line_together_stay_within_its_received_amount() {
+    let history = run(received_then(vec![raise(8, &[(LINE_2, "13000.00")])]))
+        .await
+        .1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(raise(9, &[(LINE_2, "333.68")]))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].amount",
+            "must not exceed the line's amount of 13333.67 less 13000.00 already claimed (at most 333.67)",
+        )]));
+    // A rejected claim holds nothing of the line any more.
+    let (order, _) = after(
+        received_then(vec![raise(8, &[(LINE_2, "13000.00")]), reject_claim(8)]),
+        raise(9, &[(LINE_2, "13333.67")]),
+    )
+    .await;
+    assert!(order.claim(Uuid::from_u128(9)).is_some());
+}
+
+#[tokio::test]
+async fn a_claim_weight_is_within_the_lines_received_weight() {
+    let mut claim = new_claim(9, vec![claim_line(LINE_2, "10.00")]);
+    claim.lines[0].weight = Some(weight("10000.6"));
+    given(S::Received)
+        .await
+        .when_async(PurchaseOrderCommand::RaiseClaim {
+            order_id: SOURCE_PO,
+            claim,
+            source_sales_claim_id: None,
+        })
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].weight",
+            "must not exceed the line's weight of 10000.5",
+        )]));
+}
+
+#[tokio::test]
+async fn a_claim_id_is_used_once_per_order() {
+    let history = run(received_then(vec![raise(9, &[(LINE_1, "1.00")])]))
+        .await
+        .1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(raise(9, &[(LINE_2, "1.00")]))
+        .await
+        .then_expect_error(invalid(&[(
+            "claim_id",
+            "a claim with this id is already on the order",
+        )]));
+}
+
+#[tokio::test]
+async fn accepting_a_claim_credits_the_claimed_amount_by_default() {
+    let (order, events) = after(
+        received_then(vec![raise(9, &[(LINE_1, "312.40")])]),
+        accept(9, None),
+    )
+    .await;
+    assert_eq!(
+        events,
+        vec![PurchaseOrderEvent::ClaimAccepted {
+            claim_id: Uuid::from_u128(9),
+            accepted_amount: money("312.40"),
+            credit_note_number: None,
+            credits: money("312.40"),
+            outstanding: money("99299.70"),
+            payment_status: PaymentStatus::Unpaid,
+        }]
+    );
+    assert_eq!(order.credits, money("312.40"));
+    assert_eq!(order.outstanding(), money("99299.70"));
+    assert!(!order.has_open_claim());
+    assert_eq!(events[0].event_type(), "PurchaseOrderClaimAccepted");
+}
+
+#[tokio::test]
+async fn accepting_less_than_claimed_credits_that_under_the_suppliers_memo() {
+    let memo = CreditNoteNumber::parse("ACME-CM-77").unwrap();
+    let (order, events) = after(
+        received_then(vec![raise(9, &[(LINE_1, "312.40")])]),
+        PurchaseOrderCommand::AcceptClaim {
+            claim_id: Uuid::from_u128(9),
+            accepted_amount: Some(money("300.00")),
+            credit_note_number: Some(memo.clone()),
+        },
+    )
+    .await;
+    assert!(matches!(
+        &events[0],
+        PurchaseOrderEvent::ClaimAccepted { accepted_amount, credit_note_number: Some(n), credits, .. }
+            if *accepted_amount == money("300.00") && *n == memo && *credits == money("300.00")
+    ));
+    let claim = order.claim(Uuid::from_u128(9)).unwrap();
+    assert_eq!(claim.status, ClaimStatus::Accepted);
+    assert_eq!(claim.accepted_amount, Some(money("300.00")));
+    assert_eq!(claim.credit_note_number, Some(memo));
+    assert!(
+        events[0].unique_key_changes().is_empty(),
+        "a supplier's memo number is the supplier's, not unique in the tenant"
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_amount_is_positive_and_not_above_the_claim() {
+    let history = run(received_then(vec![raise(9, &[(LINE_1, "312.40")])]))
+        .await
+        .1;
+    for (amount, message) in [
+        ("312.41", "must not exceed the claimed amount of 312.40"),
+        (
+            "0",
+            "must be greater than zero (reject the claim to credit nothing)",
+        ),
+    ] {
+        TestFramework::<PurchaseOrder>::with(services())
+            .given(history.clone())
+            .when_async(accept(9, Some(amount)))
+            .await
+            .then_expect_error(invalid(&[("accepted_amount", message)]));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_claim_is_claim_not_found() {
+    for command in [accept(9, None), reject_claim(9)] {
+        given(S::Received)
+            .await
+            .when_async(command)
+            .await
+            .then_expect_error(DomainError::ClaimNotFound(Uuid::from_u128(9)));
+    }
+}
+
+#[tokio::test]
+async fn a_decided_claim_is_neither_accepted_nor_rejected_again() {
+    for (decided, status) in [(accept(9, None), "accepted"), (reject_claim(9), "rejected")] {
+        let history = run(received_then(vec![raise(9, &[(LINE_1, "1.00")]), decided]))
+            .await
+            .1;
+        for (command, action) in [
+            (accept(9, None), "accept the claim"),
+            (reject_claim(9), "reject the claim"),
+        ] {
+            TestFramework::<PurchaseOrder>::with(services())
+                .given(history.clone())
+                .when_async(command)
+                .await
+                .then_expect_error(DomainError::NotAllowedBecause {
+                    action,
+                    reason: format!("the claim is already {status}"),
+                });
+        }
+    }
+}
+
+#[tokio::test]
+async fn rejecting_a_claim_keeps_its_reason_and_credits_nothing() {
+    let (order, events) = after(
+        received_then(vec![raise(9, &[(LINE_1, "1.00")])]),
+        reject_claim(9),
+    )
+    .await;
+    assert_eq!(
+        events,
+        vec![PurchaseOrderEvent::ClaimRejected {
+            claim_id: Uuid::from_u128(9),
+            reason: reason("the load was fine"),
+            source_sales_claim_id: None,
+        }]
+    );
+    let claim = order.claim(Uuid::from_u128(9)).unwrap();
+    assert_eq!(claim.status, ClaimStatus::Rejected);
+    assert_eq!(claim.reject_reason, Some(reason("the load was fine")));
+    assert_eq!(order.credits, Money::zero());
+    assert!(!order.has_open_claim());
+}
+
+#[tokio::test]
+async fn deciding_a_claim_needs_a_receiving_or_received_order() {
+    // A claim exists only once something was received; a closed order has none open.
+    let closed = run(received_then(vec![
+        raise(9, &[(LINE_1, "100.00")]),
+        accept(9, None),
+        payment(1, "99512.10", TODAY),
+        PurchaseOrderCommand::Close,
+    ]))
+    .await
+    .1;
+    for (command, action) in [
+        (accept(9, None), "accept a claim on"),
+        (reject_claim(9), "reject a claim on"),
+        (raise(10, &[(LINE_1, "1.00")]), "raise a claim on"),
+    ] {
+        TestFramework::<PurchaseOrder>::with(services())
+            .given(closed.clone())
+            .when_async(command)
+            .await
+            .then_expect_error(DomainError::NotAllowed {
+                action,
+                status: "closed".into(),
+            });
+    }
+}
+
+#[tokio::test]
+async fn close_is_refused_while_a_claim_is_open() {
+    let history = run(received_then(vec![
+        payment(1, "99612.10", TODAY),
+        raise(9, &[(LINE_1, "1.00")]),
+    ]))
+    .await
+    .1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(PurchaseOrderCommand::Close)
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "close",
+            reason: "a claim is still open".into(),
+        });
+}
+
+#[tokio::test]
+async fn a_credit_lowers_what_may_be_paid() {
+    let history = run(received_then(vec![
+        raise(9, &[(LINE_1, "312.40")]),
+        accept(9, None),
+    ]))
+    .await
+    .1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(payment(1, "99612.10", TODAY))
+        .await
+        .then_expect_error(invalid(&[(
+            "amount",
+            "must not exceed the outstanding amount of 99299.70",
+        )]));
+    let (order, events) = after(
+        received_then(vec![raise(9, &[(LINE_1, "312.40")]), accept(9, None)]),
+        payment(1, "99299.70", TODAY),
+    )
+    .await;
+    assert!(matches!(
+        &events[0],
+        PurchaseOrderEvent::PaymentRecorded { outstanding, payment_status: PaymentStatus::Paid, .. }
+            if outstanding.is_zero()
+    ));
+    assert_eq!(order.payment_status(), PaymentStatus::Paid);
+}
+
+#[tokio::test]
+async fn a_prepaid_order_received_short_is_refunded_then_closed() {
+    let (order, events) = after(prepaid_and_received_short(), refund(1, "21.57", TODAY)).await;
+    assert_eq!(
+        events,
+        vec![PurchaseOrderEvent::RefundRecorded {
+            refund_id: Uuid::from_u128(1),
+            amount: money("21.57"),
+            refunded_on: date(TODAY),
+            method: PaymentMethod::Wire,
+            reference: None,
+            amount_refunded: money("21.57"),
+            outstanding: money("0.00"),
+            payment_status: PaymentStatus::Paid,
+        }]
+    );
+    assert_eq!(events[0].event_type(), "PurchaseOrderRefundRecorded");
+    assert!(order.outstanding().is_zero());
+    assert_eq!(order.refunds.len(), 1);
+    let mut commands = prepaid_and_received_short();
+    commands.push(refund(1, "21.57", TODAY));
+    let (closed, _) = after(commands, PurchaseOrderCommand::Close).await;
+    assert_eq!(closed.status, Some(S::Closed));
+}
+
+#[tokio::test]
+async fn a_prepaid_order_credited_by_an_accepted_claim_is_refunded_then_closed() {
+    // Prepaid the received 99612.10 exactly, then the supplier accepts 300.00 of a claim.
+    let mut commands = received_then(vec![
+        payment(1, "99612.10", TODAY),
+        raise(9, &[(LINE_1, "312.40")]),
+        PurchaseOrderCommand::AcceptClaim {
+            claim_id: Uuid::from_u128(9),
+            accepted_amount: Some(money("300.00")),
+            credit_note_number: None,
+        },
+    ]);
+    let (credited, events) = run(commands.clone()).await;
+    assert!(matches!(
+        events.last().unwrap(),
+        PurchaseOrderEvent::ClaimAccepted { outstanding, payment_status: PaymentStatus::Overpaid, .. }
+            if *outstanding == money("-300.00")
+    ));
+    assert_eq!(credited.payment_status(), PaymentStatus::Overpaid);
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(events)
+        .when_async(PurchaseOrderCommand::Close)
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "close",
+            reason: "-300.00 is outstanding".into(),
+        });
+    commands.push(refund(1, "100.00", TODAY));
+    commands.push(refund(2, "200.00", TODAY));
+    commands.push(PurchaseOrderCommand::Close);
+    let (closed, _) = run(commands).await;
+    assert_eq!(closed.status, Some(S::Closed));
+    assert_eq!(closed.amount_refunded, money("300.00"));
+}
+
+#[tokio::test]
+async fn a_refund_needs_an_overpaid_order() {
+    for commands in [
+        commands_to(S::Received),
+        received_then(vec![payment(1, "99612.10", TODAY)]),
+    ] {
+        let outstanding = run(commands.clone()).await.0.outstanding();
+        TestFramework::<PurchaseOrder>::with(services())
+            .given(run(commands).await.1)
+            .when_async(refund(1, "1.00", TODAY))
+            .await
+            .then_expect_error(DomainError::NotAllowedBecause {
+                action: "record a refund",
+                reason: format!("nothing was overpaid ({outstanding} is outstanding)"),
+            });
+    }
+}
+
+#[tokio::test]
+async fn a_refund_is_positive_within_the_overpaid_amount_not_in_the_future_and_not_repeated() {
+    let history = run(prepaid_and_received_short()).await.1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history.clone())
+        .when_async(refund(1, "21.58", "2024-06-16"))
+        .await
+        .then_expect_error(invalid(&[
+            ("amount", "must not exceed the overpaid amount of 21.57"),
+            ("refunded_on", "must not be in the future"),
+        ]));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(refund(1, "0", TODAY))
+        .await
+        .then_expect_error(invalid(&[("amount", "must be greater than zero")]));
+    let mut commands = prepaid_and_received_short();
+    commands.push(refund(1, "1.00", TODAY));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(refund(1, "1.00", TODAY))
+        .await
+        .then_expect_error(invalid(&[(
+            "refund_id",
+            "a refund with this id is already recorded",
+        )]));
+}
+
+#[tokio::test]
+async fn a_refund_needs_an_order_that_takes_money() {
+    refused_outside(
+        &[S::Approved, S::PartiallyReceived, S::Received],
+        "record a refund on",
+        || refund(1, "1.00", TODAY),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn money_events_round_trip_and_old_receipts_without_lots_still_read() {
+    let (_, events) = run(received_then(vec![
+        raise(9, &[(LINE_1, "312.40")]),
+        accept(9, Some("300.00")),
+        raise(10, &[(LINE_2, "1.00")]),
+        reject_claim(10),
+    ]))
+    .await;
+    for event in &events {
+        let json = serde_json::to_value(event).unwrap();
+        assert_eq!(
+            &serde_json::from_value::<PurchaseOrderEvent>(json).unwrap(),
+            event
+        );
+    }
+    let receipt = events
+        .iter()
+        .find(|e| matches!(e, PurchaseOrderEvent::ReceiptRecorded { .. }))
+        .unwrap();
+    let json = serde_json::to_value(receipt).unwrap();
+    assert!(
+        json["ReceiptRecorded"]["lines"][0].get("lots").is_none(),
+        "a receipt without lots is written as before: {json}"
+    );
+    // A stored state from before claims existed reads with no claims, credits or refunds.
+    let mut old_state = serde_json::to_value(state(S::Received).await).unwrap();
+    for field in ["claims", "credits", "refunds", "amount_refunded"] {
+        old_state.as_object_mut().unwrap().remove(field);
+    }
+    let read: PurchaseOrder = serde_json::from_value(old_state).unwrap();
+    assert_eq!(read, state(S::Received).await);
+}
+
+// --- passing a customer's claim on to the supplier -------------------------------------
+
+#[tokio::test]
+async fn a_sales_claim_sourced_from_this_order_is_passed_on_and_taken_as_a_key() {
+    let (order, events) = after(commands_to(S::Received), passing_on(9, SALES_CLAIM)).await;
+    assert!(matches!(
+        &events[0],
+        PurchaseOrderEvent::ClaimRaised { source_sales_claim_id: Some(id), .. } if *id == SALES_CLAIM
+    ));
+    assert_eq!(
+        order
+            .claim(Uuid::from_u128(9))
+            .unwrap()
+            .source_sales_claim_id,
+        Some(SALES_CLAIM)
+    );
+    assert_eq!(
+        events[0].unique_key_changes(),
+        vec![UniqueKeyChange::Claim {
+            scope: PASSED_ON_SALES_CLAIM_SCOPE,
+            key: SALES_CLAIM.to_string(),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn rejecting_a_passed_on_claim_gives_the_sales_claim_back() {
+    let (order, events) = after(
+        received_then(vec![passing_on(9, SALES_CLAIM)]),
+        reject_claim(9),
+    )
+    .await;
+    assert_eq!(
+        events[0].unique_key_changes(),
+        vec![UniqueKeyChange::Release {
+            scope: PASSED_ON_SALES_CLAIM_SCOPE,
+            key: SALES_CLAIM.to_string(),
+        }]
+    );
+    // ... so it may be passed on again.
+    let mut commands = received_then(vec![passing_on(9, SALES_CLAIM), reject_claim(9)]);
+    commands.push(passing_on(10, SALES_CLAIM));
+    assert!(run(commands).await.0.claim(Uuid::from_u128(10)).is_some());
+    assert!(order.claim(Uuid::from_u128(9)).is_some());
+}
+
+#[tokio::test]
+async fn a_sales_claim_is_passed_on_once() {
+    let history = run(received_then(vec![passing_on(9, SALES_CLAIM)])).await.1;
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(history)
+        .when_async(passing_on(10, SALES_CLAIM))
+        .await
+        .then_expect_error(invalid(&[(
+            "source_sales_claim_id",
+            "is already passed on by another claim on this order",
+        )]));
+}
+
+#[tokio::test]
+async fn only_a_known_unrejected_sales_claim_sourced_from_this_order_is_passed_on() {
+    for (sales_claim, message) in [
+        (UNKNOWN, "no such sales claim"),
+        (REJECTED_SALES_CLAIM, "the sales claim was rejected"),
+        (
+            OTHER_SALES_CLAIM,
+            "the sales claim is on no sales line sourced from this purchase order",
+        ),
+    ] {
+        given(S::Received)
+            .await
+            .when_async(passing_on(9, sales_claim))
+            .await
+            .then_expect_error(invalid(&[("source_sales_claim_id", message)]));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sales_claim_lookup_is_unavailable() {
+    TestFramework::<PurchaseOrder>::with(services_with(lookups().failing("db down")))
+        .given(history(S::Received).await)
+        .when_async(passing_on(9, SALES_CLAIM))
+        .await
+        .then_expect_error(DomainError::Unavailable("db down".into()));
+}
+
+// --- lots -------------------------------------------------------------------------------
+
+fn new_lot(id: u128, number: &str, w: &str) -> NewLot {
+    NewLot {
+        lot_id: Uuid::from_u128(id),
+        lot_number: LotNumber::parse(number).unwrap(),
+        weight: weight(w),
+        production_date: Some(date("2024-06-03")),
+        establishment_number: Some(ShortText::parse("EST. 245C").unwrap()),
+    }
+}
+
+fn receipt_with_lots(id: u128, line_id: Uuid, w: &str, lots: Vec<NewLot>) -> PurchaseOrderCommand {
+    PurchaseOrderCommand::RecordReceipt {
+        receipt_id: Uuid::from_u128(id),
+        received_on: date("2024-06-12"),
+        complete: false,
+        lines: vec![ReceiptLineInput {
+            line_id,
+            weight: weight(w),
+            quantity: None,
+            lots,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn received_lots_get_their_ids_supplier_and_product_and_take_their_keys() {
+    let (order, events) = after(
+        commands_to(S::Approved),
+        receipt_with_lots(
+            1,
+            LINE_1,
+            "20000",
+            vec![
+                new_lot(0x10a, "A123", "12000"),
+                new_lot(0x10b, "A124", "8000"),
+            ],
+        ),
+    )
+    .await;
+    let PurchaseOrderEvent::ReceiptRecorded { lines, .. } = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        lines[0].lots[0],
+        ReceivedLot {
+            lot_id: Uuid::from_u128(0x10a),
+            lot_number: LotNumber::parse("A123").unwrap(),
+            supplier_id: SUPPLIER,
+            product_id: BEEF,
+            weight: weight("12000"),
+            production_date: Some(date("2024-06-03")),
+            establishment_number: Some(ShortText::parse("EST. 245C").unwrap()),
+        }
+    );
+    assert_eq!(order.line(LINE_1).unwrap().lots.len(), 2);
+    assert_eq!(order.lots().count(), 2);
+    assert_eq!(
+        events[0].unique_key_changes(),
+        vec![
+            UniqueKeyChange::Claim {
+                scope: LOT_NUMBER_SCOPE,
+                key: format!("{SUPPLIER}/A123"),
+            },
+            UniqueKeyChange::Claim {
+                scope: LOT_ID_SCOPE,
+                key: Uuid::from_u128(0x10a).to_string(),
+            },
+            UniqueKeyChange::Claim {
+                scope: LOT_NUMBER_SCOPE,
+                key: format!("{SUPPLIER}/A124"),
+            },
+            UniqueKeyChange::Claim {
+                scope: LOT_ID_SCOPE,
+                key: Uuid::from_u128(0x10b).to_string(),
+            },
+        ]
+    );
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(
+        json["ReceiptRecorded"]["lines"][0]["lots"][0]["lot_number"],
+        "A123"
+    );
+    assert_eq!(
+        serde_json::from_value::<PurchaseOrderEvent>(json).unwrap(),
+        events[0]
+    );
+}
+
+#[tokio::test]
+async fn lots_accumulate_on_the_line_over_receipts() {
+    let mut commands = commands_to(S::Approved);
+    commands.push(receipt_with_lots(
+        1,
+        LINE_1,
+        "100",
+        vec![new_lot(0x10a, "A123", "100")],
+    ));
+    let (order, _) = after(
+        commands,
+        receipt_with_lots(2, LINE_1, "50", vec![new_lot(0x10b, "A124", "50")]),
+    )
+    .await;
+    let numbers: Vec<&str> = order
+        .line(LINE_1)
+        .unwrap()
+        .lots
+        .iter()
+        .map(|l| l.lot_number.as_str())
+        .collect();
+    assert_eq!(numbers, ["A123", "A124"]);
+}
+
+#[tokio::test]
+async fn lot_weights_sum_to_the_lines_received_weight() {
+    given(S::Approved)
+        .await
+        .when_async(receipt_with_lots(
+            1,
+            LINE_1,
+            "20000",
+            vec![
+                new_lot(0x10a, "A123", "12000"),
+                new_lot(0x10b, "A124", "7999.5"),
+            ],
+        ))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].lots",
+            "the lots' weights must sum to the line's weight of 20000",
+        )]));
+}
+
+#[tokio::test]
+async fn a_lot_number_and_a_lot_id_are_received_once_on_an_order() {
+    given(S::Approved)
+        .await
+        .when_async(PurchaseOrderCommand::RecordReceipt {
+            receipt_id: Uuid::from_u128(1),
+            received_on: date("2024-06-12"),
+            complete: false,
+            lines: vec![
+                ReceiptLineInput {
+                    line_id: LINE_1,
+                    weight: weight("20"),
+                    quantity: None,
+                    lots: vec![new_lot(0x10a, "A123", "10"), new_lot(0x10a, "A123", "10")],
+                },
+                ReceiptLineInput {
+                    line_id: LINE_2,
+                    weight: weight("5"),
+                    quantity: None,
+                    lots: vec![new_lot(0x10c, "A123", "5")],
+                },
+            ],
+        })
+        .await
+        .then_expect_error(invalid(&[
+            (
+                "lines[0].lots[1].lot_number",
+                "this lot is already received on this order",
+            ),
+            (
+                "lines[0].lots[1].lot_id",
+                "a lot with this id is already received",
+            ),
+            (
+                "lines[1].lots[0].lot_number",
+                "this lot is already received on this order",
+            ),
+        ]));
+    let mut commands = commands_to(S::Approved);
+    commands.push(receipt_with_lots(
+        1,
+        LINE_1,
+        "100",
+        vec![new_lot(0x10a, "A123", "100")],
+    ));
+    TestFramework::<PurchaseOrder>::with(services())
+        .given(run(commands).await.1)
+        .when_async(receipt_with_lots(
+            2,
+            LINE_2,
+            "5",
+            vec![new_lot(0x10a, "A123", "5")],
+        ))
+        .await
+        .then_expect_error(invalid(&[
+            (
+                "lines[0].lots[0].lot_number",
+                "this lot is already received on this order",
+            ),
+            (
+                "lines[0].lots[0].lot_id",
+                "a lot with this id is already received",
+            ),
+        ]));
+}
+
+#[tokio::test]
+async fn a_lot_is_not_produced_after_it_arrived() {
+    let mut lot = new_lot(0x10a, "A123", "100");
+    lot.production_date = Some(date("2024-06-13"));
+    given(S::Approved)
+        .await
+        .when_async(receipt_with_lots(1, LINE_1, "100", vec![lot]))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].lots[0].production_date",
+            "must not be after the receipt date",
+        )]));
+}
+
+#[tokio::test]
+async fn a_line_takes_at_most_the_lot_cap() {
+    let lots: Vec<NewLot> = (0..=MAX_LOTS_PER_LINE as u128)
+        .map(|i| new_lot(0x1000 + i, &format!("L{i}"), "1"))
+        .collect();
+    let w = (MAX_LOTS_PER_LINE + 1).to_string();
+    given(S::Approved)
+        .await
+        .when_async(receipt_with_lots(1, LINE_1, &w, lots))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].lots",
+            "a line may have at most 100 lots",
+        )]));
 }

@@ -71,6 +71,7 @@ fn ship(lines: &[(Uuid, &str)]) -> SalesOrderCommand {
                 line_id,
                 weight: weight(w),
                 quantity: None,
+                lots: Vec::new(),
             })
             .collect(),
     }
@@ -284,6 +285,10 @@ async fn every_other_command_on_a_missing_order_is_not_found() {
         SalesOrderCommand::Cancel {
             reason: reason("x"),
         },
+        raise(9, &[(LINE_1, "1.00")]),
+        accept(9, None, 1),
+        reject_claim(9),
+        refund(1, "1.00", TODAY),
     ];
     for command in commands {
         TestFramework::<SalesOrder>::with(services())
@@ -540,6 +545,7 @@ async fn ship_records_shipped_weights_and_makes_the_shipped_total_due() {
                 line_id: LINE_1,
                 weight: weight("39990"),
                 quantity: None,
+                lots: Vec::new(),
                 shipped_amount: money("91977.00"),
             }],
             shipped_total: money("91977.00"),
@@ -921,4 +927,476 @@ async fn every_date_of_an_order_must_have_a_four_digit_year() {
         })
         .await
         .then_expect_error(invalid(&[("due_date", OUT_OF_RANGE)]));
+}
+
+// --- claims, credit notes and refunds ---------------------------------------------------
+
+fn claim_line(line_id: Uuid, amount: &str) -> ClaimLine {
+    ClaimLine {
+        line_id,
+        amount: money(amount),
+        weight: None,
+        description: None,
+    }
+}
+
+fn raise(id: u128, lines: &[(Uuid, &str)]) -> SalesOrderCommand {
+    SalesOrderCommand::RaiseClaim(NewClaim {
+        claim_id: Uuid::from_u128(id),
+        reason: ClaimReason::Temperature,
+        lines: lines.iter().map(|&(l, a)| claim_line(l, a)).collect(),
+        notes: None,
+    })
+}
+
+fn credit_note(n: u64) -> CreditNoteNumber {
+    CreditNoteNumber::assigned(NumberSeries::CREDIT_NOTE.prefix, n)
+}
+
+fn accept(id: u128, amount: Option<&str>, note: u64) -> SalesOrderCommand {
+    SalesOrderCommand::AcceptClaim {
+        claim_id: Uuid::from_u128(id),
+        accepted_amount: amount.map(money),
+        credit_note_number: credit_note(note),
+    }
+}
+
+fn reject_claim(id: u128) -> SalesOrderCommand {
+    SalesOrderCommand::RejectClaim {
+        claim_id: Uuid::from_u128(id),
+        reason: reason("delivered cold"),
+    }
+}
+
+fn refund(id: u128, amount: &str, on: &str) -> SalesOrderCommand {
+    SalesOrderCommand::RecordRefund(NewRefund {
+        refund_id: Uuid::from_u128(id),
+        amount: money(amount),
+        refunded_on: date(on),
+        method: PaymentMethod::Ach,
+        reference: None,
+    })
+}
+
+/// Invoiced (105310.67 due), then `commands`.
+fn invoiced_then(commands: Vec<SalesOrderCommand>) -> Vec<SalesOrderCommand> {
+    let mut all = commands_to(S::Invoiced);
+    all.extend(commands);
+    all
+}
+
+#[tokio::test]
+async fn a_claim_is_raised_once_delivered_and_takes_its_id_as_a_key() {
+    for status in [S::Delivered, S::Invoiced] {
+        let (order, events) = run({
+            let mut commands = commands_to(status);
+            commands.push(raise(9, &[(LINE_1, "312.40")]));
+            commands
+        })
+        .await;
+        let raised = events.last().unwrap();
+        assert_eq!(
+            raised,
+            &SalesOrderEvent::ClaimRaised {
+                claim_id: Uuid::from_u128(9),
+                reason: ClaimReason::Temperature,
+                lines: vec![claim_line(LINE_1, "312.40")],
+                notes: None,
+                claimed_amount: money("312.40"),
+            }
+        );
+        assert_eq!(raised.event_type(), "SalesOrderClaimRaised");
+        assert_eq!(
+            raised.unique_key_changes(),
+            vec![UniqueKeyChange::Claim {
+                scope: SALES_CLAIM_SCOPE,
+                key: Uuid::from_u128(9).to_string(),
+            }]
+        );
+        assert!(order.has_open_claim());
+        assert_eq!(
+            order.claim(Uuid::from_u128(9)).unwrap().status,
+            ClaimStatus::Open
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_claim_needs_a_delivered_or_invoiced_order() {
+    refused_outside(&[S::Delivered, S::Invoiced], "raise a claim on", || {
+        raise(9, &[(LINE_1, "1.00")])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_is_within_each_lines_shipped_amount_and_weight() {
+    // Line 1 shipped 39990 LB = 91977.00; line 2 10000.5 LB = 13333.67.
+    let mut claim = NewClaim {
+        claim_id: Uuid::from_u128(9),
+        reason: ClaimReason::ShortWeight,
+        lines: vec![claim_line(LINE_1, "91977.01"), claim_line(LINE_2, "1.00")],
+        notes: None,
+    };
+    claim.lines[1].weight = Some(weight("10000.6"));
+    given(S::Invoiced)
+        .await
+        .when_async(SalesOrderCommand::RaiseClaim(claim))
+        .await
+        .then_expect_error(invalid(&[
+            (
+                "lines[0].amount",
+                "must not exceed the line's amount of 91977.00 less 0.00 already claimed (at most 91977.00)",
+            ),
+            ("lines[1].weight", "must not exceed the line's weight of 10000.5"),
+        ]));
+}
+
+#[tokio::test]
+async fn a_claim_names_shipped_lines_only() {
+    let commands = vec![
+        create(),
+        SalesOrderCommand::Confirm,
+        ship(&[(LINE_1, "39990")]),
+        SalesOrderCommand::Deliver {
+            delivered_on: date("2024-06-13"),
+        },
+    ];
+    given_commands(commands)
+        .await
+        .when_async(raise(9, &[(LINE_2, "1.00"), (UNKNOWN, "1.00")]))
+        .await
+        .then_expect_error(invalid(&[
+            ("lines[0].line_id", "the line has not been shipped"),
+            ("lines[1].line_id", "no such line on this order"),
+        ]));
+}
+
+#[tokio::test]
+async fn accepting_a_claim_credits_it_under_a_credit_note_number_taken_as_a_key() {
+    let mut commands = invoiced_then(vec![raise(9, &[(LINE_1, "312.40")])]);
+    commands.push(accept(9, Some("300.00"), 4));
+    let (order, events) = run(commands).await;
+    let accepted = events.last().unwrap();
+    assert_eq!(
+        accepted,
+        &SalesOrderEvent::ClaimAccepted {
+            claim_id: Uuid::from_u128(9),
+            accepted_amount: money("300.00"),
+            credit_note_number: credit_note(4),
+            credits: money("300.00"),
+            outstanding: money("105010.67"),
+            payment_status: PaymentStatus::Unpaid,
+        }
+    );
+    assert_eq!(credit_note(4).as_str(), "CN-000004");
+    assert_eq!(
+        accepted.unique_key_changes(),
+        vec![UniqueKeyChange::Claim {
+            scope: CREDIT_NOTE_NUMBER_SCOPE,
+            key: "CN-000004".into(),
+        }]
+    );
+    let claim = order.claim(Uuid::from_u128(9)).unwrap();
+    assert_eq!(claim.credit_note_number, Some(credit_note(4)));
+    assert_eq!(order.credits, money("300.00"));
+    assert_eq!(order.outstanding(), money("105010.67"));
+}
+
+#[tokio::test]
+async fn accepting_defaults_to_the_claimed_amount_and_refuses_more() {
+    let mut commands = invoiced_then(vec![raise(9, &[(LINE_1, "312.40")])]);
+    commands.push(accept(9, None, 1));
+    assert_eq!(run(commands).await.0.credits, money("312.40"));
+    given_commands(invoiced_then(vec![raise(9, &[(LINE_1, "312.40")])]))
+        .await
+        .when_async(accept(9, Some("312.41"), 1))
+        .await
+        .then_expect_error(invalid(&[(
+            "accepted_amount",
+            "must not exceed the claimed amount of 312.40",
+        )]));
+}
+
+#[tokio::test]
+async fn a_credit_note_number_is_used_once_on_an_order() {
+    given_commands(invoiced_then(vec![
+        raise(9, &[(LINE_1, "1.00")]),
+        accept(9, None, 1),
+        raise(10, &[(LINE_1, "1.00")]),
+    ]))
+    .await
+    .when_async(accept(10, None, 1))
+    .await
+    .then_expect_error(invalid(&[(
+        "credit_note_number",
+        "is already the credit note of another claim on this order",
+    )]));
+}
+
+#[tokio::test]
+async fn rejecting_a_claim_credits_nothing_and_an_unknown_claim_is_not_found() {
+    let mut commands = invoiced_then(vec![raise(9, &[(LINE_1, "1.00")])]);
+    commands.push(reject_claim(9));
+    let (order, events) = run(commands).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &SalesOrderEvent::ClaimRejected {
+            claim_id: Uuid::from_u128(9),
+            reason: reason("delivered cold"),
+        }
+    );
+    assert!(events.last().unwrap().unique_key_changes().is_empty());
+    assert_eq!(
+        order.claim(Uuid::from_u128(9)).unwrap().status,
+        ClaimStatus::Rejected
+    );
+    assert_eq!(order.credits, Money::zero());
+    for command in [accept(7, None, 1), reject_claim(7)] {
+        given(S::Invoiced)
+            .await
+            .when_async(command)
+            .await
+            .then_expect_error(DomainError::ClaimNotFound(Uuid::from_u128(7)));
+    }
+    given_commands(invoiced_then(vec![
+        raise(9, &[(LINE_1, "1.00")]),
+        reject_claim(9),
+    ]))
+    .await
+    .when_async(accept(9, None, 1))
+    .await
+    .then_expect_error(DomainError::NotAllowedBecause {
+        action: "accept the claim",
+        reason: "the claim is already rejected".into(),
+    });
+}
+
+#[tokio::test]
+async fn close_needs_every_claim_decided() {
+    given_commands(invoiced_then(vec![
+        payment(1, "105310.67", TODAY),
+        raise(9, &[(LINE_1, "1.00")]),
+    ]))
+    .await
+    .when_async(SalesOrderCommand::Close)
+    .await
+    .then_expect_error(DomainError::NotAllowedBecause {
+        action: "close",
+        reason: "a claim is still open".into(),
+    });
+}
+
+#[tokio::test]
+async fn a_claim_accepted_after_payment_is_refunded_to_the_customer_then_the_order_closes() {
+    let mut commands = invoiced_then(vec![
+        payment(1, "105310.67", TODAY),
+        raise(9, &[(LINE_1, "312.40")]),
+        accept(9, Some("300.00"), 4),
+    ]);
+    let (credited, _) = run(commands.clone()).await;
+    assert_eq!(credited.outstanding(), money("-300.00"));
+    assert_eq!(credited.payment_status(), PaymentStatus::Overpaid);
+    commands.push(refund(1, "300.00", TODAY));
+    let (refunded, events) = run(commands.clone()).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &SalesOrderEvent::RefundRecorded {
+            refund_id: Uuid::from_u128(1),
+            amount: money("300.00"),
+            refunded_on: date(TODAY),
+            method: PaymentMethod::Ach,
+            reference: None,
+            amount_refunded: money("300.00"),
+            outstanding: money("0.00"),
+            payment_status: PaymentStatus::Paid,
+        }
+    );
+    assert_eq!(
+        events.last().unwrap().event_type(),
+        "SalesOrderRefundRecorded"
+    );
+    assert!(refunded.outstanding().is_zero());
+    commands.push(SalesOrderCommand::Close);
+    assert_eq!(run(commands).await.0.status, Some(S::Closed));
+}
+
+#[tokio::test]
+async fn a_claim_accepted_before_payment_lowers_what_the_customer_pays() {
+    let commands = invoiced_then(vec![raise(9, &[(LINE_1, "310.67")]), accept(9, None, 1)]);
+    given_commands(commands.clone())
+        .await
+        .when_async(payment(1, "105310.67", TODAY))
+        .await
+        .then_expect_error(invalid(&[(
+            "amount",
+            "must not exceed the outstanding amount of 105000.00",
+        )]));
+    let mut paid = commands;
+    paid.push(payment(1, "105000.00", TODAY));
+    paid.push(SalesOrderCommand::Close);
+    let (order, _) = run(paid).await;
+    assert_eq!(order.status, Some(S::Closed));
+    assert_eq!(order.payment_status(), PaymentStatus::Paid);
+}
+
+#[tokio::test]
+async fn a_refund_needs_money_owed_back_within_what_was_overpaid() {
+    given(S::Invoiced)
+        .await
+        .when_async(refund(1, "1.00", TODAY))
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "record a refund",
+            reason: "nothing was overpaid (105310.67 is outstanding)".into(),
+        });
+    given_commands(invoiced_then(vec![
+        payment(1, "105310.67", TODAY),
+        raise(9, &[(LINE_1, "300.00")]),
+        accept(9, None, 1),
+    ]))
+    .await
+    .when_async(refund(1, "300.01", "2024-06-16"))
+    .await
+    .then_expect_error(invalid(&[
+        ("amount", "must not exceed the overpaid amount of 300.00"),
+        ("refunded_on", "must not be in the future"),
+    ]));
+}
+
+#[tokio::test]
+async fn a_refund_needs_an_invoiced_order() {
+    refused_outside(&[S::Invoiced], "record a refund on", || {
+        refund(1, "1.00", TODAY)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stored_sales_order_from_before_claims_still_reads() {
+    let order = run(commands_to(S::Invoiced)).await.0;
+    let mut old = serde_json::to_value(&order).unwrap();
+    for field in ["claims", "credits", "refunds", "amount_refunded"] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    for line in old["lines"].as_array_mut().unwrap() {
+        line.as_object_mut().unwrap().remove("lots");
+    }
+    assert_eq!(serde_json::from_value::<SalesOrder>(old).unwrap(), order);
+}
+
+// --- lots -------------------------------------------------------------------------------
+
+/// A shipment line: the line, its weight, and its lots with their weights.
+type LotLine<'a> = (Uuid, &'a str, Vec<(Uuid, &'a str)>);
+
+fn ship_lots(lines: Vec<LotLine>) -> SalesOrderCommand {
+    SalesOrderCommand::Ship {
+        shipped_on: date("2024-06-12"),
+        carrier_id: Some(CARRIER),
+        carrier_release_number: None,
+        lines: lines
+            .into_iter()
+            .map(|(line_id, w, lots)| ShipLineInput {
+                line_id,
+                weight: weight(w),
+                quantity: None,
+                lots: lots
+                    .into_iter()
+                    .map(|(lot_id, w)| ShipLotInput {
+                        lot_id,
+                        weight: weight(w),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_shipment_names_its_lots_with_what_a_trace_needs() {
+    let mut commands = commands_to(S::Confirmed);
+    commands.push(ship_lots(vec![(
+        LINE_1,
+        "39990",
+        vec![(LOT_A, "29990"), (LOT_B, "10000")],
+    )]));
+    let (order, events) = run(commands).await;
+    let SalesOrderEvent::Shipped { lines, .. } = events.last().unwrap() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        lines[0].lots[0],
+        ShippedLot {
+            lot_id: LOT_A,
+            weight: weight("29990"),
+            lot_number: LotNumber::parse("A123").unwrap(),
+            purchase_order_id: SOURCE_PO,
+            supplier_id: SUPPLIER,
+        }
+    );
+    assert_eq!(order.line(LINE_1).unwrap().lots.len(), 2);
+    let json = serde_json::to_value(events.last().unwrap()).unwrap();
+    assert_eq!(
+        json["Shipped"]["lines"][0]["lots"][1]["lot_id"],
+        LOT_B.to_string()
+    );
+    assert_eq!(
+        serde_json::from_value::<SalesOrderEvent>(json).unwrap(),
+        *events.last().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn shipped_lots_are_known_named_once_and_sum_to_the_line() {
+    given(S::Confirmed)
+        .await
+        .when_async(ship_lots(vec![
+            (LINE_1, "100", vec![(LOT_A, "50"), (LOT_A, "50")]),
+            (LINE_2, "10", vec![(UNKNOWN, "4"), (LOT_B, "5")]),
+        ]))
+        .await
+        .then_expect_error(invalid(&[
+            (
+                "lines[0].lots[1].lot_id",
+                "repeats an earlier lot of this line",
+            ),
+            (
+                "lines[1].lots",
+                "the lots' weights must sum to the line's weight of 10",
+            ),
+            ("lines[1].lots[0].lot_id", "no such lot"),
+        ]));
+}
+
+#[tokio::test]
+async fn a_shipment_never_takes_more_of_a_lot_than_was_received() {
+    // Lot B456: 10000 received. Over two lines of one shipment, 10000.5 is too much.
+    given(S::Confirmed)
+        .await
+        .when_async(ship_lots(vec![
+            (LINE_1, "5000", vec![(LOT_B, "5000")]),
+            (LINE_2, "5000.5", vec![(LOT_B, "5000.5")]),
+        ]))
+        .await
+        .then_expect_error(DomainError::NotAllowedBecause {
+            action: "ship",
+            reason: format!("lot B456 ({LOT_B}) shipped 10000.5 but only 10000 was received"),
+        });
+    let mut exactly = commands_to(S::Confirmed);
+    exactly.push(ship_lots(vec![(LINE_1, "10000", vec![(LOT_B, "10000")])]));
+    assert_eq!(run(exactly).await.0.status, Some(S::Shipped));
+}
+
+#[tokio::test]
+async fn a_failed_lot_lookup_is_unavailable() {
+    let mut command = ship_lots(vec![(LINE_1, "10", vec![(LOT_A, "10")])]);
+    if let SalesOrderCommand::Ship { carrier_id, .. } = &mut command {
+        *carrier_id = None; // so that the lot is the only lookup
+    }
+    TestFramework::<SalesOrder>::with(services_with(lookups().failing("db down")))
+        .given(history(S::Confirmed).await)
+        .when_async(command)
+        .await
+        .then_expect_error(DomainError::Unavailable("db down".into()));
 }

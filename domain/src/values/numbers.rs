@@ -1,4 +1,4 @@
-//! Order and invoice numbers: the client's own, or the next of a [`NumberSeries`].
+//! Order, invoice, credit note and lot numbers: the client's own, or the next of a [`NumberSeries`].
 
 use super::text::{text_type, TextKind};
 
@@ -9,6 +9,16 @@ text_type!(
 text_type!(
     /// An invoice number (`INV-000001`, or the client's own): 1 to 50 characters, no spaces.
     InvoiceNumber, 1, 50, TextKind::Word
+);
+text_type!(
+    /// A credit note number: ours on a sales claim (`CN-000001`, or the client's own), the
+    /// supplier's credit memo number on a purchase claim. 1 to 50 characters, no spaces.
+    CreditNoteNumber, 1, 50, TextKind::Word
+);
+text_type!(
+    /// A supplier's lot number, as printed on the boxes (`A123`): 1 to 50 characters, no
+    /// spaces, so that the key `(supplier, lot number)` a recall asks by is exact.
+    LotNumber, 1, 50, TextKind::Word
 );
 
 /// A series the service numbers purchase orders, sales orders or invoices from when the
@@ -46,6 +56,12 @@ impl NumberSeries {
         scope: "invoice_number",
         prefix: "INV",
     };
+    /// Our credit note numbers, given on accepting a sales claim: `CN-000001`, ...
+    pub const CREDIT_NOTE: Self = Self {
+        series: "credit_note",
+        scope: "credit_note_number",
+        prefix: "CN",
+    };
 
     /// The `n`-th number of the series, such as `PO-000042`: the format of every assigned
     /// number (see [`OrderNumber::assigned`]).
@@ -71,6 +87,15 @@ impl OrderNumber {
     /// The number the service assigns when the client gives none, in the format of
     /// [`NumberSeries::format`]: `assigned(NumberSeries::PURCHASE_ORDER.prefix, 1)` is
     /// `PO-000001`.
+    pub fn assigned(prefix: &str, n: u64) -> Self {
+        Self(assigned_number(prefix, n))
+    }
+}
+
+impl CreditNoteNumber {
+    /// The number the service assigns when the client gives none, in the format of
+    /// [`NumberSeries::format`]: `assigned(NumberSeries::CREDIT_NOTE.prefix, 1)` is
+    /// `CN-000001`.
     pub fn assigned(prefix: &str, n: u64) -> Self {
         Self(assigned_number(prefix, n))
     }

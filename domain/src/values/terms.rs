@@ -89,27 +89,39 @@ choice!(
 );
 
 choice!(
-    /// How much of an order's amount due has been paid, derived from payment events.
+    /// How much of an order's amount due has been settled, derived from payment, credit and
+    /// refund events.
     PaymentStatus {
-        /// Nothing paid yet.
+        /// Nothing paid yet (credits alone may have reduced what is owed).
         Unpaid => "unpaid",
-        /// Something paid, less than the amount due.
+        /// Something paid, and something still outstanding.
         Partial => "partial",
-        /// The amount due paid in full (or more, after a short receipt).
+        /// Nothing outstanding: settled by payments, credits or both.
         Paid => "paid",
+        /// More paid than is owed (a short receipt or a credit after payment): money is to be
+        /// refunded.
+        Overpaid => "overpaid",
     }
 );
 
 impl PaymentStatus {
-    /// The status for what has been paid against what is due: nothing paid is `unpaid`,
-    /// less than due is `partial`, otherwise `paid`.
-    pub fn of(amount_paid: Money, amount_due: Money) -> Self {
-        if !amount_paid.is_positive() {
-            Self::Unpaid
-        } else if amount_paid < amount_due {
-            Self::Partial
-        } else {
+    /// The status from what has been paid (`amount_paid`, the sum of payments), credited
+    /// (`credits`, the sum of accepted claims) and what is `outstanding` after payments,
+    /// credits and refunds:
+    ///
+    /// - outstanding below zero is `overpaid`;
+    /// - nothing outstanding, with something paid or credited, is `paid`;
+    /// - otherwise nothing paid is `unpaid` (an order with nothing due and nothing paid too);
+    /// - otherwise `partial`.
+    pub fn of(amount_paid: Money, credits: Money, outstanding: Money) -> Self {
+        if outstanding.is_negative() {
+            Self::Overpaid
+        } else if outstanding.is_zero() && (amount_paid.is_positive() || credits.is_positive()) {
             Self::Paid
+        } else if !amount_paid.is_positive() {
+            Self::Unpaid
+        } else {
+            Self::Partial
         }
     }
 }

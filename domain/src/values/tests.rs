@@ -214,6 +214,7 @@ fn number_series_name_their_counters_and_scopes() {
         NumberSeries::PURCHASE_ORDER,
         NumberSeries::SALES_ORDER,
         NumberSeries::INVOICE,
+        NumberSeries::CREDIT_NOTE,
     ];
     assert_eq!(
         all.map(|s| (s.series, s.scope, s.prefix)),
@@ -221,7 +222,16 @@ fn number_series_name_their_counters_and_scopes() {
             ("purchase_order", "purchase_order_number", "PO"),
             ("sales_order", "sales_order_number", "SO"),
             ("invoice", "invoice_number", "INV"),
+            ("credit_note", "credit_note_number", "CN"),
         ]
+    );
+    assert_eq!(
+        CreditNoteNumber::assigned(NumberSeries::CREDIT_NOTE.prefix, 4).as_str(),
+        "CN-000004"
+    );
+    assert_eq!(
+        crate::scope_field(NumberSeries::CREDIT_NOTE.scope),
+        "credit_note_number"
     );
     assert_eq!(
         crate::purchase_order::PURCHASE_ORDER_NUMBER_SCOPE,
@@ -383,10 +393,26 @@ fn credit_terms_due_dates_stop_at_the_ends_of_the_calendar() {
 #[test]
 fn payment_status_follows_paid_against_due() {
     let m = |s| Money::parse(s).unwrap();
-    assert_eq!(PaymentStatus::of(m("0"), m("10")), PaymentStatus::Unpaid);
-    assert_eq!(PaymentStatus::of(m("5"), m("10")), PaymentStatus::Partial);
-    assert_eq!(PaymentStatus::of(m("10"), m("10")), PaymentStatus::Paid);
-    assert_eq!(PaymentStatus::of(m("12"), m("10")), PaymentStatus::Paid);
+    let zero = m("0");
+    assert_eq!(
+        PaymentStatus::of(zero, zero, m("10")),
+        PaymentStatus::Unpaid
+    );
+    assert_eq!(PaymentStatus::of(zero, zero, zero), PaymentStatus::Unpaid);
+    assert_eq!(
+        PaymentStatus::of(zero, m("3"), m("7")),
+        PaymentStatus::Unpaid
+    );
+    assert_eq!(
+        PaymentStatus::of(m("5"), zero, m("5")),
+        PaymentStatus::Partial
+    );
+    assert_eq!(PaymentStatus::of(m("10"), zero, zero), PaymentStatus::Paid);
+    assert_eq!(PaymentStatus::of(zero, m("10"), zero), PaymentStatus::Paid);
+    assert_eq!(
+        PaymentStatus::of(m("12"), zero, m("-2")),
+        PaymentStatus::Overpaid
+    );
 }
 
 #[test]
@@ -399,4 +425,41 @@ fn quantity_is_a_whole_number() {
     );
     assert!(serde_json::from_value::<Quantity>(json!(-1)).is_err());
     assert!(serde_json::from_value::<Quantity>(json!(1.5)).is_err());
+}
+
+#[test]
+fn the_scopes_of_claims_credit_notes_and_lots_are_store_scopes_named_by_their_field() {
+    use crate::purchase_order::{LOT_ID_SCOPE, LOT_NUMBER_SCOPE, PASSED_ON_SALES_CLAIM_SCOPE};
+    use crate::sales_order::{CREDIT_NOTE_NUMBER_SCOPE, SALES_CLAIM_SCOPE};
+    for (scope, field) in [
+        (CREDIT_NOTE_NUMBER_SCOPE, "credit_note_number"),
+        (LOT_NUMBER_SCOPE, "lot_number"),
+        (LOT_ID_SCOPE, "lot_id"),
+        (SALES_CLAIM_SCOPE, "claim_id"),
+        (PASSED_ON_SALES_CLAIM_SCOPE, "source_sales_claim_id"),
+    ] {
+        assert!(crate::UNIQUE_SCOPES.contains(&scope), "{scope}");
+        assert_eq!(crate::scope_field(scope), field);
+    }
+    let mut scopes = crate::UNIQUE_SCOPES.to_vec();
+    scopes.sort_unstable();
+    scopes.dedup();
+    assert_eq!(
+        scopes.len(),
+        crate::UNIQUE_SCOPES.len(),
+        "scopes are distinct"
+    );
+}
+
+#[test]
+fn lot_and_credit_note_numbers_are_single_words() {
+    assert_eq!(LotNumber::parse(" A123 ").unwrap().as_str(), "A123");
+    assert!(LotNumber::parse("A 123").is_err());
+    assert!(LotNumber::parse("").is_err());
+    assert!(LotNumber::parse(&"x".repeat(51)).is_err());
+    assert!(CreditNoteNumber::parse("CN 1").is_err());
+    assert_eq!(
+        CreditNoteNumber::parse("ACME-CM-77").unwrap().as_str(),
+        "ACME-CM-77"
+    );
 }

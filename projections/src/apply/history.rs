@@ -4,7 +4,7 @@
 //! `changes` comes from comparing the order's document before and after the event (so nothing
 //! the event changed can be missed): top-level fields by value, and the keyed lists by element
 //! (`lines[<line_id>]`, `receipts[<receipt_id>]`, `payments[<payment_id>]`,
-//! `order_notes[<note_id>]`, each `{from: <element or null>, to: <element or null>}`). The
+//! `order_notes[<note_id>]`, `claims[<claim_id>]`, `refund_records[<refund_id>]`, each `{from: <element or null>, to: <element or null>}`). The
 //! `changes` maps that events carry are added on top (a line change's fields as
 //! `lines[<line_id>].<field>`).
 //!
@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use oms_domain::changes::{Changes, FieldChange};
+use oms_domain::order::ClaimReason;
 use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderEvent};
 use oms_domain::sales_order::{SalesOrder, SalesOrderEvent};
-use oms_domain::values::{Currency, Weight, WeightUnit};
+use oms_domain::values::{CreditNoteNumber, Currency, Money, Weight, WeightUnit};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -35,6 +36,8 @@ const KEYED_LISTS: &[(&str, &str)] = &[
     ("receipts", "receipt_id"),
     ("payments", "payment_id"),
     ("order_notes", "note_id"),
+    ("claims", "claim_id"),
+    ("refund_records", "refund_id"),
 ];
 
 /// Longest reason or note text quoted in a summary, in characters.
@@ -361,6 +364,37 @@ fn total_weight<'a>(weights: impl Iterator<Item = &'a Weight>) -> Decimal {
     weights.map(Weight::value).sum::<Decimal>().normalize()
 }
 
+/// " (3 lots)" when some lots were named, else nothing.
+fn lots_note(count_of_lots: usize) -> String {
+    if count_of_lots == 0 {
+        String::new()
+    } else {
+        format!(" ({})", count(count_of_lots, "lot"))
+    }
+}
+
+/// A claim reason in words: "short weight".
+fn reason_words(reason: ClaimReason) -> String {
+    reason.as_str().replace('_', " ")
+}
+
+/// "Claim accepted by mary: CN-000004 for 300.00 USD", or without a credit note number
+/// "Claim accepted by mary: 300.00 USD credited".
+fn accepted(
+    who: &str,
+    number: Option<&CreditNoteNumber>,
+    amount: &Money,
+    currency: &str,
+) -> String {
+    match number {
+        Some(number) => format!(
+            "Claim accepted by {who}: {} for {amount} {currency}",
+            number.as_str()
+        ),
+        None => format!("Claim accepted by {who}: {amount} {currency} credited"),
+    }
+}
+
 /// The order's currency and weight unit (defaults before the header exists).
 fn units(currency: Option<&Currency>, unit: Option<WeightUnit>) -> (String, String) {
     (
@@ -407,8 +441,9 @@ impl Narrated for PurchaseOrder {
             E::ReceiptRecorded {
                 lines, complete, ..
             } => format!(
-                "Receipt of {} {unit} recorded by {who}{}",
+                "Receipt of {} {unit} recorded by {who}{}{}",
                 total_weight(lines.iter().map(|l| &l.weight)),
+                lots_note(lines.iter().map(|l| l.lots.len()).sum()),
                 if *complete {
                     " (receiving complete)"
                 } else {
@@ -420,6 +455,29 @@ impl Narrated for PurchaseOrder {
             }
             E::NoteAdded { text, .. } => format!("Note added by {who}: {}", excerpt(text.as_str())),
             E::Closed => format!("Closed by {who}"),
+            E::ClaimRaised {
+                reason,
+                claimed_amount,
+                source_sales_claim_id,
+                ..
+            } => format!(
+                "Claim of {claimed_amount} {currency} ({}) raised by {who}{}",
+                reason_words(*reason),
+                source_sales_claim_id
+                    .map(|id| format!(", passing on sales claim {id}"))
+                    .unwrap_or_default()
+            ),
+            E::ClaimAccepted {
+                accepted_amount,
+                credit_note_number,
+                ..
+            } => accepted(who, credit_note_number.as_ref(), accepted_amount, &currency),
+            E::ClaimRejected { reason, .. } => {
+                format!("Claim rejected by {who}: {}", excerpt(reason.as_str()))
+            }
+            E::RefundRecorded { amount, method, .. } => {
+                format!("Refund of {amount} {currency} ({method}) recorded by {who}")
+            }
         }
     }
 
@@ -467,8 +525,9 @@ impl Narrated for SalesOrder {
             E::Shipped {
                 lines, shipped_on, ..
             } => format!(
-                "Shipment of {} {unit} on {shipped_on} recorded by {who}",
-                total_weight(lines.iter().map(|l| &l.weight))
+                "Shipment of {} {unit} on {shipped_on} recorded by {who}{}",
+                total_weight(lines.iter().map(|l| &l.weight)),
+                lots_note(lines.iter().map(|l| l.lots.len()).sum())
             ),
             E::Delivered { delivered_on } => {
                 format!("Delivery on {delivered_on} recorded by {who}")
@@ -488,6 +547,25 @@ impl Narrated for SalesOrder {
             E::Closed => format!("Closed by {who}"),
             E::Cancelled { reason, .. } => {
                 format!("Cancelled by {who}: {}", excerpt(reason.as_str()))
+            }
+            E::ClaimRaised {
+                reason,
+                claimed_amount,
+                ..
+            } => format!(
+                "Claim of {claimed_amount} {currency} ({}) raised by {who}",
+                reason_words(*reason)
+            ),
+            E::ClaimAccepted {
+                accepted_amount,
+                credit_note_number,
+                ..
+            } => accepted(who, Some(credit_note_number), accepted_amount, &currency),
+            E::ClaimRejected { reason, .. } => {
+                format!("Claim rejected by {who}: {}", excerpt(reason.as_str()))
+            }
+            E::RefundRecorded { amount, method, .. } => {
+                format!("Refund of {amount} {currency} ({method}) recorded by {who}")
             }
         }
     }
@@ -545,6 +623,23 @@ mod tests {
             ("mary".to_owned(), None)
         );
         assert_eq!(actor_of(&json!(null)), ("unknown".to_owned(), None));
+    }
+
+    #[test]
+    fn claims_read_as_the_trade_says_them() {
+        assert_eq!(reason_words(ClaimReason::ShortWeight), "short weight");
+        let number = CreditNoteNumber::parse("CN-000004").unwrap();
+        let amount = Money::parse("300.00").unwrap();
+        assert_eq!(
+            accepted("mary", Some(&number), &amount, "USD"),
+            "Claim accepted by mary: CN-000004 for 300.00 USD"
+        );
+        assert_eq!(
+            accepted("mary", None, &amount, "USD"),
+            "Claim accepted by mary: 300.00 USD credited"
+        );
+        assert_eq!(lots_note(0), "");
+        assert_eq!(lots_note(3), " (3 lots)");
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl From<DomainError> for ApiError {
                 errors: errors.into_iter().map(FieldProblem::from).collect(),
             },
             DomainError::LineNotFound(line) => Self::NotFound(format!("line {line} not found")),
+            DomainError::ClaimNotFound(claim) => Self::NotFound(format!("claim {claim} not found")),
             DomainError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }

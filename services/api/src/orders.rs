@@ -4,7 +4,10 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
-use oms_domain::values::{Money, NoteText, PaymentMethod, Quantity, Reason, Weight};
+use oms_domain::order::{ClaimLine, ClaimReason, NewClaim};
+use oms_domain::values::{
+    CreditNoteNumber, LongText, Money, NoteText, PaymentMethod, Quantity, Reason, ShortText, Weight,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -58,6 +61,87 @@ pub struct PaymentRequest {
     #[serde(default)]
     #[schema(schema_with = crate::schemas::with::opt_short_text)]
     pub reference: Option<oms_domain::values::ShortText>,
+}
+
+/// A refund: money returned while more was paid than is owed.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Amount, > 0, at most what was overpaid (−outstanding).
+    #[schema(schema_with = crate::schemas::with::money)]
+    pub amount: Money,
+    /// When the money moved (not in the future).
+    pub refunded_on: NaiveDate,
+    /// wire, ach, check, credit_card, cash, other.
+    #[schema(schema_with = crate::schemas::with::payment_method)]
+    pub method: PaymentMethod,
+    /// Bank reference, cheque number, …
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
+    pub reference: Option<ShortText>,
+}
+
+/// One line of a claim: how much is claimed against one order line.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimLineRequest {
+    /// The order line claimed against.
+    pub line_id: Uuid,
+    /// The amount claimed (> 0; with the line's other claims, not above its received or
+    /// shipped amount).
+    #[schema(schema_with = crate::schemas::with::money)]
+    pub amount: Money,
+    /// The weight the claim is about, if relevant.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_weight)]
+    pub weight: Option<Weight>,
+    /// What is wrong with this line.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
+    pub description: Option<LongText>,
+}
+
+impl ClaimLineRequest {
+    /// The domain's claim line.
+    pub fn to_line(&self) -> ClaimLine {
+        ClaimLine {
+            line_id: self.line_id,
+            amount: self.amount,
+            weight: self.weight,
+            description: self.description.clone(),
+        }
+    }
+}
+
+/// The claim a request raises, with the id the service gives it. Handlers build it once per
+/// request, outside the command builder, so that a command decided again (after a version
+/// conflict) raises the same claim.
+pub fn new_claim(
+    reason: ClaimReason,
+    lines: &[ClaimLineRequest],
+    notes: Option<LongText>,
+) -> NewClaim {
+    NewClaim {
+        claim_id: Uuid::now_v7(),
+        reason,
+        lines: lines.iter().map(ClaimLineRequest::to_line).collect(),
+        notes,
+    }
+}
+
+/// `{accepted_amount?, credit_note_number?}` for accepting a claim.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptClaimRequest {
+    /// What is credited (> 0, at most the claimed amount); default: the claimed amount.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_money)]
+    pub accepted_amount: Option<Money>,
+    /// The credit note's number: on a sales order ours (assigned `CN-000001`, … unless
+    /// given), on a purchase order the supplier's credit memo number, if it sent one.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_number)]
+    pub credit_note_number: Option<CreditNoteNumber>,
 }
 
 /// A received or shipped weight for one line.
@@ -443,6 +527,50 @@ macro_rules! shared_order_endpoints {
                     payment_id,
                     amount: body.value.amount,
                     paid_on: body.value.paid_on,
+                    method: body.value.method,
+                    reference: body.value.reference.clone(),
+                })
+            })
+            .await
+        }
+
+        /// Rejects an open claim, with a reason (manager).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/claims/{claim_id}/reject"), tag = $tag, request_body = ReasonRequest,
+            params(("id" = Uuid, Path), ("claim_id" = Uuid, Path)),
+            responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn reject_claim(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath((id, claim_id)): ApiPath<(Uuid, Uuid)>,
+            headers: CommandHeaders,
+            body: JsonBody<ReasonRequest>,
+        ) -> Result<Response, ApiError> {
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
+                $command::RejectClaim { claim_id, reason: body.value.reason.clone() }
+            })
+            .await
+        }
+
+        /// Records a refund: money returned while more was paid than is owed (> 0, not above
+        /// −outstanding, not dated in the future).
+        #[utoipa::path(post, path = concat!("/api/v1/", $collection, "/{id}/refunds"), tag = $tag, request_body = RefundRequest,
+            params(("id" = Uuid, Path)),
+            responses((status = 200, description = "the order document"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+            security(("bearer" = [])))]
+        pub async fn record_refund(
+            State(state): State<AppState>,
+            user: TenantUser,
+            ApiPath(id): ApiPath<Uuid>,
+            headers: CommandHeaders,
+            body: JsonBody<RefundRequest>,
+        ) -> Result<Response, ApiError> {
+            let refund_id = Uuid::now_v7();
+            orders::act::<$aggregate>(&state, Caller::new(&user, &headers, &body.raw), Permission::Manage, id, Outcome::Changed, |_| {
+                $command::RecordRefund(oms_domain::order::NewRefund {
+                    refund_id,
+                    amount: body.value.amount,
+                    refunded_on: body.value.refunded_on,
                     method: body.value.method,
                     reference: body.value.reference.clone(),
                 })

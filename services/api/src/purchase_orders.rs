@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::NaiveDate;
+use oms_domain::order::ClaimReason;
 use oms_domain::purchase_order::{
     LinePatch, NewLine, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
     PurchaseOrderHeaderPatch, ReceiptLineInput,
@@ -19,8 +20,8 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, Caller, EmptyRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
-    WeighedLineRequest,
+    self, AcceptClaimRequest, Caller, ClaimLineRequest, EmptyRequest, NoteRequest, Outcome,
+    PaymentRequest, ReasonRequest, RefundRequest, WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -50,6 +51,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(record_receipt))
         .routes(routes!(record_payment))
         .routes(routes!(add_note))
+        .routes(routes!(raise_claim))
+        .routes(routes!(accept_claim))
+        .routes(routes!(reject_claim))
+        .routes(routes!(record_refund))
 }
 
 /// The body of `POST /purchase-orders`.
@@ -303,8 +308,87 @@ pub async fn record_receipt(
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
+                    lots: Vec::new(),
                 })
                 .collect(),
+        },
+    )
+    .await
+}
+
+/// The body of `POST …/claims` on a purchase order: a claim against the supplier.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseClaimRequest {
+    /// short_weight, quality, temperature, damage, pricing, other.
+    #[schema(schema_with = crate::schemas::with::claim_reason)]
+    pub reason: ClaimReason,
+    /// What is claimed, per received line (each line once).
+    #[schema(min_items = 1, max_items = 500)]
+    pub lines: Vec<ClaimLineRequest>,
+    /// Free notes.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
+    pub notes: Option<LongText>,
+    /// The customer's claim (on a sales order sourced from this one) that this passes on to
+    /// the supplier (back-to-back).
+    #[serde(default)]
+    pub source_sales_claim_id: Option<Uuid>,
+}
+
+/// Raises a claim against the supplier (once anything is received); the service gives it
+/// its `claim_id`.
+#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/claims", tag = "purchase orders", request_body = PurchaseClaimRequest,
+    params(("id" = Uuid, Path)),
+    responses((status = 201, description = "the order document, listing the claim"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn raise_claim(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<PurchaseClaimRequest>,
+) -> Result<Response, ApiError> {
+    let request = &body.value;
+    let claim = orders::new_claim(request.reason, &request.lines, request.notes.clone());
+    orders::act::<PurchaseOrder>(
+        &state,
+        Caller::new(&user, &headers, &body.raw),
+        Permission::Operate,
+        id,
+        Outcome::Added,
+        |_| PurchaseOrderCommand::RaiseClaim {
+            order_id: id,
+            claim: claim.clone(),
+            source_sales_claim_id: request.source_sales_claim_id,
+        },
+    )
+    .await
+}
+
+/// Accepts an open claim (manager): the supplier credits `accepted_amount` (default: the
+/// claimed amount), under its own credit memo number if it sent one.
+#[utoipa::path(post, path = "/api/v1/purchase-orders/{id}/claims/{claim_id}/accept", tag = "purchase orders", request_body = AcceptClaimRequest,
+    params(("id" = Uuid, Path), ("claim_id" = Uuid, Path)),
+    responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn accept_claim(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath((id, claim_id)): ApiPath<(Uuid, Uuid)>,
+    headers: CommandHeaders,
+    body: JsonBody<AcceptClaimRequest>,
+) -> Result<Response, ApiError> {
+    orders::act::<PurchaseOrder>(
+        &state,
+        Caller::new(&user, &headers, &body.raw),
+        Permission::Manage,
+        id,
+        Outcome::Changed,
+        |_| PurchaseOrderCommand::AcceptClaim {
+            claim_id,
+            accepted_amount: body.value.accepted_amount,
+            credit_note_number: body.value.credit_note_number.clone(),
         },
     )
     .await

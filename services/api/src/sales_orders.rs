@@ -4,13 +4,14 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::NaiveDate;
+use oms_domain::order::ClaimReason;
 use oms_domain::sales_order::{
     LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
     SalesOrderHeaderPatch, ShipLineInput,
 };
 use oms_domain::values::{
-    Currency, InvoiceNumber, LongText, OrderNumber, Quantity, ShortText, UnitPrice, Weight,
-    WeightUnit,
+    CreditNoteNumber, Currency, InvoiceNumber, LongText, OrderNumber, Quantity, ShortText,
+    UnitPrice, Weight, WeightUnit,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,8 +20,8 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
-    self, Caller, EmptyRequest, NoteRequest, Outcome, PaymentRequest, ReasonRequest,
-    WeighedLineRequest,
+    self, AcceptClaimRequest, Caller, ClaimLineRequest, EmptyRequest, NoteRequest, Outcome,
+    PaymentRequest, ReasonRequest, RefundRequest, WeighedLineRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -50,6 +51,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close))
         .routes(routes!(record_payment))
         .routes(routes!(add_note))
+        .routes(routes!(raise_claim))
+        .routes(routes!(accept_claim))
+        .routes(routes!(reject_claim))
+        .routes(routes!(record_refund))
 }
 
 /// The body of `POST /sales-orders`.
@@ -309,6 +314,7 @@ pub async fn ship(
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
+                    lots: Vec::new(),
                 })
                 .collect(),
         },
@@ -366,6 +372,84 @@ pub async fn invoice(
                 }),
                 invoice_date: body.value.invoice_date,
                 due_date: body.value.due_date,
+            },
+        },
+    )
+    .await
+}
+
+/// The body of `POST …/claims` on a sales order: the customer's claim against us.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalesClaimRequest {
+    /// short_weight, quality, temperature, damage, pricing, other.
+    #[schema(schema_with = crate::schemas::with::claim_reason)]
+    pub reason: ClaimReason,
+    /// What is claimed, per shipped line (each line once).
+    #[schema(min_items = 1, max_items = 500)]
+    pub lines: Vec<ClaimLineRequest>,
+    /// Free notes.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_long_text)]
+    pub notes: Option<LongText>,
+}
+
+/// Raises the customer's claim (once delivered or invoiced); the service gives it its
+/// `claim_id`.
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/claims", tag = "sales orders", request_body = SalesClaimRequest,
+    params(("id" = Uuid, Path)),
+    responses((status = 201, description = "the order document, listing the claim"), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn raise_claim(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    body: JsonBody<SalesClaimRequest>,
+) -> Result<Response, ApiError> {
+    let request = &body.value;
+    let claim = orders::new_claim(request.reason, &request.lines, request.notes.clone());
+    orders::act::<SalesOrder>(
+        &state,
+        Caller::new(&user, &headers, &body.raw),
+        Permission::Operate,
+        id,
+        Outcome::Added,
+        |_| SalesOrderCommand::RaiseClaim(claim.clone()),
+    )
+    .await
+}
+
+/// Accepts an open claim (manager): the customer is credited `accepted_amount` (default:
+/// the claimed amount) under a credit note (`CN-000001`, … unless a number is given).
+#[utoipa::path(post, path = "/api/v1/sales-orders/{id}/claims/{claim_id}/accept", tag = "sales orders", request_body = AcceptClaimRequest,
+    params(("id" = Uuid, Path), ("claim_id" = Uuid, Path)),
+    responses((status = 200, description = "the order document"), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn accept_claim(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath((id, claim_id)): ApiPath<(Uuid, Uuid)>,
+    headers: CommandHeaders,
+    body: JsonBody<AcceptClaimRequest>,
+) -> Result<Response, ApiError> {
+    let given = body.value.credit_note_number.clone();
+    let number = given.is_none().then_some(NumberSeries::CREDIT_NOTE);
+    orders::run::<SalesOrder, _>(
+        &state,
+        orders::OrderCommand {
+            caller: Caller::new(&user, &headers, &body.raw),
+            permission: Permission::Manage,
+            id,
+            number,
+            outcome: Outcome::Changed,
+            make: |assigned: Option<String>| SalesOrderCommand::AcceptClaim {
+                claim_id,
+                accepted_amount: body.value.accepted_amount,
+                credit_note_number: given.clone().unwrap_or_else(|| {
+                    CreditNoteNumber::parse(assigned.as_deref().unwrap_or_default())
+                        .expect("assigned numbers are valid credit note numbers")
+                }),
             },
         },
     )

@@ -11,6 +11,7 @@
 //! Request bodies whose Rust type is the domain's own (reference data, header and line
 //! patches) get a marker type here ([`SupplierBody`], …) whose only job is its schema.
 
+use oms_domain::order::ClaimReason;
 use oms_domain::values::{
     CarrierType, CreditTerms, Edible, FreshOrFrozen, Logistics, NetOrCatch, PackageType,
     PaymentMethod, PaymentTerms, Protein, WeightUnit,
@@ -263,6 +264,11 @@ pub fn payment_method() -> Value {
     choice(PaymentMethod::ALL, "how it was paid")
 }
 
+/// Why a claim is raised.
+pub fn claim_reason() -> Value {
+    choice(ClaimReason::ALL, "why the claim is raised")
+}
+
 /// Which of `value`'s types also takes `null` (a patch clears the field with it).
 pub fn nullable(value: Value) -> Value {
     json!({"anyOf": [value, {"type": "null"}]})
@@ -329,8 +335,8 @@ pub mod with {
     }
 
     adapters! {
-        required: note_text, reason, weight, unit_price, money, payment_method;
-        optional: opt_short_text = short_text, opt_long_text = long_text, opt_number = number,
+        required: note_text, reason, weight, unit_price, money, payment_method, claim_reason;
+        optional: opt_short_text = short_text, opt_money = money, opt_weight = weight, opt_long_text = long_text, opt_number = number,
             opt_currency = currency, opt_quantity = quantity, opt_weight_unit = weight_unit,
             opt_logistics = logistics, opt_payment_terms = payment_terms;
     }

@@ -31,7 +31,8 @@ use oms_domain::sales_order::{
     self, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader, ShipLineInput,
 };
 use oms_domain::services::{
-    DomainServices, LookupError, Lookups, ReferenceSummary, ReferenceType, SystemClock,
+    DomainServices, LookupError, Lookups, LotSummary, ReferenceSummary, ReferenceType,
+    SalesClaimSummary, SystemClock,
 };
 use oms_domain::values::{InvoiceNumber, OrderNumber};
 use oms_projections::documents::{self, Stamp};
@@ -77,6 +78,16 @@ impl Lookups for Registry {
             .read()
             .map_err(|e| LookupError(e.to_string()))?;
         Ok(orders.contains(&id))
+    }
+
+    /// The baseline's mix raises no claims, so it knows of none.
+    async fn sales_claim(&self, _claim_id: Uuid) -> Result<Option<SalesClaimSummary>, LookupError> {
+        Ok(None)
+    }
+
+    /// The baseline's mix receives no lots, so it knows of none.
+    async fn lot(&self, _lot_id: Uuid) -> Result<Option<LotSummary>, LookupError> {
+        Ok(None)
     }
 }
 

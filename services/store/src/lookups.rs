@@ -9,11 +9,14 @@
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use oms_domain::purchase_order::PURCHASE_ORDER_TYPE;
+use oms_domain::purchase_order::{PurchaseOrder, LOT_ID_SCOPE, PURCHASE_ORDER_TYPE};
 use oms_domain::reference::{
     Carrier, Customer, Plant, Product, Reference, ReferenceKind, Supplier,
 };
-use oms_domain::services::{LookupError, Lookups, ReferenceSummary, ReferenceType};
+use oms_domain::sales_order::{SalesOrder, SALES_CLAIM_SCOPE, SALES_ORDER_TYPE};
+use oms_domain::services::{
+    LookupError, Lookups, LotSummary, ReferenceSummary, ReferenceType, SalesClaimSummary,
+};
 use sqlx::{Postgres, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,6 +125,61 @@ impl TxLookups {
             ReferenceType::Plant => self.summary::<Plant>(events),
             ReferenceType::Carrier => self.summary::<Carrier>(events),
         }
+    }
+
+    /// The id of the aggregate of `aggregate_type` holding the unique key (`scope`, `key`),
+    /// and that aggregate folded; `None` if no aggregate holds it. Sales claims and lots are found this way: their events claim
+    /// their ids as unique keys, so the key's holder is the order they are on.
+    async fn holder<A: Aggregate>(
+        &self,
+        scope: &str,
+        key: Uuid,
+        aggregate_type: &str,
+    ) -> Result<Option<(Uuid, A)>, LookupError> {
+        let holder_query = sqlx::query_scalar::<_, Uuid>(
+            "select aggregate_id from unique_keys
+              where tenant_id = $1 and scope = $2 and key = $3",
+        )
+        .bind(self.tenant)
+        .bind(scope)
+        .bind(key.to_string());
+        let found = match &self.conn {
+            Conn::Tx(tx) => {
+                let mut tx = tx.lock().await;
+                match holder_query.fetch_optional(&mut **tx).await {
+                    Ok(Some(holder)) => {
+                        EventStore::load_stream_with(&mut **tx, self.tenant, aggregate_type, holder)
+                            .await
+                            .map(|events| Some((holder, events)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            }
+            Conn::Pool => match holder_query.fetch_optional(self.store.pool()).await {
+                Ok(Some(holder)) => EventStore::load_stream_with(
+                    self.store.pool(),
+                    self.tenant,
+                    aggregate_type,
+                    holder,
+                )
+                .await
+                .map(|events| Some((holder, events))),
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            },
+        }
+        .map_err(|err| LookupError(err.to_string()))?;
+        let Some((holder, events)) = found else {
+            return Ok(None);
+        };
+        if events.is_empty() {
+            return Ok(None);
+        }
+        self.store
+            .fold(&events)
+            .map(|aggregate| Some((holder, aggregate)))
+            .map_err(|err| LookupError(err.to_string()))
     }
 
     /// The streams of several aggregates in one statement: every event of each reference, and
@@ -236,5 +294,43 @@ impl Lookups for TxLookups {
             self.remember(aggregate_type, id, answer);
         }
         Ok(())
+    }
+
+    async fn sales_claim(&self, claim_id: Uuid) -> Result<Option<SalesClaimSummary>, LookupError> {
+        let found: Option<(Uuid, SalesOrder)> = self
+            .holder(SALES_CLAIM_SCOPE, claim_id, SALES_ORDER_TYPE)
+            .await?;
+        let Some((sales_order_id, order)) = found else {
+            return Ok(None);
+        };
+        Ok(order.claim(claim_id).map(|claim| SalesClaimSummary {
+            sales_order_id,
+            status: claim.status,
+            source_purchase_order_ids: claim
+                .lines
+                .iter()
+                .filter_map(|l| order.line(l.line_id))
+                .filter_map(|l| l.line.source_purchase_order_id)
+                .collect(),
+        }))
+    }
+
+    async fn lot(&self, lot_id: Uuid) -> Result<Option<LotSummary>, LookupError> {
+        let found: Option<(Uuid, PurchaseOrder)> = self
+            .holder(LOT_ID_SCOPE, lot_id, PURCHASE_ORDER_TYPE)
+            .await?;
+        let Some((purchase_order_id, order)) = found else {
+            return Ok(None);
+        };
+        let summary = order
+            .lots()
+            .find(|lot| lot.lot_id == lot_id)
+            .map(|lot| LotSummary {
+                purchase_order_id,
+                supplier_id: lot.supplier_id,
+                lot_number: lot.lot_number.clone(),
+                received_weight: lot.weight,
+            });
+        Ok(summary)
     }
 }

@@ -584,3 +584,278 @@ async fn a_command_on_a_long_order_reads_only_the_events_after_the_cached_state(
     let folded: Reference<Supplier> = store.fold(&events).unwrap();
     assert_eq!(body["state"], serde_json::to_value(&folded).unwrap());
 }
+
+/// The lookups that claims and lots need, answered through a command's transaction from the
+/// unique keys their events claim: a shipment finds a lot received on a purchase order by
+/// its id alone, a purchase claim finds the sales claim it passes on and the purchase orders
+/// that source it, and a supplier's lot number is received once per tenant.
+#[tokio::test]
+async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_id() {
+    use oms_domain::error::DomainError;
+    use oms_domain::purchase_order::{
+        NewClaim, NewLot, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand,
+        PurchaseOrderHeader, ReceiptLineInput, LOT_NUMBER_SCOPE,
+    };
+    use oms_domain::reference::{Customer, Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::sales_order::{
+        NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader, ShipLineInput, ShipLotInput,
+    };
+    use oms_domain::services::SystemClock;
+    use oms_store::idempotency::Reply;
+    use oms_store::{Actor, CommandContext, CommandError, Commands, OmsAggregate};
+    use std::sync::Arc;
+
+    async fn exec<A: OmsAggregate>(
+        commands: &Commands,
+        ctx: &CommandContext,
+        id: Uuid,
+        command: A::Command,
+    ) -> Result<A, CommandError>
+    where
+        A::Command: Clone,
+        A::Event: oms_domain::UniqueKeys,
+    {
+        let state = Arc::new(std::sync::Mutex::new(None));
+        let rendered = state.clone();
+        commands
+            .execute::<A, _, _>(
+                ctx,
+                id,
+                None,
+                |_| command.clone(),
+                move |loaded, _| {
+                    *rendered.lock().unwrap() = Some(loaded.aggregate.clone());
+                    Reply {
+                        status: 200,
+                        body: json!({}),
+                        headers: Vec::new(),
+                    }
+                },
+            )
+            .await?;
+        let state = state.lock().unwrap().take();
+        Ok(state.expect("rendered"))
+    }
+
+    let (store, _pool, tenant) = store_with_tenant().await;
+    let commands = Commands::new(store.clone(), Arc::new(SystemClock));
+    let ctx = CommandContext {
+        tenant,
+        actor: Actor {
+            subject: "test".into(),
+            name: None,
+        },
+        request_id: "r".into(),
+        correlation_id: "r".into(),
+        causation_id: None,
+        expected_version: None,
+        idempotency: None,
+    };
+    let (supplier, product, customer) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
+    exec::<Reference<Supplier>>(
+        &commands,
+        &ctx,
+        supplier,
+        ReferenceCommand::Register(details),
+    )
+    .await
+    .unwrap();
+    let details: Product = serde_json::from_value(
+        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    )
+    .unwrap();
+    exec::<Reference<Product>>(
+        &commands,
+        &ctx,
+        product,
+        ReferenceCommand::Register(details),
+    )
+    .await
+    .unwrap();
+    let details: Customer = serde_json::from_value(json!({"name": "Burger Barn"})).unwrap();
+    exec::<Reference<Customer>>(
+        &commands,
+        &ctx,
+        customer,
+        ReferenceCommand::Register(details),
+    )
+    .await
+    .unwrap();
+
+    // A purchase order receives lots A123 (600) and A124 (400).
+    let today = chrono::Utc::now().date_naive();
+    let po_line = Uuid::now_v7();
+    let new_po = |number: &str| -> PurchaseOrderCommand {
+        let header: PurchaseOrderHeader =
+            serde_json::from_value(json!({"supplier_id": supplier, "order_date": today})).unwrap();
+        PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: oms_domain::values::OrderNumber::parse(number).unwrap(),
+            header,
+            lines: vec![
+                serde_json::from_value(json!({"line_id": po_line, "product_id": product,
+                "weight": "1000", "price_per_unit": "2.00"}))
+                .unwrap(),
+            ],
+        })
+    };
+    let lot = |id: Uuid, number: &str, weight: &str| -> NewLot {
+        serde_json::from_value(json!({"lot_id": id, "lot_number": number, "weight": weight}))
+            .unwrap()
+    };
+    let receive = |lots: Vec<NewLot>| PurchaseOrderCommand::RecordReceipt {
+        receipt_id: Uuid::now_v7(),
+        received_on: today,
+        complete: true,
+        lines: vec![ReceiptLineInput {
+            line_id: po_line,
+            weight: oms_domain::values::Weight::parse("1000").unwrap(),
+            quantity: None,
+            lots,
+        }],
+    };
+    let (po, lot_a, lot_b) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    for command in [
+        new_po("PO-LOTS-1"),
+        PurchaseOrderCommand::Submit,
+        PurchaseOrderCommand::Approve,
+        receive(vec![lot(lot_a, "A123", "600"), lot(lot_b, "A124", "400")]),
+    ] {
+        exec::<PurchaseOrder>(&commands, &ctx, po, command)
+            .await
+            .unwrap();
+    }
+
+    // A sales order sourced from it ships 600 of lot A123, found by id alone.
+    let (so, so_line) = (Uuid::now_v7(), Uuid::now_v7());
+    let header: SalesOrderHeader =
+        serde_json::from_value(json!({"customer_id": customer, "order_date": today})).unwrap();
+    let new_so = SalesOrderCommand::Create(NewSalesOrder {
+        order_number: oms_domain::values::OrderNumber::parse("SO-LOTS-1").unwrap(),
+        header,
+        lines: vec![
+            serde_json::from_value(json!({"line_id": so_line, "product_id": product,
+            "weight": "600", "price_per_unit": "2.50", "source_purchase_order_id": po}))
+            .unwrap(),
+        ],
+    });
+    exec::<SalesOrder>(&commands, &ctx, so, new_so)
+        .await
+        .unwrap();
+    exec::<SalesOrder>(&commands, &ctx, so, SalesOrderCommand::Confirm)
+        .await
+        .unwrap();
+    let ship = |lot_id: Uuid| SalesOrderCommand::Ship {
+        shipped_on: today,
+        carrier_id: None,
+        carrier_release_number: None,
+        lines: vec![ShipLineInput {
+            line_id: so_line,
+            weight: oms_domain::values::Weight::parse("600").unwrap(),
+            quantity: None,
+            lots: vec![ShipLotInput {
+                lot_id,
+                weight: oms_domain::values::Weight::parse("600").unwrap(),
+            }],
+        }],
+    };
+    let unknown = exec::<SalesOrder>(&commands, &ctx, so, ship(Uuid::now_v7())).await;
+    assert!(
+        matches!(&unknown, Err(CommandError::Domain(DomainError::Invalid(errors)))
+            if errors[0].field == "lines[0].lots[0].lot_id" && errors[0].message == "no such lot"),
+        "{unknown:?}"
+    );
+    let too_much = exec::<SalesOrder>(&commands, &ctx, so, ship(lot_b)).await;
+    assert!(
+        matches!(
+            &too_much,
+            Err(CommandError::Domain(DomainError::NotAllowedBecause {
+                action: "ship",
+                ..
+            }))
+        ),
+        "600 of a lot of 400: {too_much:?}"
+    );
+    let shipped = exec::<SalesOrder>(&commands, &ctx, so, ship(lot_a))
+        .await
+        .unwrap();
+    let shipped_lot = &shipped.lines[0].lots[0];
+    assert_eq!(shipped_lot.lot_id, lot_a);
+    assert_eq!(shipped_lot.lot_number.as_str(), "A123");
+    assert_eq!(shipped_lot.purchase_order_id, po);
+    assert_eq!(shipped_lot.supplier_id, supplier);
+
+    // The customer claims; the claim is passed on to the packer on the source order only.
+    exec::<SalesOrder>(
+        &commands,
+        &ctx,
+        so,
+        SalesOrderCommand::Deliver {
+            delivered_on: today,
+        },
+    )
+    .await
+    .unwrap();
+    let sales_claim = Uuid::now_v7();
+    let claim = |id: Uuid| -> NewClaim {
+        serde_json::from_value(json!({"claim_id": id, "reason": "temperature",
+            "lines": [{"line_id": so_line, "amount": "312.40"}]}))
+        .unwrap()
+    };
+    exec::<SalesOrder>(
+        &commands,
+        &ctx,
+        so,
+        SalesOrderCommand::RaiseClaim(claim(sales_claim)),
+    )
+    .await
+    .unwrap();
+    let pass_on = |order_id: Uuid| {
+        let mut passed = claim(Uuid::now_v7());
+        passed.lines[0].line_id = po_line;
+        PurchaseOrderCommand::RaiseClaim {
+            order_id,
+            claim: passed,
+            source_sales_claim_id: Some(sales_claim),
+        }
+    };
+    let elsewhere = exec::<PurchaseOrder>(&commands, &ctx, po, pass_on(Uuid::now_v7())).await;
+    assert!(
+        matches!(&elsewhere, Err(CommandError::Domain(DomainError::Invalid(errors)))
+            if errors[0].message == "the sales claim is on no sales line sourced from this purchase order"),
+        "{elsewhere:?}"
+    );
+    let passed = exec::<PurchaseOrder>(&commands, &ctx, po, pass_on(po))
+        .await
+        .unwrap();
+    assert_eq!(passed.claims[0].source_sales_claim_id, Some(sales_claim));
+
+    // The same supplier's lot A123 cannot be received again, on any order of the tenant.
+    let other = Uuid::now_v7();
+    for command in [
+        new_po("PO-LOTS-2"),
+        PurchaseOrderCommand::Submit,
+        PurchaseOrderCommand::Approve,
+    ] {
+        exec::<PurchaseOrder>(&commands, &ctx, other, command)
+            .await
+            .unwrap();
+    }
+    let again = exec::<PurchaseOrder>(
+        &commands,
+        &ctx,
+        other,
+        receive(vec![lot(Uuid::now_v7(), "A123", "1000")]),
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(CommandError::Duplicate { scope, key })
+            if scope == LOT_NUMBER_SCOPE && *key == format!("{supplier}/A123")),
+        "{again:?}"
+    );
+    let stream = store
+        .load_stream(tenant, "purchase_order", other)
+        .await
+        .unwrap();
+    assert_eq!(stream.len(), 3, "the refused receipt wrote nothing");
+}

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod backup;
 mod bad_input;
+mod claims;
 mod concurrency;
 mod db_roles;
 mod docs;

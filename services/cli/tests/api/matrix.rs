@@ -143,8 +143,10 @@ fn action(operation: &Operation) -> Action {
         ("purchase-orders" | "sales-orders", _, verb) => match verb {
             // creating and editing drafts (the header, lines), and the user's steps
             "purchase-orders" | "sales-orders" | "lines" | "submit" | "confirm" | "receipts"
-            | "ship" | "deliver" | "notes" => Action::Operate,
-            "approve" | "reject" | "cancel" | "close" | "invoice" | "payments" => Action::Manage,
+            | "ship" | "deliver" | "notes" | "claims" => Action::Operate,
+            // a claim's accept and reject are a manager's, as money is
+            "approve" | "reject" | "cancel" | "close" | "invoice" | "payments" | "accept"
+            | "refunds" => Action::Manage,
             _ => panic!(
                 "DOMAIN.md's role table does not say who may {}: add it to action()",
                 operation.name()
@@ -294,6 +296,10 @@ impl Fixture {
             };
             path = path.replace("{line_id}", line);
         }
+        if path.contains("{claim_id}") {
+            // No claim of this id: allowed roles get 404, others 403, other tenants 404.
+            path = path.replace("{claim_id}", &Uuid::new_v4().to_string());
+        }
         assert!(
             !path.contains('{'),
             "a path parameter of {} is unknown here: add it to Fixture::path",
@@ -346,6 +352,19 @@ impl Fixture {
             (&Method::POST, _, 3, "notes") => json!({"text": "matrix note"}),
             (&Method::POST, _, 3, "payments") => {
                 json!({"amount": "1.00", "paid_on": "2026-11-05", "method": "wire"})
+            }
+            (&Method::POST, _, 3, "claims") => {
+                let line = if collection == "purchase-orders" {
+                    &self.po_line
+                } else {
+                    &self.so_line
+                };
+                json!({"reason": "quality", "lines": [{"line_id": line, "amount": "1.00"}]})
+            }
+            (&Method::POST, _, 5, "accept") => json!({}),
+            (&Method::POST, _, 5, "reject") => json!({"reason": "matrix"}),
+            (&Method::POST, _, 3, "refunds") => {
+                json!({"amount": "1.00", "refunded_on": "2026-11-05", "method": "wire"})
             }
             (&Method::POST, "purchase-orders", 3, "receipts") => json!({
                 "received_on": "2026-11-05", "complete": false,
