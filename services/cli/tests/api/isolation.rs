@@ -445,6 +445,12 @@ async fn a_tenant_whose_publishes_fail_is_reported_and_backed_off_while_the_othe
     pipeline
         .delivered(tenant_a, stuck, Instant::now(), Duration::from_secs(10))
         .await;
+    // The relay clears the mark when its round for the tenant returns, just after the
+    // checkpoint the test saw was committed: allow it that moment, no more.
+    let cleared_by = Instant::now() + Duration::from_secs(2);
+    while !pipeline.relay.failing().is_empty() && Instant::now() < cleared_by {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(pipeline.relay.failing().is_empty());
     assert_eq!(metrics.failing.get(), 0);
 }
