@@ -10,7 +10,7 @@ use crate::order::ClaimStatus;
 use crate::services::{
     DomainServices, FixedClock, InMemoryLookups, LotSummary, ReferenceType, SalesClaimSummary,
 };
-use crate::values::{LotNumber, Money, UnitPrice, Weight};
+use crate::values::{LotNumber, Money, UnitPrice, Weight, WeightUnit};
 
 pub(crate) const SUPPLIER: Uuid = Uuid::from_u128(0x5001);
 pub(crate) const INACTIVE_SUPPLIER: Uuid = Uuid::from_u128(0x5002);
@@ -100,6 +100,7 @@ fn lot(number: &str, received: &str) -> LotSummary {
         supplier_id: SUPPLIER,
         lot_number: LotNumber::parse(number).unwrap(),
         received_weight: weight(received),
+        weight_unit: WeightUnit::Lb,
     }
 }
 

@@ -67,6 +67,25 @@ pub enum UniqueKeyChange {
 pub trait UniqueKeys {
     /// The keys this event claims or releases, in order (releases before claims).
     fn unique_key_changes(&self) -> Vec<UniqueKeyChange>;
+
+    /// The lots this event receives or ships. The store keeps each lot's received and shipped
+    /// weight and refuses, in the append transaction, an event that would ship more of a lot
+    /// than was received: only there are two shipments racing for the same lot serialised.
+    fn lot_movements(&self) -> Vec<LotMovement> {
+        Vec::new()
+    }
+}
+
+/// Weight of one lot received or shipped by an event, in the unit of the purchase order that
+/// received the lot (a shipment's unit must be the same; the sales order checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotMovement {
+    /// The lot, by the id its receipt gave it.
+    pub lot_id: uuid::Uuid,
+    /// Weight received of it (zero on a shipment).
+    pub received: rust_decimal::Decimal,
+    /// Weight shipped of it (zero on a receipt).
+    pub shipped: rust_decimal::Decimal,
 }
 
 /// Every uniqueness scope an event may name: the only kinds of key the store's unique keys

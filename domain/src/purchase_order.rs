@@ -43,7 +43,7 @@ use crate::values::{
     Money, NoteText, NumberSeries, OrderNumber, PaymentMethod, PaymentStatus, PaymentTerms,
     Quantity, Reason, ShortText, UnitPrice, ValueError, Weight, WeightUnit,
 };
-use crate::{UniqueKeyChange, UniqueKeys};
+use crate::{LotMovement, UniqueKeyChange, UniqueKeys};
 
 pub use crate::order::{
     Claim, ClaimLine, ClaimReason, ClaimStatus, NewClaim, NewPayment, NewRefund, Note, Payment,
@@ -702,6 +702,21 @@ impl UniqueKeys for PurchaseOrderEvent {
                 scope: PASSED_ON_SALES_CLAIM_SCOPE,
                 key: source.to_string(),
             }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn lot_movements(&self) -> Vec<LotMovement> {
+        match self {
+            Self::ReceiptRecorded { lines, .. } => lines
+                .iter()
+                .flat_map(|line| &line.lots)
+                .map(|lot| LotMovement {
+                    lot_id: lot.lot_id,
+                    received: lot.weight.value(),
+                    shipped: rust_decimal::Decimal::ZERO,
+                })
+                .collect(),
             _ => Vec::new(),
         }
     }

@@ -40,7 +40,7 @@ use crate::values::{
     NoteText, NumberSeries, OrderNumber, PaymentMethod, PaymentStatus, Quantity, Reason, ShortText,
     UnitPrice, Weight, WeightUnit,
 };
-use crate::{UniqueKeyChange, UniqueKeys};
+use crate::{LotMovement, UniqueKeyChange, UniqueKeys};
 
 pub use crate::order::{
     Claim, ClaimLine, ClaimReason, ClaimStatus, NewClaim, NewPayment, NewRefund, Note, Payment,
@@ -677,6 +677,21 @@ impl UniqueKeys for SalesOrderEvent {
             _ => Vec::new(),
         }
     }
+
+    fn lot_movements(&self) -> Vec<LotMovement> {
+        match self {
+            Self::Shipped { lines, .. } => lines
+                .iter()
+                .flat_map(|line| &line.lots)
+                .map(|lot| LotMovement {
+                    lot_id: lot.lot_id,
+                    received: rust_decimal::Decimal::ZERO,
+                    shipped: lot.weight.value(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A sales order's state, rebuilt from its events.
@@ -1224,7 +1239,19 @@ impl SalesOrder {
                 continue;
             };
             let prefix = format!("lines[{i}].");
-            let lots = shipped_lots(&mut checks, services, &prefix, &input, &mut received).await?;
+            let unit = self
+                .header
+                .as_ref()
+                .map(|h| h.weight_unit)
+                .unwrap_or_default();
+            let lots = shipped_lots(
+                &mut checks,
+                services,
+                (&prefix, unit),
+                &input,
+                &mut received,
+            )
+            .await?;
             shipped.push(ShippedLine {
                 shipped_amount: Money::line_amount(&input.weight, &line.line.price_per_unit),
                 line_id: input.line_id,
@@ -1248,13 +1275,14 @@ impl SalesOrder {
 }
 
 /// The lots of a shipment line: at most [`MAX_LOTS_PER_LINE`], each named once, each a lot
-/// received in the tenant, weights summing to the line's weight. Errors go to `checks`
-/// (reported under `{prefix}lots`); a failed lookup is `Unavailable`. Each lot found is
-/// added to `received` with its received weight, for [`check_lot_weights`].
+/// received in the tenant in the order's weight unit (a lot's stock is kept in the unit it
+/// was received in), weights summing to the line's weight. Errors go to `checks` (reported
+/// under `{prefix}lots`); a failed lookup is `Unavailable`. Each lot found is added to
+/// `received` with its received weight, for [`check_lot_weights`].
 async fn shipped_lots(
     checks: &mut Checks,
     services: &DomainServices,
-    prefix: &str,
+    (prefix, unit): (&str, WeightUnit),
     input: &ShipLineInput,
     received: &mut Vec<(Uuid, LotNumber, Weight)>,
 ) -> Result<Vec<ShippedLot>, DomainError> {
@@ -1287,6 +1315,14 @@ async fn shipped_lots(
         }
         match services.lookups().lot(lot.lot_id).await? {
             None => checks.add(field, "no such lot"),
+            Some(found) if found.weight_unit != unit => checks.add(
+                field,
+                format!(
+                    "the lot was received in {}, this order weighs in {}",
+                    found.weight_unit.as_str(),
+                    unit.as_str()
+                ),
+            ),
             Some(found) => {
                 received.push((lot.lot_id, found.lot_number.clone(), found.received_weight));
                 lots.push(ShippedLot {

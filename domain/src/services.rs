@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::order::ClaimStatus;
-use crate::values::{LotNumber, Weight};
+use crate::values::{LotNumber, Weight, WeightUnit};
 
 /// The five kinds of reference data an order can point at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,6 +91,9 @@ pub struct LotSummary {
     /// what is left after other shipments covers it is the store's to enforce, in the append
     /// transaction.
     pub received_weight: Weight,
+    /// The unit the lot was received in (its purchase order's); a shipment in another unit is
+    /// refused.
+    pub weight_unit: WeightUnit,
 }
 
 /// A lookup failed for infrastructure reasons (database down, timeout).

@@ -2013,6 +2013,22 @@ async fn received_lots_get_their_ids_supplier_and_product_and_take_their_keys() 
             },
         ]
     );
+    assert_eq!(
+        events[0].lot_movements(),
+        vec![
+            crate::LotMovement {
+                lot_id: Uuid::from_u128(0x10a),
+                received: weight("12000").value(),
+                shipped: rust_decimal::Decimal::ZERO,
+            },
+            crate::LotMovement {
+                lot_id: Uuid::from_u128(0x10b),
+                received: weight("8000").value(),
+                shipped: rust_decimal::Decimal::ZERO,
+            },
+        ],
+        "the store adds received lots to their stock"
+    );
     let json = serde_json::to_value(&events[0]).unwrap();
     assert_eq!(
         json["ReceiptRecorded"]["lines"][0]["lots"][0]["lot_number"],

@@ -1336,6 +1336,22 @@ async fn a_shipment_names_its_lots_with_what_a_trace_needs() {
         }
     );
     assert_eq!(order.line(LINE_1).unwrap().lots.len(), 2);
+    assert_eq!(
+        events.last().unwrap().lot_movements(),
+        vec![
+            crate::LotMovement {
+                lot_id: LOT_A,
+                received: rust_decimal::Decimal::ZERO,
+                shipped: weight("29990").value(),
+            },
+            crate::LotMovement {
+                lot_id: LOT_B,
+                received: rust_decimal::Decimal::ZERO,
+                shipped: weight("10000").value(),
+            },
+        ],
+        "the store takes shipped lots from their stock"
+    );
     let json = serde_json::to_value(events.last().unwrap()).unwrap();
     assert_eq!(
         json["Shipped"]["lines"][0]["lots"][1]["lot_id"],
@@ -1386,6 +1402,25 @@ async fn a_shipment_never_takes_more_of_a_lot_than_was_received() {
     let mut exactly = commands_to(S::Confirmed);
     exactly.push(ship_lots(vec![(LINE_1, "10000", vec![(LOT_B, "10000")])]));
     assert_eq!(run(exactly).await.0.status, Some(S::Shipped));
+}
+
+#[tokio::test]
+async fn a_lot_ships_only_on_an_order_weighing_in_the_unit_it_was_received_in() {
+    // Lots A123 and B456 were received in LB; an order in KG cannot ship them, since a lot's
+    // stock is kept in the unit it was received in.
+    let mut commands = commands_to(S::Confirmed);
+    let SalesOrderCommand::Create(new) = &mut commands[0] else {
+        panic!("the first command creates")
+    };
+    new.header.weight_unit = WeightUnit::Kg;
+    given_commands(commands)
+        .await
+        .when_async(ship_lots(vec![(LINE_1, "10", vec![(LOT_A, "10")])]))
+        .await
+        .then_expect_error(invalid(&[(
+            "lines[0].lots[0].lot_id",
+            "the lot was received in LB, this order weighs in KG",
+        )]));
 }
 
 #[tokio::test]

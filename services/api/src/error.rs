@@ -284,6 +284,13 @@ impl From<CommandError> for ApiError {
                     }],
                 }
             }
+            CommandError::OverShipped { lot_id, .. } => Self::Conflict {
+                detail: format!("{err_text}; another shipment took it first"),
+                errors: vec![FieldProblem {
+                    field: "lot_id".into(),
+                    message: format!("lot {lot_id} has too little left"),
+                }],
+            },
             CommandError::IdempotencyMismatch => Self::invalid(
                 "Idempotency-Key",
                 "this key was used for a different request in the last 24 hours",

@@ -6,7 +6,7 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use oms_domain::order::{ClaimLine, ClaimReason, NewClaim};
 use oms_domain::values::{
-    CreditNoteNumber, LongText, Money, NoteText, PaymentMethod, Quantity, Reason, ShortText, Weight,
+    CreditNoteNumber, LongText, Money, NoteText, PaymentMethod, Reason, ShortText, Weight,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -142,21 +142,6 @@ pub struct AcceptClaimRequest {
     #[serde(default)]
     #[schema(schema_with = crate::schemas::with::opt_number)]
     pub credit_note_number: Option<CreditNoteNumber>,
-}
-
-/// A received or shipped weight for one line.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WeighedLineRequest {
-    /// The order line.
-    pub line_id: Uuid,
-    /// The actual (catch) weight.
-    #[schema(schema_with = crate::schemas::with::weight)]
-    pub weight: Weight,
-    /// Cases or pieces.
-    #[serde(default)]
-    #[schema(schema_with = crate::schemas::with::opt_quantity)]
-    pub quantity: Option<Quantity>,
 }
 
 /// Adds `position` (the tenant's position after a command) to a document.

@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::NaiveDate;
 use oms_domain::order::ClaimReason;
+use oms_domain::purchase_order::NewLot;
 use oms_domain::purchase_order::{
     LinePatch, NewLine, NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
     PurchaseOrderHeaderPatch, ReceiptLineInput,
 };
 use oms_domain::values::{
-    Currency, Logistics, LongText, OrderNumber, PaymentTerms, Quantity, ShortText, UnitPrice,
-    Weight, WeightUnit,
+    Currency, Logistics, LongText, LotNumber, OrderNumber, PaymentTerms, Quantity, ShortText,
+    UnitPrice, Weight, WeightUnit,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,7 +22,7 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
     self, AcceptClaimRequest, Caller, ClaimLineRequest, EmptyRequest, NoteRequest, Outcome,
-    PaymentRequest, ReasonRequest, RefundRequest, WeighedLineRequest,
+    PaymentRequest, ReasonRequest, RefundRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -125,7 +126,47 @@ pub struct ReceiptRequest {
     pub complete: bool,
     /// Actual (catch) weights per line.
     #[schema(min_items = 1, max_items = 500)]
-    pub lines: Vec<WeighedLineRequest>,
+    pub lines: Vec<ReceiptLineRequest>,
+}
+
+/// What arrived of one order line: its actual weight and, for traceability, the lots it came
+/// in.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptLineRequest {
+    /// The order line.
+    pub line_id: Uuid,
+    /// The actual (catch) weight.
+    #[schema(schema_with = crate::schemas::with::weight)]
+    pub weight: Weight,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_quantity)]
+    pub quantity: Option<Quantity>,
+    /// The lots the weight arrived in, their weights summing to `weight`. Each gets a
+    /// `lot_id` (shown on the order's line) by which shipments and recalls name it.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub lots: Vec<ReceivedLotRequest>,
+}
+
+/// A lot arriving on a receipt line.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivedLotRequest {
+    /// The supplier's lot number; unique per supplier in the tenant.
+    #[schema(schema_with = crate::schemas::with::lot_number)]
+    pub lot_number: LotNumber,
+    /// How much of the line's weight is of this lot.
+    #[schema(schema_with = crate::schemas::with::weight)]
+    pub weight: Weight,
+    /// When the lot was packed; not after it was received.
+    #[serde(default)]
+    pub production_date: Option<NaiveDate>,
+    /// The establishment number of the plant that produced it (such as `EST. 245C`).
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_short_text)]
+    pub establishment_number: Option<ShortText>,
 }
 
 /// A new purchase-order line (`POST …/lines`, or `lines` of a create). It has no
@@ -290,6 +331,13 @@ pub async fn record_receipt(
     body: JsonBody<ReceiptRequest>,
 ) -> Result<Response, ApiError> {
     let receipt_id = Uuid::now_v7();
+    // Lot ids are chosen once per request, so a retry after a conflict names the same lots.
+    let lot_ids: Vec<Vec<Uuid>> = body
+        .value
+        .lines
+        .iter()
+        .map(|line| line.lots.iter().map(|_| Uuid::now_v7()).collect())
+        .collect();
     orders::act::<PurchaseOrder>(
         &state,
         Caller::new(&user, &headers, &body.raw),
@@ -304,11 +352,23 @@ pub async fn record_receipt(
                 .value
                 .lines
                 .iter()
-                .map(|line| ReceiptLineInput {
+                .zip(&lot_ids)
+                .map(|(line, ids)| ReceiptLineInput {
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
-                    lots: Vec::new(),
+                    lots: line
+                        .lots
+                        .iter()
+                        .zip(ids)
+                        .map(|(lot, &lot_id)| NewLot {
+                            lot_id,
+                            lot_number: lot.lot_number.clone(),
+                            weight: lot.weight,
+                            production_date: lot.production_date,
+                            establishment_number: lot.establishment_number.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         },

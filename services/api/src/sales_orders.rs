@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use oms_domain::order::ClaimReason;
 use oms_domain::sales_order::{
     LinePatch, NewLine, NewSalesOrder, SalesOrder, SalesOrderCommand, SalesOrderHeader,
-    SalesOrderHeaderPatch, ShipLineInput,
+    SalesOrderHeaderPatch, ShipLineInput, ShipLotInput,
 };
 use oms_domain::values::{
     CreditNoteNumber, Currency, InvoiceNumber, LongText, OrderNumber, Quantity, ShortText,
@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, CommandHeaders, JsonBody, TenantUser};
 use super::orders::{
     self, AcceptClaimRequest, Caller, ClaimLineRequest, EmptyRequest, NoteRequest, Outcome,
-    PaymentRequest, ReasonRequest, RefundRequest, WeighedLineRequest,
+    PaymentRequest, ReasonRequest, RefundRequest,
 };
 use super::AppState;
 use crate::auth::Permission;
@@ -118,7 +118,39 @@ pub struct ShipRequest {
     pub carrier_release_number: Option<ShortText>,
     /// Shipped (catch) weights per line.
     #[schema(min_items = 1, max_items = 500)]
-    pub lines: Vec<WeighedLineRequest>,
+    pub lines: Vec<ShipLineRequest>,
+}
+
+/// What left of one order line: its actual weight and, for traceability, the received lots
+/// it was taken from.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipLineRequest {
+    /// The order line.
+    pub line_id: Uuid,
+    /// The actual (catch) weight.
+    #[schema(schema_with = crate::schemas::with::weight)]
+    pub weight: Weight,
+    /// Cases or pieces.
+    #[serde(default)]
+    #[schema(schema_with = crate::schemas::with::opt_quantity)]
+    pub quantity: Option<Quantity>,
+    /// The lots shipped, their weights summing to `weight`; a lot never ships more than is
+    /// left of it (409 when another shipment took it first).
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub lots: Vec<ShipLotRequest>,
+}
+
+/// A received lot shipped on a line.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipLotRequest {
+    /// The lot, by the id its receipt gave it.
+    pub lot_id: Uuid,
+    /// How much of the line's weight is of this lot.
+    #[schema(schema_with = crate::schemas::with::weight)]
+    pub weight: Weight,
 }
 
 /// The body of `POST …/deliver`.
@@ -314,7 +346,14 @@ pub async fn ship(
                     line_id: line.line_id,
                     weight: line.weight,
                     quantity: line.quantity,
-                    lots: Vec::new(),
+                    lots: line
+                        .lots
+                        .iter()
+                        .map(|lot| ShipLotInput {
+                            lot_id: lot.lot_id,
+                            weight: lot.weight,
+                        })
+                        .collect(),
                 })
                 .collect(),
         },

@@ -128,6 +128,11 @@ pub fn number() -> Value {
     text(Kind::Word, 1, 50, "a number such as PO-000001")
 }
 
+/// A supplier's lot number: one word, 1 to 50 characters.
+pub fn lot_number() -> Value {
+    text(Kind::Word, 1, 50, "the supplier's lot number, such as A123")
+}
+
 /// An e-mail address (the service also wants a dot in the domain).
 pub fn email() -> Value {
     let part = format!("[^{WS}{CONTROL}@]+");
@@ -335,7 +340,7 @@ pub mod with {
     }
 
     adapters! {
-        required: note_text, reason, weight, unit_price, money, payment_method, claim_reason;
+        required: note_text, reason, weight, unit_price, money, payment_method, claim_reason, lot_number;
         optional: opt_short_text = short_text, opt_money = money, opt_weight = weight, opt_long_text = long_text, opt_number = number,
             opt_currency = currency, opt_quantity = quantity, opt_weight_unit = weight_unit,
             opt_logistics = logistics, opt_payment_terms = payment_terms;

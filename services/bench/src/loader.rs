@@ -218,6 +218,7 @@ impl Copier {
             payload,
             metadata,
             unique_keys: Vec::new(),
+            lot_movements: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ fn note(sequence: i64) -> NewEvent {
         payload: json!({"n": sequence}),
         metadata: json!({"actor": "test"}),
         unique_keys: Vec::new(),
+        lot_movements: Vec::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The rows of the event store and what an append returns or refuses.
 
 use chrono::{DateTime, Utc};
-use oms_domain::UniqueKeyChange;
+use oms_domain::{LotMovement, UniqueKeyChange};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -89,6 +89,9 @@ pub struct NewEvent {
     pub metadata: Value,
     /// The uniqueness keys this event claims or releases.
     pub unique_keys: Vec<UniqueKeyChange>,
+    /// The lots this event receives or ships: the append moves their stock and refuses a
+    /// shipment of more than is left ([`AppendError::OverShipped`]).
+    pub lot_movements: Vec<LotMovement>,
 }
 
 /// Why an append did not happen. Nothing was written in any case.
@@ -104,6 +107,16 @@ pub enum AppendError {
         scope: String,
         /// The value that is taken.
         key: String,
+    },
+    /// A shipment would take more of a lot than is left of it: another shipment took it first.
+    #[error("lot {lot_id} has {left} left, less than the {taken} this shipment takes")]
+    OverShipped {
+        /// The first lot (in id order) that has too little left.
+        lot_id: Uuid,
+        /// What is left of it (received less shipped), in the unit it was received in.
+        left: rust_decimal::Decimal,
+        /// What the shipment takes of it.
+        taken: rust_decimal::Decimal,
     },
     /// The tenant has no head row: it does not exist.
     #[error("unknown tenant")]

@@ -1,6 +1,6 @@
 //! The event store: one `events` table, hash-partitioned by tenant, with gapless per-tenant
 //! positions, a per-tenant hash chain, and the small per-tenant tables (unique keys, number
-//! series, idempotency records) written in the same transaction as the events.
+//! series, idempotency records, lot stock) written in the same transaction as the events.
 //!
 //! An append takes the tenant's head row last, just before commit:
 //!
@@ -8,6 +8,7 @@
 //! begin
 //!   [number_series row]            order/invoice number for a create or invoice command
 //!   unique_keys insert/delete      order numbers, invoice numbers, reference codes
+//!   [lot_stock insert/update]      receipts and shipments that name lots (see `move_lots`)
 //!   update tenant_heads ... returning position, hash      ← serialises the tenant's appends
 //!   insert into events ...; [idempotency_keys insert]; update tenant_heads set hash
 //!                                  (one statement; `append_in` also notifies the relay in it)
@@ -21,7 +22,9 @@ use chrono::Utc;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
 use oms_domain::UniqueKeyChange;
+use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -338,6 +341,8 @@ impl EventStore {
                 }
             }
         }
+
+        move_lots(tx, tenant, &events).await?;
 
         // The head row, taken last: from here to commit the tenant's other appends wait. The
         // claims run first (the head's condition reads them), so a claim that waits for
@@ -664,6 +669,81 @@ impl EventStore {
             first_bad_position: first_bad,
         })
     }
+}
+
+/// Moves the stock of the lots `events` receive or ship, refusing a shipment of more of a lot
+/// than is left ([`AppendError::OverShipped`]). Received lots are added; shipped lots' rows
+/// are locked in lot order (two shipments of the same lots wait for each other instead of
+/// deadlocking) and taken from only where enough is left, so of two shipments racing for the
+/// last of a lot the second, once the first commits, finds too little and is refused.
+async fn move_lots(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: Uuid,
+    events: &[NewEvent],
+) -> Result<(), AppendError> {
+    let mut received: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    let mut shipped: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    for movement in events.iter().flat_map(|event| &event.lot_movements) {
+        if !movement.received.is_zero() {
+            *received.entry(movement.lot_id).or_default() += movement.received;
+        }
+        if !movement.shipped.is_zero() {
+            *shipped.entry(movement.lot_id).or_default() += movement.shipped;
+        }
+    }
+    if !received.is_empty() {
+        sqlx::query(
+            "insert into lot_stock (tenant_id, lot_id, received, shipped)
+             select $1, r.lot_id, r.received, 0
+               from unnest($2::uuid[], $3::numeric[]) as r(lot_id, received)
+              order by r.lot_id
+             on conflict (tenant_id, lot_id) do update
+                set received = lot_stock.received + excluded.received",
+        )
+        .bind(tenant)
+        .bind(received.keys().copied().collect::<Vec<_>>())
+        .bind(received.values().copied().collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if shipped.is_empty() {
+        return Ok(());
+    }
+    let lots: Vec<Uuid> = shipped.keys().copied().collect();
+    sqlx::query(
+        "select 1 from lot_stock where tenant_id = $1 and lot_id = any($2)
+          order by lot_id for update",
+    )
+    .bind(tenant)
+    .bind(&lots)
+    .execute(&mut **tx)
+    .await?;
+    let moved: Vec<Uuid> = sqlx::query_scalar(
+        "update lot_stock s set shipped = s.shipped + w.shipped
+           from unnest($2::uuid[], $3::numeric[]) as w(lot_id, shipped)
+          where s.tenant_id = $1 and s.lot_id = w.lot_id and s.shipped + w.shipped <= s.received
+         returning s.lot_id",
+    )
+    .bind(tenant)
+    .bind(&lots)
+    .bind(shipped.values().copied().collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let Some((&lot_id, &taken)) = shipped.iter().find(|(lot, _)| !moved.contains(lot)) else {
+        return Ok(());
+    };
+    let left: Option<Decimal> = sqlx::query_scalar(
+        "select received - shipped from lot_stock where tenant_id = $1 and lot_id = $2",
+    )
+    .bind(tenant)
+    .bind(lot_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Err(AppendError::OverShipped {
+        lot_id,
+        left: left.unwrap_or_default(),
+        taken,
+    })
 }
 
 async fn apply_unique_key(

@@ -207,7 +207,7 @@ async fn write(
     // the first one's events: it runs alone after this batch has committed.
     // So does a second command with the same idempotency key, or one claiming a unique key
     // that an earlier command of the batch claims: the one claim either wins or is refused
-    // alone, and the batch stays whole.
+    // alone, and the batch stays whole. So does a command that moves lots.
     let mut seen = HashSet::new();
     let mut keys = HashSet::new();
     let mut claimed = HashSet::new();
@@ -224,7 +224,11 @@ async fn write(
                 _ => None,
             })
             .collect();
-        if claims.iter().any(|claim| claimed.contains(claim))
+        // Lots' stock is moved only by the path of a command alone (the pipeline sends such
+        // commands there; this keeps a batch from ever writing one unchecked).
+        let moves_lots = s.events.iter().any(|e| !e.lot_movements.is_empty());
+        if moves_lots
+            || claims.iter().any(|claim| claimed.contains(claim))
             || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
             || s.key
                 .as_ref()

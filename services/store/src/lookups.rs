@@ -330,6 +330,11 @@ impl Lookups for TxLookups {
                 supplier_id: lot.supplier_id,
                 lot_number: lot.lot_number.clone(),
                 received_weight: lot.weight,
+                weight_unit: order
+                    .header
+                    .as_ref()
+                    .map(|h| h.weight_unit)
+                    .unwrap_or_default(),
             });
         Ok(summary)
     }

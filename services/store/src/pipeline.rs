@@ -165,6 +165,16 @@ pub enum CommandError {
         /// The value.
         key: String,
     },
+    /// A shipment would take more of a lot than is left: another shipment took it first.
+    #[error("lot {lot_id} has {} left, less than the {} this shipment takes", left.normalize(), taken.normalize())]
+    OverShipped {
+        /// The lot.
+        lot_id: Uuid,
+        /// What is left of it.
+        left: rust_decimal::Decimal,
+        /// What the shipment takes of it.
+        taken: rust_decimal::Decimal,
+    },
     /// The idempotency key was used for a different request.
     #[error("the Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
@@ -213,6 +223,15 @@ impl From<AppendError> for CommandError {
         match err {
             AppendError::Conflict => Self::Conflict,
             AppendError::Duplicate { scope, key } => Self::Duplicate { scope, key },
+            AppendError::OverShipped {
+                lot_id,
+                left,
+                taken,
+            } => Self::OverShipped {
+                lot_id,
+                left,
+                taken,
+            },
             AppendError::UnknownTenant => Self::UnknownTenant,
             AppendError::Database(err) => Self::Database(err),
         }
@@ -246,6 +265,7 @@ where
                 })?,
                 metadata: metadata.clone(),
                 unique_keys: event.unique_key_changes(),
+                lot_movements: event.lot_movements(),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -619,7 +639,10 @@ impl Commands {
                 .iter()
                 .all(|change| matches!(change, oms_domain::UniqueKeyChange::Claim { .. }))
         });
-        if events.is_empty() || !only_claims {
+        // Lots move rarely (receipts and shipments that name them): such a command runs alone,
+        // where the lots' stock is moved and checked before the head is taken.
+        let moves_lots = events.iter().any(|event| !event.lot_movements.is_empty());
+        if events.is_empty() || !only_claims || moves_lots {
             return Ok(None);
         }
 

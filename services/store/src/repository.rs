@@ -110,6 +110,7 @@ impl PersistedEventRepository for TenantEventRepository {
                 payload: event.payload.clone(),
                 metadata: event.metadata.clone(),
                 unique_keys: (self.unique_keys)(event),
+                lot_movements: crate::aggregates::lot_movements_of(event),
             });
         }
         match self.store.append(self.tenant, new_events).await {

@@ -30,6 +30,7 @@ fn event(aggregate: Uuid, sequence: i64, n: i64) -> NewEvent {
         payload: json!({"NoteAdded": {"note_id": Uuid::now_v7(), "text": format!("note {n}")}}),
         metadata: json!({"actor": "test"}),
         unique_keys: Vec::new(),
+        lot_movements: Vec::new(),
     }
 }
 
@@ -527,6 +528,7 @@ async fn a_command_on_a_long_order_reads_only_the_events_after_the_cached_state(
                 payload: second.payload.clone(),
                 metadata: second.metadata.clone(),
                 unique_keys: Vec::new(),
+                lot_movements: Vec::new(),
             })
             .collect();
         store.append(tenant, more).await.unwrap();

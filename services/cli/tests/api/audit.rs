@@ -586,6 +586,7 @@ async fn history(store: &oms_store::EventStore, tenant: Uuid, n: i64) {
                 payload: json!({"NoteAdded": {"note_id": Uuid::now_v7(), "text": format!("note {} with some words to make the line longer", sequence + i)}}),
                 metadata: json!({"actor": "loader", "request_id": Uuid::now_v7()}),
                 unique_keys: Vec::new(),
+                lot_movements: Vec::new(),
             })
             .collect();
         sequence += i64::try_from(batch.len()).unwrap();
@@ -1020,6 +1021,7 @@ async fn a_stored_version_1_event_replays_rebuilds_and_exports() {
                 "total": "200.00"}}),
             metadata: json!({"actor": "old-service"}),
             unique_keys: vec![oms_domain::UniqueKeyChange::Claim { scope: "purchase_order_number", key: "PO-OLD-1".into() }],
+            lot_movements: Vec::new(),
         }])
         .await
         .unwrap();
@@ -1612,6 +1614,7 @@ async fn a_csv_export_defuses_cells_a_spreadsheet_would_run() {
                     payload: json!({"NoteAdded": {"note_id": Uuid::now_v7(), "text": "=cmd|' /C calc'!A0"}}),
                     metadata: json!({"actor": actor}),
                     unique_keys: Vec::new(),
+                    lot_movements: Vec::new(),
                 })
                 .collect(),
         )

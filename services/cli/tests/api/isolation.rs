@@ -230,6 +230,7 @@ async fn big_purchase_order(app: &TestApp, store: &EventStore, lines: usize) -> 
                 payload: created,
                 metadata,
                 unique_keys: Vec::new(),
+                lot_movements: Vec::new(),
             }],
         )
         .await
