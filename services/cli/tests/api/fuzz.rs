@@ -387,6 +387,36 @@ fn endpoints(k: &Known) -> Vec<(Method, String, Option<Value>)> {
         ),
         (
             Method::POST,
+            format!("{po}/receipts"),
+            Some(json!({"received_on": "2026-11-05", "complete": false,
+                        "lines": [{"line_id": k.po_line, "weight": "2",
+                                   "lots": [{"lot_number": "F1", "weight": "2",
+                                             "production_date": "2026-11-01",
+                                             "establishment_number": "EST 1"}]}]})),
+        ),
+        (
+            Method::POST,
+            format!("{po}/claims"),
+            Some(json!({"reason": "short_weight", "notes": "n",
+                        "lines": [{"line_id": k.po_line, "amount": "1.00", "weight": "1"}]})),
+        ),
+        (
+            Method::POST,
+            format!("{po}/claims/{}/accept", k.po_line),
+            Some(json!({"accepted_amount": "1.00", "credit_note_number": "CM-1"})),
+        ),
+        (
+            Method::POST,
+            format!("{po}/claims/{}/reject", k.po_line),
+            Some(json!({"reason": "no"})),
+        ),
+        (
+            Method::POST,
+            format!("{po}/refunds"),
+            Some(json!({"amount": "1.00", "refunded_on": "2026-11-06", "method": "wire"})),
+        ),
+        (
+            Method::POST,
             format!("{po}/payments"),
             Some(json!({"amount": "1.00", "paid_on": "2026-01-01", "method": "wire"})),
         ),
@@ -417,6 +447,25 @@ fn endpoints(k: &Known) -> Vec<(Method, String, Option<Value>)> {
             Some(
                 json!({"shipped_on": "2026-11-05", "lines": [{"line_id": k.so_line, "weight": "1"}]}),
             ),
+        ),
+        (
+            Method::POST,
+            format!("{so}/ship"),
+            Some(json!({"shipped_on": "2026-11-05",
+                        "lines": [{"line_id": k.so_line, "weight": "1",
+                                   "lots": [{"lot_id": k.po_line, "weight": "1"}]}]})),
+        ),
+        (
+            Method::POST,
+            format!("{so}/claims"),
+            Some(
+                json!({"reason": "temperature", "lines": [{"line_id": k.so_line, "amount": "1.00"}]}),
+            ),
+        ),
+        (
+            Method::POST,
+            format!("{so}/refunds"),
+            Some(json!({"amount": "1.00", "refunded_on": "2026-11-06", "method": "ach"})),
         ),
         (
             Method::POST,
