@@ -1254,3 +1254,62 @@ async fn store_event(pool: &PgPool, e: &EventRecord) {
     .await
     .unwrap();
 }
+
+/// The example queries of the analysts' guide (its `sql` blocks but the `psql` commands).
+fn guide_queries() -> Vec<String> {
+    let guide = include_str!("../../docs/analysts.md");
+    guide
+        .split("```sql\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::trim)
+        .filter(|query| !query.starts_with('\\'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_example_query_of_the_analysts_guide_runs_for_an_analyst() {
+    let db = Db::fresh().await;
+    let a = scenario(Uuid::new_v4(), db.today().await).await;
+    apply_all(&db.pool, &a.log.events).await;
+    let login = unique_login("guide_analyst");
+    let password = analysts::generate_password();
+    let pool = db.pool.clone();
+    let name = db.name.clone();
+
+    with_cleanup(db, vec![login.clone()], async move {
+        let mut admin = pool.acquire().await.unwrap();
+        analysts::create_login(&mut admin, a.log.tenant, &login, &password)
+            .await
+            .unwrap();
+        let mut analyst =
+            PgConnection::connect_with(&options(&name).username(&login).password(&password))
+                .await
+                .unwrap();
+        let queries = guide_queries();
+        let about_claims: Vec<&String> = queries
+            .iter()
+            .filter(|q| {
+                ["claims", "credits", "net_margin"]
+                    .iter()
+                    .any(|w| q.contains(w))
+            })
+            .collect();
+        assert!(about_claims.len() >= 8, "{about_claims:#?}");
+        for query in &queries {
+            let found = sqlx::query(query)
+                .persistent(false)
+                .fetch_all(&mut analyst)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+            // The scenario has claims, credits, refunds and back-to-back trades: every query
+            // about them finds some.
+            if about_claims.contains(&query) {
+                assert!(!found.is_empty(), "no rows: {query}");
+            }
+        }
+        analyst.close().await.unwrap();
+    })
+    .await;
+}
