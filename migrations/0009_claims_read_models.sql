@@ -117,13 +117,15 @@ cross join lateral jsonb_populate_record(
         o.counterparty, o.counterparty_id,
         'raised_at', (
             select e.recorded_at from public.events e
-            where e.tenant_id = o.tenant_id and e.aggregate_id = o.id
+            where e.tenant_id = o.tenant_id and e.aggregate_type = o.order_type
+              and e.aggregate_id = o.id
               and e.event_type = o.prefix || 'ClaimRaised'
               and e.payload -> 'ClaimRaised' ->> 'claim_id' = c.claim ->> 'claim_id'
             order by e.sequence limit 1),
         'decided_at', (
             select e.recorded_at from public.events e
-            where e.tenant_id = o.tenant_id and e.aggregate_id = o.id
+            where e.tenant_id = o.tenant_id and e.aggregate_type = o.order_type
+              and e.aggregate_id = o.id
               and e.event_type in (o.prefix || 'ClaimAccepted', o.prefix || 'ClaimRejected')
               and coalesce(e.payload -> 'ClaimAccepted', e.payload -> 'ClaimRejected')
                       ->> 'claim_id' = c.claim ->> 'claim_id'
