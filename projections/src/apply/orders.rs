@@ -173,13 +173,14 @@ impl OrderKind for SalesOrder {
     }
 }
 
-/// A step of a claim's life whose time its row keeps.
+/// A step of a claim's life whose time its row keeps; its value is its place in
+/// [`ClaimTimes`]' pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClaimStep {
     /// Raised (`raised_at`).
-    Raised,
+    Raised = 0,
     /// Accepted or rejected (`decided_at`).
-    Decided,
+    Decided = 1,
 }
 
 /// When an order's claims were raised and decided, as far as the events folded here tell:
