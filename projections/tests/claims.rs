@@ -554,159 +554,16 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
         let sc1 = a.scs[0].to_string();
         let [pc1, pc2, pc3, pc4] = a.pcs;
         let [sc1_id, sc2, sc3, sc4] = a.scs;
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                "purchase_order",
-                "PO-000001",
-                &acme,
-                "null",
-                "short_weight",
-                "accepted",
-                "USD",
-                "LB",
-                "100.00",
-                "80.00",
-                "ACME-CM-7",
-                "null",
-                "null",
-                &sc1,
-                "1",
-                &time("ClaimRaised", pc1),
-                &time("ClaimAccepted", pc1),
-            ],
-            row![
-                "purchase_order",
-                "PO-000001",
-                &acme,
-                "null",
-                "quality",
-                "rejected",
-                "USD",
-                "LB",
-                "50.00",
-                "null",
-                "null",
-                "Within spec",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", pc2),
-                &time("ClaimRejected", pc2),
-            ],
-            row![
-                "purchase_order",
-                "PO-000003",
-                &wire,
-                "null",
-                "damage",
-                "accepted",
-                "USD",
-                "KG",
-                "40.00",
-                "40.00",
-                "null",
-                "null",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", pc3),
-                &time("ClaimAccepted", pc3),
-            ],
-            row![
-                "purchase_order",
-                "PO-000003",
-                &wire,
-                "null",
-                "temperature",
-                "open",
-                "USD",
-                "KG",
-                "10.00",
-                "null",
-                "null",
-                "null",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", pc4),
-                "null",
-            ],
-            row![
-                "sales_order",
-                "SO-000001",
-                "null",
-                &bob,
-                "short_weight",
-                "accepted",
-                "USD",
-                "LB",
-                "150.00",
-                "120.00",
-                "CN-000001",
-                "null",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", sc1_id),
-                &time("ClaimAccepted", sc1_id),
-            ],
-            row![
-                "sales_order",
-                "SO-000001",
-                "null",
-                &bob,
-                "temperature",
-                "accepted",
-                "USD",
-                "LB",
-                "100.00",
-                "50.00",
-                "CN-000002",
-                "null",
-                "Arrived at 45F",
-                "null",
-                "2",
-                &time("ClaimRaised", sc2),
-                &time("ClaimAccepted", sc2),
-            ],
-            row![
-                "sales_order",
-                "SO-000001",
-                "null",
-                &bob,
-                "damage",
-                "open",
-                "USD",
-                "LB",
-                "25.00",
-                "null",
-                "null",
-                "null",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", sc3),
-                "null",
-            ],
-            row![
-                "sales_order",
-                "SO-000002",
-                "null",
-                &cy,
-                "pricing",
-                "accepted",
-                "USD",
-                "LB",
-                "100.00",
-                "100.00",
-                "CN-000003",
-                "null",
-                "null",
-                "null",
-                "1",
-                &time("ClaimRaised", sc4),
-                &time("ClaimAccepted", sc4),
-            ],
+            row!["purchase_order", "PO-000001", &acme, "null", "short_weight", "accepted", "USD", "LB", "100.00", "80.00", "ACME-CM-7", "null", "null", &sc1, "1", &time("ClaimRaised", pc1), &time("ClaimAccepted", pc1)],
+            row!["purchase_order", "PO-000001", &acme, "null", "quality", "rejected", "USD", "LB", "50.00", "null", "null", "Within spec", "null", "null", "1", &time("ClaimRaised", pc2), &time("ClaimRejected", pc2)],
+            row!["purchase_order", "PO-000003", &wire, "null", "damage", "accepted", "USD", "KG", "40.00", "40.00", "null", "null", "null", "null", "1", &time("ClaimRaised", pc3), &time("ClaimAccepted", pc3)],
+            row!["purchase_order", "PO-000003", &wire, "null", "temperature", "open", "USD", "KG", "10.00", "null", "null", "null", "null", "null", "1", &time("ClaimRaised", pc4), "null"],
+            row!["sales_order", "SO-000001", "null", &bob, "short_weight", "accepted", "USD", "LB", "150.00", "120.00", "CN-000001", "null", "null", "null", "1", &time("ClaimRaised", sc1_id), &time("ClaimAccepted", sc1_id)],
+            row!["sales_order", "SO-000001", "null", &bob, "temperature", "accepted", "USD", "LB", "100.00", "50.00", "CN-000002", "null", "Arrived at 45F", "null", "2", &time("ClaimRaised", sc2), &time("ClaimAccepted", sc2)],
+            row!["sales_order", "SO-000001", "null", &bob, "damage", "open", "USD", "LB", "25.00", "null", "null", "null", "null", "null", "1", &time("ClaimRaised", sc3), "null"],
+            row!["sales_order", "SO-000002", "null", &cy, "pricing", "accepted", "USD", "LB", "100.00", "100.00", "CN-000003", "null", "null", "null", "1", &time("ClaimRaised", sc4), &time("ClaimAccepted", sc4)],
         ];
         assert_eq!(claims, expected);
         // Raised and decided at different times, in that order.
@@ -722,111 +579,16 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
              from claims_by_reason order by order_type, reason",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                "purchase_order",
-                "damage",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "40.00",
-                "40.00",
-                "0.00",
-                "0.00"
-            ],
-            row![
-                "purchase_order",
-                "quality",
-                "USD",
-                "1",
-                "0",
-                "0",
-                "1",
-                "50.00",
-                "0.00",
-                "50.00",
-                "0.00"
-            ],
-            row![
-                "purchase_order",
-                "short_weight",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "100.00",
-                "80.00",
-                "0.00",
-                "0.00"
-            ],
-            row![
-                "purchase_order",
-                "temperature",
-                "USD",
-                "1",
-                "1",
-                "0",
-                "0",
-                "10.00",
-                "0.00",
-                "0.00",
-                "10.00"
-            ],
-            row![
-                "sales_order",
-                "damage",
-                "USD",
-                "1",
-                "1",
-                "0",
-                "0",
-                "25.00",
-                "0.00",
-                "0.00",
-                "25.00"
-            ],
-            row![
-                "sales_order",
-                "pricing",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "100.00",
-                "100.00",
-                "0.00",
-                "0.00"
-            ],
-            row![
-                "sales_order",
-                "short_weight",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "150.00",
-                "120.00",
-                "0.00",
-                "0.00"
-            ],
-            row![
-                "sales_order",
-                "temperature",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "100.00",
-                "50.00",
-                "0.00",
-                "0.00"
-            ],
+            row!["purchase_order", "damage", "USD", "1", "0", "1", "0", "40.00", "40.00", "0.00", "0.00"],
+            row!["purchase_order", "quality", "USD", "1", "0", "0", "1", "50.00", "0.00", "50.00", "0.00"],
+            row!["purchase_order", "short_weight", "USD", "1", "0", "1", "0", "100.00", "80.00", "0.00", "0.00"],
+            row!["purchase_order", "temperature", "USD", "1", "1", "0", "0", "10.00", "0.00", "0.00", "10.00"],
+            row!["sales_order", "damage", "USD", "1", "1", "0", "0", "25.00", "0.00", "0.00", "25.00"],
+            row!["sales_order", "pricing", "USD", "1", "0", "1", "0", "100.00", "100.00", "0.00", "0.00"],
+            row!["sales_order", "short_weight", "USD", "1", "0", "1", "0", "150.00", "120.00", "0.00", "0.00"],
+            row!["sales_order", "temperature", "USD", "1", "0", "1", "0", "100.00", "50.00", "0.00", "0.00"],
         ];
         // Damage and temperature come once from each side.
         assert_eq!(by_reason, expected);
@@ -842,33 +604,10 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
              from claims_by_supplier order by supplier_name",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                &acme,
-                "Acme Packing",
-                "USD",
-                "2",
-                "0",
-                "1",
-                "1",
-                "150.00",
-                "80.00",
-                "50.00",
-                "0.00"
-            ],
-            row![
-                &wire,
-                "Wire Beef Co",
-                "USD",
-                "2",
-                "1",
-                "1",
-                "0",
-                "50.00",
-                "40.00",
-                "0.00",
-                "10.00"
-            ],
+            row![&acme, "Acme Packing", "USD", "2", "0", "1", "1", "150.00", "80.00", "50.00", "0.00"],
+            row![&wire, "Wire Beef Co", "USD", "2", "1", "1", "0", "50.00", "40.00", "0.00", "10.00"],
         ];
         assert_eq!(by_supplier, expected);
 
@@ -883,33 +622,10 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
              from claims_by_customer order by customer_name",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                &bob,
-                "Bob's Burgers",
-                "USD",
-                "3",
-                "1",
-                "2",
-                "0",
-                "275.00",
-                "170.00",
-                "0.00",
-                "25.00"
-            ],
-            row![
-                &cy,
-                "Cy's Diner",
-                "USD",
-                "1",
-                "0",
-                "1",
-                "0",
-                "100.00",
-                "100.00",
-                "0.00",
-                "0.00"
-            ],
+            row![&bob, "Bob's Burgers", "USD", "3", "1", "2", "0", "275.00", "170.00", "0.00", "25.00"],
+            row![&cy, "Cy's Diner", "USD", "1", "0", "1", "0", "100.00", "100.00", "0.00", "0.00"],
         ];
         assert_eq!(by_customer, expected);
 
@@ -926,56 +642,17 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
              order by order_number",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
             // 2500 − 80 − 2500 + 30
-            row![
-                "PO-000001",
-                "2500.00",
-                "80.00",
-                "2500.00",
-                "30.00",
-                "-50.00",
-                "overpaid"
-            ],
+            row!["PO-000001", "2500.00", "80.00", "2500.00", "30.00", "-50.00", "overpaid"],
             // 400 − 40
-            row![
-                "PO-000003",
-                "400.00",
-                "40.00",
-                "0.00",
-                "0.00",
-                "360.00",
-                "unpaid"
-            ],
+            row!["PO-000003", "400.00", "40.00", "0.00", "0.00", "360.00", "unpaid"],
             // 3100 − 170 − 1000
-            row![
-                "SO-000001",
-                "3100.00",
-                "170.00",
-                "1000.00",
-                "0.00",
-                "1930.00",
-                "partial"
-            ],
+            row!["SO-000001", "3100.00", "170.00", "1000.00", "0.00", "1930.00", "partial"],
             // 600 − 100 − 600 + 60
-            row![
-                "SO-000002",
-                "600.00",
-                "100.00",
-                "600.00",
-                "60.00",
-                "-40.00",
-                "overpaid"
-            ],
-            row![
-                "SO-000003",
-                "250.00",
-                "0.00",
-                "0.00",
-                "0.00",
-                "250.00",
-                "unpaid"
-            ],
+            row!["SO-000002", "600.00", "100.00", "600.00", "60.00", "-40.00", "overpaid"],
+            row!["SO-000003", "250.00", "0.00", "0.00", "0.00", "250.00", "unpaid"],
         ];
         assert_eq!(orders, expected);
 
@@ -990,6 +667,7 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
              order by 1",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
             // due 30 days after the receipt of T-15
             row!["PO-000001", "-50.00", "80.00", "30.00", "overpaid", "0"],
@@ -1007,32 +685,12 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
                     refunds::text, bucket] from aging order by order_number",
         )
         .await;
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                "payable",
-                "PO-000001",
-                "-50.00",
-                "80.00",
-                "30.00",
-                "current"
-            ],
+            row!["payable", "PO-000001", "-50.00", "80.00", "30.00", "current"],
             row!["payable", "PO-000003", "360.00", "40.00", "0.00", "1-30"],
-            row![
-                "receivable",
-                "SO-000001",
-                "1930.00",
-                "170.00",
-                "0.00",
-                "1-30"
-            ],
-            row![
-                "receivable",
-                "SO-000002",
-                "-40.00",
-                "100.00",
-                "60.00",
-                "current"
-            ],
+            row!["receivable", "SO-000001", "1930.00", "170.00", "0.00", "1-30"],
+            row!["receivable", "SO-000002", "-40.00", "100.00", "60.00", "current"],
         ];
         assert_eq!(aging, expected);
 
@@ -1058,46 +716,11 @@ async fn claims_credits_and_refunds_reach_the_analysts_views_of_their_own_tenant
         )
         .await;
         let [s1_beef, s1_pork, s3_beef] = a.so_lines.map(|l| l.to_string());
+        #[rustfmt::skip]
         let expected = vec![
-            row![
-                "SO-000001",
-                &s1_beef,
-                "2.0000",
-                "0.5000",
-                "500.00",
-                "140.00",
-                "80.00",
-                "440.00",
-                "0.4400",
-                "0.5000",
-                "0.4400"
-            ],
-            row![
-                "SO-000001",
-                &s1_pork,
-                "1.0000",
-                "0.2000",
-                "100.00",
-                "30.00",
-                "0.00",
-                "70.00",
-                "0.1400",
-                "0.2000",
-                "0.1400"
-            ],
-            row![
-                "SO-000003",
-                &s3_beef,
-                "1.8144",
-                "0.6856",
-                "68.56",
-                "0.00",
-                "18.14",
-                "86.71",
-                "0.8671",
-                "0.6856",
-                "0.8671"
-            ],
+            row!["SO-000001", &s1_beef, "2.0000", "0.5000", "500.00", "140.00", "80.00", "440.00", "0.4400", "0.5000", "0.4400"],
+            row!["SO-000001", &s1_pork, "1.0000", "0.2000", "100.00", "30.00", "0.00", "70.00", "0.1400", "0.2000", "0.1400"],
+            row!["SO-000003", &s3_beef, "1.8144", "0.6856", "68.56", "0.00", "18.14", "86.71", "0.8671", "0.6856", "0.8671"],
         ];
         assert_eq!(margin, expected);
         analyst.close().await.unwrap();
