@@ -43,6 +43,7 @@ pub fn tables(projection: Projection) -> &'static [&'static str] {
             "purchase_order_lines",
             "sales_orders",
             "sales_order_lines",
+            "claims",
         ],
         Projection::OrderHistory => &["order_history", "order_history_states"],
     }
@@ -242,6 +243,19 @@ async fn insert_rows(
     if rows.is_empty() {
         return Ok(());
     }
+    sqlx::query(&format!(
+        "insert into read.{table} \
+         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb)"
+    ))
+    .bind(json_array(rows))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The JSON array of `rows` (JSON values' text), as text: what `jsonb_populate_recordset`
+/// reads, made without parsing the rows again.
+fn json_array(rows: &[String]) -> String {
     let mut array = String::with_capacity(rows.iter().map(|row| row.len() + 1).sum::<usize>() + 2);
     array.push('[');
     for (i, row) in rows.iter().enumerate() {
@@ -251,14 +265,7 @@ async fn insert_rows(
         array.push_str(row);
     }
     array.push(']');
-    sqlx::query(&format!(
-        "insert into read.{table} \
-         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb)"
-    ))
-    .bind(array)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    array
 }
 
 /// A row as JSON text: the fields of `object` (a JSON object's text; none if it is not an

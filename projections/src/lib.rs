@@ -80,8 +80,8 @@ pub enum Projection {
     /// `read.suppliers`, `read.customers`, `read.products`, `read.plants`, `read.carriers`.
     ReferenceData,
     /// `read.purchase_orders`, `read.purchase_order_lines`, `read.sales_orders`,
-    /// `read.sales_order_lines` (payables, receivables, aging, volume and margin are views
-    /// over these and the reference tables).
+    /// `read.sales_order_lines`, `read.claims` (payables, receivables, aging, volume, margin
+    /// and the claims' summaries are views over these and the reference tables).
     Orders,
     /// `read.order_history`: one row per event of an order (and `read.order_history_states`,
     /// its own fold of each order, for the before/after values).

@@ -141,11 +141,12 @@ async fn the_migration_gives_earlier_rows_the_due_dates_the_projection_writes() 
     let payables_before = payables(&db.pool).await;
     let aging_before = snapshot(&db.pool, "aging").await;
 
-    db.migrate().await;
+    db.migrate_through(DUE_DATES_MIGRATION).await;
 
     // The views answer as before.
     assert_eq!(payables(&db.pool).await, payables_before);
     assert_eq!(snapshot(&db.pool, "aging").await, aging_before);
+    db.migrate().await;
     // Every row holds the domain's due dates, exactly what projecting after the migration
     // gives, and so does every other relation.
     let stored = stored_due_dates(&db.pool).await;

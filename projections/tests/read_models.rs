@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{apply_all, day, snapshot, trade, Db, Log, Trade};
+use common::{apply_all, day, de, snapshot, trade, Db, Log, Trade, MARY, PAT};
 use oms_domain::purchase_order::PurchaseOrder;
 use oms_domain::reference::{Reference, Supplier};
-use oms_domain::sales_order::SalesOrder;
+use oms_domain::sales_order::{SalesOrder, SalesOrderCommand};
 use oms_projections::{documents, EventRecord, Projection, ProjectionError};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -686,12 +686,41 @@ async fn everything(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
     all
 }
 
+/// Bob's claim on SO1 (short weight, 500.00), accepted at 400.00, and a second one (quality,
+/// 100.00) left open: rows of `read.claims` for the trade.
+async fn claim_on_so1(trade: &mut Trade) {
+    let (so1, so) = &mut trade.sos[0];
+    let line_id = trade.so_lines[0];
+    for (claim_id, reason, amount, accepted) in [
+        (Uuid::new_v4(), "short_weight", "500", Some("400")),
+        (Uuid::new_v4(), "quality", "100", None),
+    ] {
+        let claim = json!({"claim_id": claim_id, "reason": reason,
+            "lines": [{"line_id": line_id, "amount": amount}]});
+        trade
+            .log
+            .run(*so1, so, SalesOrderCommand::RaiseClaim(de(claim)), MARY)
+            .await;
+        if let Some(accepted) = accepted {
+            let accept = SalesOrderCommand::AcceptClaim {
+                claim_id,
+                accepted_amount: Some(de(json!(accepted))),
+                credit_note_number: de(json!("CN-000001")),
+            };
+            trade.log.run(*so1, so, accept, PAT).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn reapplying_changes_nothing_and_a_fresh_database_gets_identical_rows() {
     let db = Db::fresh().await;
     let today = db.today().await;
-    let a = trade(Uuid::new_v4(), today).await;
-    let b = trade(Uuid::new_v4(), today).await;
+    let mut a = trade(Uuid::new_v4(), today).await;
+    let mut b = trade(Uuid::new_v4(), today).await;
+    for trade in [&mut a, &mut b] {
+        claim_on_so1(trade).await;
+    }
     apply_all(&db.pool, &a.log.events).await;
     apply_all(&db.pool, &b.log.events).await;
     let first = everything(&db.pool).await;

@@ -1,9 +1,13 @@
 //! The orders projection: `read.purchase_orders`, `purchase_order_lines`, `sales_orders`,
-//! `sales_order_lines`.
+//! `sales_order_lines`, and `read.claims` (the claims of both kinds of order).
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use oms_domain::purchase_order::{PurchaseOrder, PURCHASE_ORDER_TYPE};
-use oms_domain::sales_order::{SalesOrder, SALES_ORDER_TYPE};
+use oms_domain::order::Claim;
+use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderEvent, PURCHASE_ORDER_TYPE};
+use oms_domain::sales_order::{SalesOrder, SalesOrderEvent, SALES_ORDER_TYPE};
 use oms_domain::values::CreditTerms;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
@@ -11,7 +15,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    delete_rows, event_payload, grouped, load_many, payload_error, replace_rows, row_text, Folded,
+    delete_rows, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
+    row_text, Folded,
 };
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
@@ -33,6 +38,13 @@ pub(super) trait OrderKind: Aggregate + Clone {
     fn lines_json(&self) -> Value;
     /// Columns of its row that are not fields of its document.
     fn extra_columns(&self, row: &mut Map<String, Value>);
+    /// Its claims, in the order raised.
+    fn claims(&self) -> &[Claim];
+    /// The claim that `event` raises or decides, if it is such an event.
+    fn claim_step(event: &Self::Event) -> Option<(Uuid, ClaimStep)>;
+    /// The columns of its claims' rows that are the order's: its number, its counterparty
+    /// (`supplier_id` or `customer_id`), currency and weight unit.
+    fn claim_columns(&self, row: &mut Map<String, Value>);
 }
 
 impl OrderKind for PurchaseOrder {
@@ -57,6 +69,32 @@ impl OrderKind for PurchaseOrder {
         row.insert("first_received_on".into(), json!(dates.clone().min()));
         row.insert("last_received_on".into(), json!(dates.max()));
         row.insert("due_dates".into(), Value::Object(due_dates(self)));
+    }
+
+    fn claims(&self) -> &[Claim] {
+        &self.claims
+    }
+
+    fn claim_step(event: &PurchaseOrderEvent) -> Option<(Uuid, ClaimStep)> {
+        match event {
+            PurchaseOrderEvent::ClaimRaised { claim_id, .. } => {
+                Some((*claim_id, ClaimStep::Raised))
+            }
+            PurchaseOrderEvent::ClaimAccepted { claim_id, .. }
+            | PurchaseOrderEvent::ClaimRejected { claim_id, .. } => {
+                Some((*claim_id, ClaimStep::Decided))
+            }
+            _ => None,
+        }
+    }
+
+    fn claim_columns(&self, row: &mut Map<String, Value>) {
+        row.insert("order_number".into(), json!(self.order_number));
+        if let Some(header) = &self.header {
+            row.insert("supplier_id".into(), json!(header.supplier_id));
+            row.insert("currency".into(), json!(header.currency));
+            row.insert("weight_unit".into(), json!(header.weight_unit));
+        }
     }
 }
 
@@ -109,6 +147,134 @@ impl OrderKind for SalesOrder {
             json!(shipment.and_then(|s| s.carrier_release_number.as_ref())),
         );
     }
+
+    fn claims(&self) -> &[Claim] {
+        &self.claims
+    }
+
+    fn claim_step(event: &SalesOrderEvent) -> Option<(Uuid, ClaimStep)> {
+        match event {
+            SalesOrderEvent::ClaimRaised { claim_id, .. } => Some((*claim_id, ClaimStep::Raised)),
+            SalesOrderEvent::ClaimAccepted { claim_id, .. }
+            | SalesOrderEvent::ClaimRejected { claim_id, .. } => {
+                Some((*claim_id, ClaimStep::Decided))
+            }
+            _ => None,
+        }
+    }
+
+    fn claim_columns(&self, row: &mut Map<String, Value>) {
+        row.insert("order_number".into(), json!(self.order_number));
+        if let Some(header) = &self.header {
+            row.insert("customer_id".into(), json!(header.customer_id));
+            row.insert("currency".into(), json!(header.currency));
+            row.insert("weight_unit".into(), json!(header.weight_unit));
+        }
+    }
+}
+
+/// A step of a claim's life whose time its row keeps; its value is its place in
+/// [`ClaimTimes`]' pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClaimStep {
+    /// Raised (`raised_at`).
+    Raised = 0,
+    /// Accepted or rejected (`decided_at`).
+    Decided = 1,
+}
+
+/// When an order's claims were raised and decided, as far as the events folded here tell:
+/// the order's state keeps no times (the events' shapes carry none), so the projection takes
+/// them from the events it applies. A claim whose events were applied by an earlier batch
+/// keeps the times its row has (see [`upsert_claims`]).
+#[derive(Debug, Default)]
+pub(super) struct ClaimTimes(HashMap<Uuid, [Option<DateTime<Utc>>; 2]>);
+
+impl ClaimTimes {
+    /// Notes the time of `event` (with `payload`, its domain event) if it raises or decides a
+    /// claim.
+    pub(super) fn note<A: OrderKind>(&mut self, event: &EventRecord, payload: &A::Event) {
+        if let Some((claim_id, step)) = A::claim_step(payload) {
+            let times = self.0.entry(claim_id).or_default();
+            times[step as usize] = Some(event.recorded_at);
+        }
+    }
+
+    /// `raised_at` and `decided_at` of `claim_id`, as far as known here.
+    fn of(&self, claim_id: Uuid) -> [Option<DateTime<Utc>>; 2] {
+        self.0.get(&claim_id).copied().unwrap_or_default()
+    }
+}
+
+/// The rows of `order`'s claims in `read.claims` (JSON objects' text, keyed by column): each
+/// claim's serde form, the order's columns ([`OrderKind::claim_columns`]) and the claim's
+/// times from `times` (null where unknown here).
+pub(super) fn claim_rows<A: OrderKind>(
+    order: &A,
+    tenant: Uuid,
+    id: Uuid,
+    times: &ClaimTimes,
+) -> Result<Vec<String>, serde_json::Error> {
+    if order.claims().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut common = Map::new();
+    common.insert("tenant_id".into(), json!(tenant));
+    common.insert("order_type".into(), json!(A::ORDER_TYPE));
+    common.insert("order_id".into(), json!(id));
+    order.claim_columns(&mut common);
+    let common: Vec<(String, String)> = common
+        .into_iter()
+        .map(|(column, value)| (column, value.to_string()))
+        .collect();
+    order
+        .claims()
+        .iter()
+        .map(|claim| {
+            let [raised_at, decided_at] = times.of(claim.claim_id);
+            let (raised_at, decided_at) =
+                (json!(raised_at).to_string(), json!(decided_at).to_string());
+            let mut columns: Vec<(&str, &str)> = common
+                .iter()
+                .map(|(c, v)| (c.as_str(), v.as_str()))
+                .collect();
+            columns.push(("raised_at", &raised_at));
+            columns.push(("decided_at", &decided_at));
+            Ok(row_text(&serde_json::to_string(claim)?, &columns))
+        })
+        .collect()
+}
+
+/// Writes the claims' `rows` ([`claim_rows`]) in one statement, replacing the rows of the same
+/// claims. A time the new row does not know (null) keeps the one stored: the events that raised
+/// or decided a claim may have been applied by an earlier batch, and the state has no times.
+pub(super) async fn upsert_claims(
+    conn: &mut PgConnection,
+    rows: &[String],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into read.claims as c \
+         select * from jsonb_populate_recordset(null::read.claims, $1::jsonb) \
+         on conflict (tenant_id, order_id, claim_id) do update set \
+             order_type = excluded.order_type, order_number = excluded.order_number, \
+             supplier_id = excluded.supplier_id, customer_id = excluded.customer_id, \
+             reason = excluded.reason, status = excluded.status, \
+             currency = excluded.currency, weight_unit = excluded.weight_unit, \
+             claimed_amount = excluded.claimed_amount, \
+             accepted_amount = excluded.accepted_amount, \
+             credit_note_number = excluded.credit_note_number, \
+             reject_reason = excluded.reject_reason, notes = excluded.notes, \
+             source_sales_claim_id = excluded.source_sales_claim_id, lines = excluded.lines, \
+             raised_at = coalesce(excluded.raised_at, c.raised_at), \
+             decided_at = coalesce(excluded.decided_at, c.decided_at)",
+    )
+    .bind(json_array(rows))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Applies a batch's order events; other aggregate types change nothing.
@@ -131,15 +297,19 @@ async fn apply_orders<A: OrderKind>(
         let mut stored = load_many(conn, A::TABLE, "id", true, tenant, &ids).await?;
         let (mut replaced, mut rows) = (Vec::new(), Vec::new());
         let (mut relined, mut line_rows) = (Vec::new(), Vec::new());
+        let mut claim_batch = Vec::new();
         for (id, stream) in streams {
             let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
             let lines_before = (folded.version > 0).then(|| folded.state.lines_json());
+            let claims_before = folded.state.claims().to_vec();
+            let mut times = ClaimTimes::default();
             let mut last = None;
             for event in stream {
                 let payload: A::Event = event_payload(event)?;
                 if !folded.takes(event)? {
                     continue;
                 }
+                times.note::<A>(event, &payload);
                 folded.state.apply(payload);
                 if !folded.state.created() {
                     return Err(payload_error(event, "the order has not been created"));
@@ -173,6 +343,11 @@ async fn apply_orders<A: OrderKind>(
                 relined.push(id);
                 line_rows.extend(lines);
             }
+            if folded.state.claims() != claims_before.as_slice() {
+                let rows = claim_rows(&folded.state, tenant, id, &times)
+                    .map_err(|e| payload_error(event, e))?;
+                claim_batch.extend(rows);
+            }
         }
         delete_rows(conn, A::TABLE, "id", tenant, &replaced).await?;
         insert_orders(conn, A::TABLE, &rows).await?;
@@ -185,6 +360,7 @@ async fn apply_orders<A: OrderKind>(
             &line_rows,
         )
         .await?;
+        upsert_claims(conn, &claim_batch).await?;
     }
     Ok(())
 }

@@ -29,7 +29,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::history::{neutral_stamp, save_states, HistoryRows, Narrated};
-use super::orders::{insert_orders, line_rows_of, order_row};
+use super::orders::{
+    claim_rows, insert_orders, line_rows_of, order_row, upsert_claims, ClaimTimes,
+};
 use super::{delete_rows, event_payload, insert_rows, load_many, payload_error, reference, Folded};
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, Projection, ProjectionError};
@@ -174,6 +176,8 @@ struct Fold<A> {
     last: Option<Last>,
     /// Whether its rows are in the tables already (written out earlier, folded back since).
     stored: bool,
+    /// When its claims were raised and decided, from the events folded here.
+    claim_times: ClaimTimes,
 }
 
 /// What an order's rows keep of its last event.
@@ -213,6 +217,7 @@ impl<A: Narrated> Folds<A> {
                         document,
                         last: None,
                         stored: false,
+                        claim_times: ClaimTimes::default(),
                     })
                 }
             };
@@ -220,6 +225,7 @@ impl<A: Narrated> Folds<A> {
             if !fold.folded.takes(event)? {
                 continue;
             }
+            fold.claim_times.note::<A>(event, &payload);
             match fold.document.as_mut() {
                 Some(before) => {
                     fold.folded.state.apply(payload.clone());
@@ -297,6 +303,7 @@ impl<A: Narrated> Folds<A> {
                     document,
                     last: None,
                     stored: true,
+                    claim_times: ClaimTimes::default(),
                 },
             );
         }
@@ -336,7 +343,7 @@ async fn write<A: Narrated>(
     let mut folds = folds.into_iter().peekable();
     while folds.peek().is_some() {
         let mut stored = Vec::new();
-        let (mut rows, mut line_rows) = (Vec::new(), Vec::new());
+        let (mut rows, mut line_rows, mut claims) = (Vec::new(), Vec::new(), Vec::new());
         let (mut ids, mut versions, mut states) = (Vec::new(), Vec::new(), Vec::new());
         for (id, fold) in folds.by_ref().take(WRITE_CHUNK) {
             // Folded back but given no event since: its rows are as they were.
@@ -368,6 +375,10 @@ async fn write<A: Narrated>(
                 let lines = line_rows_of(tenant, id, state.lines_json())
                     .ok_or_else(|| failed("the order's lines are not a list".into()))?;
                 line_rows.extend(lines);
+                claims.extend(
+                    claim_rows(state, tenant, id, &fold.claim_times)
+                        .map_err(|e| failed(format!("claims: {e}")))?,
+                );
                 rows.push(order_row(
                     state,
                     tenant,
@@ -389,6 +400,7 @@ async fn write<A: Narrated>(
             delete_rows(conn, A::LINES_TABLE, "order_id", tenant, &stored).await?;
             insert_orders(conn, A::TABLE, &rows).await?;
             insert_rows(conn, A::LINES_TABLE, &line_rows).await?;
+            upsert_claims(conn, &claims).await?;
         }
         if output.history {
             if output.orders {

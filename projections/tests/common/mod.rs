@@ -80,6 +80,22 @@ impl Db {
         db
     }
 
+    /// Runs the migrations numbered up to `version` that have not run yet: what migration
+    /// `version` does, seen before later migrations change the same relations.
+    pub async fn migrate_through(&self, version: i64) {
+        let mut migrator = sqlx::migrate!("../migrations");
+        let upto: Vec<_> = migrator
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect();
+        migrator.migrations = upto.into();
+        migrator
+            .run(&self.pool)
+            .await
+            .expect("the migrations apply");
+    }
+
     /// Runs every migration that has not run yet.
     pub async fn migrate(&self) {
         sqlx::migrate!("../migrations")
