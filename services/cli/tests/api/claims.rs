@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use oms_api::auth::Role;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -44,15 +44,6 @@ async fn receive_short(app: &TestApp, base: &str, line: &str) -> Value {
     received
 }
 
-/// POST with `token` and the JSON `body`.
-async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
-    app.request(Method::POST, path, token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
 #[tokio::test]
 async fn a_prepaid_order_received_short_is_credited_refunded_and_closed() {
     let app = spawn_app().await;
@@ -66,9 +57,7 @@ async fn a_prepaid_order_received_short_is_credited_refunded_and_closed() {
     // A user raises the claim (quality, on the received line); the server names it.
     let user = app.token_for(app.tenant, &[Role::User]);
     let raised = expect_json(
-        post_as(
-            &app,
-            &user,
+        app.post_as(&user,
             &format!("{base}/claims"),
             json!({"reason": "quality", "notes": "12 boxes warm",
                    "lines": [{"line_id": line, "amount": "100.00", "weight": "40", "description": "warm"}]}),
@@ -250,22 +239,18 @@ async fn refused_claims_and_refunds_write_nothing() {
         ("accept", json!({})),
         ("reject", json!({"reason": "not ours"})),
     ] {
-        let response = post_as(
-            &app,
-            &user,
-            &format!("{base}/claims/{claim_id}/{action}"),
-            body,
-        )
-        .await;
+        let response = app
+            .post_as(&user, &format!("{base}/claims/{claim_id}/{action}"), body)
+            .await;
         expect_problem(response, StatusCode::FORBIDDEN).await;
     }
-    let response = post_as(
-        &app,
-        &user,
-        &format!("{base}/refunds"),
-        json!({"amount": "1.00", "refunded_on": "2026-11-10", "method": "wire"}),
-    )
-    .await;
+    let response = app
+        .post_as(
+            &user,
+            &format!("{base}/refunds"),
+            json!({"amount": "1.00", "refunded_on": "2026-11-10", "method": "wire"}),
+        )
+        .await;
     expect_problem(response, StatusCode::FORBIDDEN).await;
     // Above the claimed amount.
     let over = app

@@ -164,7 +164,12 @@ impl TestApp {
 
     /// POST a JSON body as admin.
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.request(Method::POST, path, &self.admin())
+        self.post_as(&self.admin(), path, body).await
+    }
+
+    /// POST a JSON body with `token` (another role, or another tenant's).
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, token)
             .json(&body)
             .send()
             .await
