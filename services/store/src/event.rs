@@ -94,6 +94,25 @@ pub struct NewEvent {
     pub lot_movements: Vec<LotMovement>,
 }
 
+impl NewEvent {
+    /// The unique keys this event claims, as `(scope, key)`: what an append inserts into the
+    /// unique keys (releases are applied one by one, see [`NewEvent::only_claims`]).
+    pub fn claims(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.unique_keys.iter().filter_map(|change| match change {
+            UniqueKeyChange::Claim { scope, key } => Some((*scope, key.as_str())),
+            UniqueKeyChange::Release { .. } => None,
+        })
+    }
+
+    /// Whether every unique-key change of the event is a claim: such events' keys can be
+    /// claimed together in one statement; a release must be applied in its place in order.
+    pub fn only_claims(&self) -> bool {
+        self.unique_keys
+            .iter()
+            .all(|change| matches!(change, UniqueKeyChange::Claim { .. }))
+    }
+}
+
 /// Why an append did not happen. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {

@@ -320,16 +320,13 @@ impl EventStore {
         // into the head row's statement. Anything else (a release, a key named twice) is
         // applied change by change first, in the order the events give.
         let mut claims: Vec<(&'static str, &str, Uuid)> = Vec::new();
-        let mut simple = true;
+        let mut simple = events.iter().all(NewEvent::only_claims);
         for event in &events {
-            for change in &event.unique_keys {
-                match change {
-                    UniqueKeyChange::Claim { scope, key }
-                        if !claims.iter().any(|(s, k, _)| s == scope && k == key) =>
-                    {
-                        claims.push((scope, key, event.aggregate_id));
-                    }
-                    _ => simple = false,
+            for (scope, key) in event.claims() {
+                if claims.iter().any(|(s, k, _)| *s == scope && *k == key) {
+                    simple = false;
+                } else {
+                    claims.push((scope, key, event.aggregate_id));
                 }
             }
         }

@@ -51,7 +51,6 @@ use uuid::Uuid;
 
 use crate::idempotency::{self, IdempotencyKey, Reply};
 use crate::{hash, NewEvent, StoredEvent};
-use oms_domain::UniqueKeyChange;
 use prometheus_client::metrics::counter::Counter;
 
 /// The most commands one transaction carries.
@@ -216,13 +215,8 @@ async fn write(
         let claims: Vec<(Uuid, String, String)> = s
             .events
             .iter()
-            .flat_map(|e| &e.unique_keys)
-            .filter_map(|change| match change {
-                UniqueKeyChange::Claim { scope, key } => {
-                    Some((s.tenant, scope.to_string(), key.clone()))
-                }
-                _ => None,
-            })
+            .flat_map(NewEvent::claims)
+            .map(|(scope, key)| (s.tenant, scope.to_string(), key.to_string()))
             .collect();
         // Lots' stock is moved only by the path of a command alone (the pipeline sends such
         // commands there; this keeps a batch from ever writing one unchecked).
@@ -338,10 +332,8 @@ async fn transaction(
         let mut claims: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
         for p in pending.iter() {
             for event in &p.events {
-                for change in &event.unique_keys {
-                    if let UniqueKeyChange::Claim { scope, key } = change {
-                        claims.push((p.tenant, scope, key, event.aggregate_id));
-                    }
+                for (scope, key) in event.claims() {
+                    claims.push((p.tenant, scope, key, event.aggregate_id));
                 }
             }
         }
@@ -374,12 +366,9 @@ async fn transaction(
             std::mem::take(pending).into_iter().partition(|p| {
                 p.events
                     .iter()
-                    .flat_map(|e| &e.unique_keys)
-                    .all(|change| match change {
-                        UniqueKeyChange::Claim { scope, key } => {
-                            claimed.contains(&(p.tenant, (*scope).to_string(), key.clone()))
-                        }
-                        _ => true,
+                    .flat_map(NewEvent::claims)
+                    .all(|(scope, key)| {
+                        claimed.contains(&(p.tenant, scope.to_string(), key.to_string()))
                     })
             });
         *pending = keep;

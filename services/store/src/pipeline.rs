@@ -633,12 +633,7 @@ impl Commands {
             .await?;
         let decided = sink.collect().await;
         let events = new_events::<A>(ctx, id, version, &decided)?;
-        let only_claims = events.iter().all(|event| {
-            event
-                .unique_keys
-                .iter()
-                .all(|change| matches!(change, oms_domain::UniqueKeyChange::Claim { .. }))
-        });
+        let only_claims = events.iter().all(NewEvent::only_claims);
         // Lots move rarely (receipts and shipments that name them): such a command runs alone,
         // where the lots' stock is moved and checked before the head is taken.
         let moves_lots = events.iter().any(|event| !event.lot_movements.is_empty());
