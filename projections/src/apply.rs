@@ -15,6 +15,7 @@
 //! duplicate never has a second effect and a gap is never papered over.
 
 mod history;
+mod lots;
 mod orders;
 mod rebuild;
 mod reference;
@@ -43,6 +44,8 @@ pub fn tables(projection: Projection) -> &'static [&'static str] {
             "purchase_order_lines",
             "sales_orders",
             "sales_order_lines",
+            "lots",
+            "lot_movements",
         ],
         Projection::OrderHistory => &["order_history", "order_history_states"],
     }

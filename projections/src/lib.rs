@@ -80,7 +80,7 @@ pub enum Projection {
     /// `read.suppliers`, `read.customers`, `read.products`, `read.plants`, `read.carriers`.
     ReferenceData,
     /// `read.purchase_orders`, `read.purchase_order_lines`, `read.sales_orders`,
-    /// `read.sales_order_lines` (payables, receivables, aging, volume and margin are views
+    /// `read.sales_order_lines`, `read.lots`, `read.lot_movements` (payables, receivables, aging, volume and margin are views
     /// over these and the reference tables).
     Orders,
     /// `read.order_history`: one row per event of an order (and `read.order_history_states`,

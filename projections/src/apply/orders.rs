@@ -1,5 +1,5 @@
 //! The orders projection: `read.purchase_orders`, `purchase_order_lines`, `sales_orders`,
-//! `sales_order_lines`.
+//! `sales_order_lines`, and the lots received and shipped (`read.lots`, `lot_movements`).
 
 use cqrs_es::Aggregate;
 use oms_domain::purchase_order::{PurchaseOrder, PURCHASE_ORDER_TYPE};
@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 
 use uuid::Uuid;
 
+use super::lots::LotRows;
 use super::{
     delete_rows, event_payload, grouped, load_many, payload_error, replace_rows, row_text, Folded,
 };
@@ -33,6 +34,14 @@ pub(super) trait OrderKind: Aggregate + Clone {
     fn lines_json(&self) -> Value;
     /// Columns of its row that are not fields of its document.
     fn extra_columns(&self, row: &mut Map<String, Value>);
+    /// Adds to `rows` the lot rows of `event` (whose payload is `payload`), applied to `self`
+    /// (the state before it): what receipts and shipments of lots add.
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError>;
 }
 
 impl OrderKind for PurchaseOrder {
@@ -57,6 +66,15 @@ impl OrderKind for PurchaseOrder {
         row.insert("first_received_on".into(), json!(dates.clone().min()));
         row.insert("last_received_on".into(), json!(dates.max()));
         row.insert("due_dates".into(), Value::Object(due_dates(self)));
+    }
+
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError> {
+        rows.push_purchase(event, payload, self)
     }
 }
 
@@ -109,6 +127,15 @@ impl OrderKind for SalesOrder {
             json!(shipment.and_then(|s| s.carrier_release_number.as_ref())),
         );
     }
+
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError> {
+        rows.push_sales(event, payload, self)
+    }
 }
 
 /// Applies a batch's order events; other aggregate types change nothing.
@@ -121,7 +148,8 @@ pub(super) async fn apply(
 }
 
 /// Folds each order's events of the batch into its row, and writes each changed row (and,
-/// when they changed, its lines) back once.
+/// when they changed, its lines) back once, and the rows of the lots its receipts or its
+/// shipment carried.
 async fn apply_orders<A: OrderKind>(
     conn: &mut PgConnection,
     events: &[EventRecord],
@@ -131,6 +159,7 @@ async fn apply_orders<A: OrderKind>(
         let mut stored = load_many(conn, A::TABLE, "id", true, tenant, &ids).await?;
         let (mut replaced, mut rows) = (Vec::new(), Vec::new());
         let (mut relined, mut line_rows) = (Vec::new(), Vec::new());
+        let mut lot_rows = LotRows::default();
         for (id, stream) in streams {
             let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
             let lines_before = (folded.version > 0).then(|| folded.state.lines_json());
@@ -140,6 +169,7 @@ async fn apply_orders<A: OrderKind>(
                 if !folded.takes(event)? {
                     continue;
                 }
+                folded.state.push_lots(&mut lot_rows, event, &payload)?;
                 folded.state.apply(payload);
                 if !folded.state.created() {
                     return Err(payload_error(event, "the order has not been created"));
@@ -185,6 +215,7 @@ async fn apply_orders<A: OrderKind>(
             &line_rows,
         )
         .await?;
+        lot_rows.insert(conn).await?;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::history::{neutral_stamp, save_states, HistoryRows, Narrated};
+use super::lots::LotRows;
 use super::orders::{insert_orders, line_rows_of, order_row};
 use super::{delete_rows, event_payload, insert_rows, load_many, payload_error, reference, Folded};
 use crate::documents::{self, Stamp};
@@ -200,6 +201,7 @@ impl<A: Narrated> Folds<A> {
             self.fold_back(conn, output, ours()).await?;
         }
         let mut history = HistoryRows::default();
+        let mut lots = LotRows::default();
         for event in ours() {
             let fold = match self.folds.entry(event.aggregate_id) {
                 Entry::Occupied(fold) => fold.into_mut(),
@@ -219,6 +221,9 @@ impl<A: Narrated> Folds<A> {
             let payload: A::Event = event_payload(event)?;
             if !fold.folded.takes(event)? {
                 continue;
+            }
+            if output.orders {
+                fold.folded.state.push_lots(&mut lots, event, &payload)?;
             }
             match fold.document.as_mut() {
                 Some(before) => {
@@ -246,6 +251,9 @@ impl<A: Narrated> Folds<A> {
         history
             .insert(conn, output.tenant, A::ORDER_TYPE, false)
             .await?;
+        if !lots.is_empty() {
+            lots.insert(conn).await?;
+        }
         if self.folds.len() > capacity {
             self.evict(conn, output, capacity / 2).await?;
         }
