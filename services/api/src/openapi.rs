@@ -42,6 +42,7 @@ first outcome, or runs the command if it never took effect.",
         (name = "reference data", description = "Suppliers, customers, products, plants, carriers"),
         (name = "purchase orders", description = "Buying loads from packing plants"),
         (name = "sales orders", description = "Selling loads to buyers"),
+        (name = "lots", description = "Received lots and recall traces, forward and backward"),
         (name = "audit", description = "The event feed and hash-chain verification (auditor, admin)"),
     )
 )]
