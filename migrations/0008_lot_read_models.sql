@@ -6,6 +6,10 @@
 -- shipments are final (no event undoes them), so both tables only ever gain rows: one per
 -- received lot, and one per receipt or shipment of a lot, each written from the event that
 -- recorded it, with that event's tenant position and time.
+--
+-- Nothing to fill in: no receipt or shipment carried lots before the API took them, with this
+-- migration. A database that has some anyway gets their rows with
+-- `oms replay --projection orders` (the projector skips events it has applied already).
 
 -- One row per received lot: where and when it came from. `document` is the API's answer
 -- (GET /lots, GET /lots/{id}); the columns are its fields.
