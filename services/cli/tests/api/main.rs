@@ -18,6 +18,7 @@ mod in_doubt;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod lots;
 mod matrix;
 mod nats_trust;
 mod openapi;
