@@ -660,3 +660,317 @@ async fn lots_sent_in_receipt_and_ship_bodies_are_traced() {
         json!(po_id)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The forward trace on a tenant with 100,000 orders (a measurement, not run by default)
+// ---------------------------------------------------------------------------------------------
+
+/// Purchase orders (and as many sales orders) of the measurement: 100,000 orders in all.
+const PAIRS: u32 = 50_000;
+
+/// Runs `command` on `state` with the domain's own `handle` and returns its events as the
+/// projections see them, at the tenant positions after `position` (which it moves), a second
+/// apart; their sequences are numbered by the caller.
+async fn decided<A>(
+    tenant: Uuid,
+    id: Uuid,
+    state: &mut A,
+    command: A::Command,
+    services: &A::Services,
+    position: &mut i64,
+) -> Vec<oms_projections::EventRecord>
+where
+    A: cqrs_es::Aggregate,
+{
+    use cqrs_es::DomainEvent;
+    let sink = cqrs_es::event_sink::EventSink::default();
+    state
+        .handle(command, services, &sink)
+        .await
+        .unwrap_or_else(|e| panic!("the command is accepted: {e}"));
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    sink.collect()
+        .await
+        .into_iter()
+        .map(|event| {
+            *position += 1;
+            oms_projections::EventRecord {
+                tenant_id: tenant,
+                position: *position,
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: id,
+                sequence: 0,
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serde_json::to_value(&event).unwrap(),
+                metadata: json!({"actor": "bench", "actor_name": null, "request_id": "bench",
+                                 "correlation_id": "bench", "causation_id": null,
+                                 "idempotency_key": null}),
+                recorded_at: start + chrono::Duration::seconds(*position),
+            }
+        })
+        .collect()
+}
+
+/// p50 and p99 (nearest rank) of `samples`, in milliseconds.
+fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).max(1) - 1];
+    (rank(0.50), rank(0.99))
+}
+
+/// The forward trace answers in well under 100 ms on a tenant with 100,000 orders.
+///
+/// The read models are made by the projection's own rebuild ([`Rebuild`]) from events the
+/// domain decides (50,000 purchase orders, each created, submitted, approved and received in
+/// two lots of 500 lb; 50,000 sales orders, each created, confirmed and shipped from four lots:
+/// 250 lb of each of its purchase order's two lots and of the previous one's): 350,000 events,
+/// 100,000 lots, 300,000 lot movements. The events are not stored: the trace reads only the
+/// read models. Then `GET /api/v1/lots/{id}/trace` of 200 lots picked across the tenant,
+/// one request at a time over HTTP, and as many `GET /api/v1/sales-orders/{id}/trace`.
+///
+/// `cargo nextest run -p oms --test api --run-ignored only --no-capture forward_trace_latency`
+#[tokio::test]
+#[ignore = "a measurement: builds 100,000 orders (a few minutes)"]
+async fn forward_trace_latency_on_a_tenant_with_100000_orders() {
+    use oms_domain::purchase_order::PurchaseOrder as Po;
+    use oms_domain::services::ReferenceType as R;
+    use oms_domain::services::{DomainServices, FixedClock, InMemoryLookups, LotSummary};
+    use oms_projections::apply::Rebuild;
+    use oms_projections::{checkpoints, Projection};
+    use std::time::Instant;
+
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let plant = id_of(
+        &app.post_ok(
+            "/api/v1/plants",
+            json!({"name": "Prairie Plant", "code": "PRP", "establishment_number": "EST 700"}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let mut customers = Vec::new();
+    for i in 0..20 {
+        customers.push(id_of(
+            &app.post_ok(
+                "/api/v1/customers",
+                json!({"name": format!("Customer {i}"), "code": format!("C{i}")}),
+                StatusCode::CREATED,
+            )
+            .await,
+        ));
+    }
+    let head = fresh(&app).await;
+    expect_json(
+        app.get(&format!("/api/v1/plants/{plant}?{head}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut position: i64 = head.trim_start_matches("min_position=").parse().unwrap();
+
+    let tenant = app.tenant;
+    let (supplier, product, plant): (Uuid, Uuid, Uuid) = (
+        supplier.parse().unwrap(),
+        product.parse().unwrap(),
+        plant.parse().unwrap(),
+    );
+    let customers: Vec<Uuid> = customers.iter().map(|c| c.parse().unwrap()).collect();
+    let po_id = |i: u32| Uuid::from_u128(0x1000_0000_0000 + u128::from(i));
+    let so_id = |i: u32| Uuid::from_u128(0x2000_0000_0000 + u128::from(i));
+    let lot_id =
+        |i: u32, k: u32| Uuid::from_u128(0x3000_0000_0000 + u128::from(i) * 2 + u128::from(k));
+    let mut lookups = InMemoryLookups::new()
+        .with_reference(R::Supplier, supplier, true)
+        .with_reference(R::Product, product, true)
+        .with_reference(R::Plant, plant, true);
+    for customer in &customers {
+        lookups = lookups.with_reference(R::Customer, *customer, true);
+    }
+    for i in 0..PAIRS {
+        lookups = lookups.with_purchase_order(po_id(i));
+        for k in 0..2 {
+            lookups = lookups.with_lot(
+                lot_id(i, k),
+                LotSummary {
+                    purchase_order_id: po_id(i),
+                    supplier_id: supplier,
+                    lot_number: de!(json!(format!("L{i:06}-{k}"))),
+                    received_weight: de!(json!("500")),
+                },
+            );
+        }
+    }
+    let services = DomainServices::new(
+        Arc::new(lookups),
+        Arc::new(FixedClock(de!(json!("2026-06-01")))),
+    );
+
+    let started = Instant::now();
+    let mut tx = app.pool.begin().await.unwrap();
+    checkpoints::lock(&mut tx, Projection::Orders, tenant)
+        .await
+        .unwrap();
+    let mut rebuild = Rebuild::new(tenant, &[Projection::Orders]);
+    let mut page = Vec::new();
+    let mut sequences = std::collections::HashMap::new();
+    let mut number = |events: Vec<oms_projections::EventRecord>| {
+        events
+            .into_iter()
+            .map(|mut event| {
+                let sequence = sequences.entry(event.aggregate_id).or_insert(0);
+                *sequence += 1;
+                event.sequence = *sequence;
+                event
+            })
+            .collect::<Vec<_>>()
+    };
+    for i in 0..PAIRS {
+        let (po, so) = (po_id(i), so_id(i));
+        let line = Uuid::from_u128(0x4000_0000_0000 + u128::from(i));
+        let mut order = Po::default();
+        let commands = [
+            PurchaseOrderCommand::Create(de!(json!({
+                "order_number": format!("PO-{i:06}"),
+                "header": {"supplier_id": supplier, "order_date": "2026-05-01", "plant_id": plant},
+                "lines": [{"line_id": line, "product_id": product, "weight": "1000", "price_per_unit": "2"}],
+            }))),
+            PurchaseOrderCommand::Submit,
+            PurchaseOrderCommand::Approve,
+            PurchaseOrderCommand::RecordReceipt {
+                receipt_id: Uuid::from_u128(0x5000_0000_0000 + u128::from(i)),
+                received_on: de!(json!("2026-05-10")),
+                complete: true,
+                lines: de!(json!([{"line_id": line, "weight": "1000", "lots": [
+                    {"lot_id": lot_id(i, 0), "lot_number": format!("L{i:06}-0"), "weight": "500",
+                     "production_date": "2026-05-08", "establishment_number": "EST 9"},
+                    {"lot_id": lot_id(i, 1), "lot_number": format!("L{i:06}-1"), "weight": "500"},
+                ]}])),
+            },
+        ];
+        for command in commands {
+            let events = decided(tenant, po, &mut order, command, &services, &mut position).await;
+            page.extend(number(events));
+        }
+        let line = Uuid::from_u128(0x6000_0000_0000 + u128::from(i));
+        let previous = i.checked_sub(1).unwrap_or(PAIRS - 1);
+        let (weight, lots) = if i == 0 {
+            (
+                "500",
+                json!([{"lot_id": lot_id(0, 0), "weight": "250"}, {"lot_id": lot_id(0, 1), "weight": "250"}]),
+            )
+        } else {
+            (
+                "1000",
+                json!([
+                    {"lot_id": lot_id(i, 0), "weight": "250"}, {"lot_id": lot_id(i, 1), "weight": "250"},
+                    {"lot_id": lot_id(previous, 0), "weight": "250"}, {"lot_id": lot_id(previous, 1), "weight": "250"},
+                ]),
+            )
+        };
+        let mut order = SalesOrder::default();
+        let commands = [
+            SalesOrderCommand::Create(de!(json!({
+                "order_number": format!("SO-{i:06}"),
+                "header": {"customer_id": customers[i as usize % customers.len()], "order_date": "2026-05-11"},
+                "lines": [{"line_id": line, "product_id": product, "weight": weight, "price_per_unit": "3"}],
+            }))),
+            SalesOrderCommand::Confirm,
+            SalesOrderCommand::Ship {
+                shipped_on: de!(json!("2026-05-12")),
+                carrier_id: None,
+                carrier_release_number: None,
+                lines: de!(json!([{"line_id": line, "weight": weight, "lots": lots}])),
+            },
+        ];
+        for command in commands {
+            let events = decided(tenant, so, &mut order, command, &services, &mut position).await;
+            page.extend(number(events));
+        }
+        if page.len() >= 2000 {
+            rebuild.apply(&mut tx, &page).await.unwrap();
+            page.clear();
+        }
+    }
+    rebuild.apply(&mut tx, &page).await.unwrap();
+    rebuild.finish(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query("analyze read.lots, read.lot_movements, read.sales_orders, read.sales_order_lines")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let built = started.elapsed().as_secs_f64();
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from read.purchase_orders where tenant_id = $1), \
+                (select count(*) from read.sales_orders where tenant_id = $1), \
+                (select count(*) from read.lots where tenant_id = $1), \
+                (select count(*) from read.lot_movements where tenant_id = $1)",
+    )
+    .bind(tenant)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        (
+            i64::from(PAIRS),
+            i64::from(PAIRS),
+            i64::from(PAIRS) * 2,
+            i64::from(PAIRS) * 6 - 2
+        )
+    );
+
+    // Warm the connection pool and the caches as a running service has them.
+    for i in 0..20 {
+        expect_json(
+            app.get(&format!("/api/v1/lots/{}/trace", lot_id(i, 0)))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let token = app.admin();
+    let mut lot_times = Vec::new();
+    let mut so_times = Vec::new();
+    for n in 0..200u32 {
+        let i = (n * 7919) % PAIRS;
+        let request = app.request(
+            Method::GET,
+            &format!("/api/v1/lots/{}/trace", lot_id(i, n % 2)),
+            &token,
+        );
+        let at = Instant::now();
+        let response = request.send().await.unwrap();
+        let trace: Value = response.json().await.unwrap();
+        lot_times.push(at.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(
+            trace["shipments"].as_array().map(Vec::len),
+            Some(if i == PAIRS - 1 { 1 } else { 2 }),
+            "{trace}"
+        );
+        let request = app.request(
+            Method::GET,
+            &format!("/api/v1/sales-orders/{}/trace", so_id(i)),
+            &token,
+        );
+        let at = Instant::now();
+        let response = request.send().await.unwrap();
+        let trace: Value = response.json().await.unwrap();
+        so_times.push(at.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            !trace["lines"][0]["lots"].as_array().unwrap().is_empty(),
+            "{trace}"
+        );
+    }
+    let (lot_p50, lot_p99) = percentiles(lot_times);
+    let (so_p50, so_p99) = percentiles(so_times);
+    eprintln!(
+        "built {} purchase orders, {} sales orders, {} lots, {} movements in {built:.0} s; \
+         GET /lots/{{id}}/trace p50 {lot_p50:.1} ms p99 {lot_p99:.1} ms; \
+         GET /sales-orders/{{id}}/trace p50 {so_p50:.1} ms p99 {so_p99:.1} ms (200 each)",
+        counts.0, counts.1, counts.2, counts.3
+    );
+    assert!(lot_p99 < 100.0, "forward trace p99 {lot_p99:.1} ms");
+}
