@@ -751,15 +751,22 @@ const LOT_DOCUMENT: &str = "t.document || (\
 /// The receipt's `establishment_number` is the lot's own, else that of the plant the purchase
 /// order names: the plant is where the load came from when the receipt did not say which
 /// establishment produced the lot.
+///
+/// With `as_of`, the trace as it stood then: `None` for a lot received later, and only the
+/// shipments recorded up to then (receipts and shipments are never undone, so nothing else
+/// of the trace was different).
 pub async fn lot_trace(
     conn: &mut PgConnection,
     tenant: Uuid,
     lot_id: Uuid,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<Option<Value>, QueryError> {
     let mut tx = scoped(conn, tenant).await?;
-    let trace = sqlx::query_scalar(&format!(
+    let trace = sqlx::query_scalar(
         "select jsonb_build_object( \
-             'lot', {LOT_DOCUMENT}, \
+             'lot', t.document || jsonb_build_object( \
+                 'shipped_weight', trim_scale(coalesce(sh.shipped, 0))::text, \
+                 'remaining_weight', trim_scale(t.received_weight - coalesce(sh.shipped, 0))::text), \
              'receipt', jsonb_build_object( \
                  'purchase_order_id', t.purchase_order_id, \
                  'order_number', t.order_number, \
@@ -791,11 +798,14 @@ pub async fn lot_trace(
              from read.lot_movements m \
              left join read.customers c on c.tenant_id = m.tenant_id and c.id = m.customer_id \
              where m.tenant_id = t.tenant_id and m.lot_id = t.lot_id and m.kind = 'shipped' \
+               and ($3::timestamptz is null or m.recorded_at <= $3) \
          ) sh on true \
-         where t.tenant_id = $1 and t.lot_id = $2"
-    ))
+         where t.tenant_id = $1 and t.lot_id = $2 \
+           and ($3::timestamptz is null or t.created_at <= $3)",
+    )
     .bind(tenant)
     .bind(lot_id)
+    .bind(as_of)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;

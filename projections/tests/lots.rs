@@ -451,7 +451,7 @@ async fn the_forward_trace_gives_the_receipt_every_shipment_and_what_is_left() {
     let t = |days| day(today, days).to_string();
     let mut conn = db.pool.acquire().await.unwrap();
 
-    let trace = queries::lot_trace(&mut conn, tenant, s.lots[2])
+    let trace = queries::lot_trace(&mut conn, tenant, s.lots[2], None)
         .await
         .unwrap()
         .expect("B-1 is traced");
@@ -480,7 +480,7 @@ async fn the_forward_trace_gives_the_receipt_every_shipment_and_what_is_left() {
 
     // shipped to two customers, nothing left; its own establishment number wins over
     // the plant's.
-    let trace = queries::lot_trace(&mut conn, tenant, s.lots[0])
+    let trace = queries::lot_trace(&mut conn, tenant, s.lots[0], None)
         .await
         .unwrap()
         .unwrap();
@@ -500,6 +500,31 @@ async fn the_forward_trace_gives_the_receipt_every_shipment_and_what_is_left() {
     assert_eq!(trace["remaining_weight"], json!("0"));
     assert_eq!(trace["lot"]["remaining_weight"], json!("0"));
 
+    // As it stood at earlier times: the shipments recorded by then, and no lot before its
+    // receipt.
+    let at = |position: i64| Some(Log::time_of(position));
+    let received = position_of(&s.log, s.po, "PurchaseOrderReceiptRecorded", 0);
+    let shipped = position_of(&s.log, s.sos[0], "SalesOrderShipped", 0);
+    for (as_of, shipments, left) in [
+        (at(shipped), 1, "100"),
+        (at(shipped - 1), 0, "400"),
+        (at(received), 0, "400"),
+    ] {
+        let trace = queries::lot_trace(&mut conn, tenant, s.lots[0], as_of)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trace["shipments"].as_array().unwrap().len(), shipments);
+        assert_eq!(trace["remaining_weight"], json!(left), "{as_of:?}");
+        assert_eq!(trace["lot"]["remaining_weight"], json!(left));
+    }
+    assert_eq!(
+        queries::lot_trace(&mut conn, tenant, s.lots[0], at(received - 1))
+            .await
+            .unwrap(),
+        None
+    );
+
     // Unknown lots, and another tenant's, are not found.
     for (tenant, lot) in [
         (tenant, Uuid::new_v4()),
@@ -507,7 +532,9 @@ async fn the_forward_trace_gives_the_receipt_every_shipment_and_what_is_left() {
         (other.log.tenant, s.lots[0]),
     ] {
         assert_eq!(
-            queries::lot_trace(&mut conn, tenant, lot).await.unwrap(),
+            queries::lot_trace(&mut conn, tenant, lot, None)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(

@@ -73,9 +73,10 @@ pub async fn show(
 /// The forward trace of a lot, for a recall: `{lot, receipt: {purchase_order_id,
 /// order_number, supplier_id, plant_id, establishment_number, received_on, weight},
 /// shipments: [{sales_order_id, order_number, customer_id, shipped_on, weight}],
-/// shipped_weight, remaining_weight}` (plus supplier, plant and customer names).
+/// shipped_weight, remaining_weight}` (plus supplier, plant and customer names); with
+/// `?as_of=` (auditor, admin) as it stood then.
 #[utoipa::path(get, path = "/api/v1/lots/{id}/trace", tag = "lots",
-    params(("id" = Uuid, Path, description = "the lot's id"), ("min_position" = Option<i64>, Query)),
+    params(("id" = Uuid, Path, description = "the lot's id"), ("as_of" = Option<String>, Query, description = "RFC 3339 instant (auditor, admin)"), ("min_position" = Option<i64>, Query)),
     responses((status = 200, description = "the lot's receipt and shipments"), (status = 404, body = super::error::Problem)),
     security(("bearer" = [])))]
 pub async fn trace(
@@ -84,11 +85,22 @@ pub async fn trace(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let as_of = match params.get("as_of") {
+        None => None,
+        Some(text) => {
+            // Seeing the past is an auditor's (and an admin's) right, as on orders.
+            user.require(Permission::Audit)?;
+            Some(super::orders::parse_as_of(text)?)
+        }
+    };
     let trace = read(&state, &user, &params, |conn, tenant| {
-        Box::pin(queries::lot_trace(conn, tenant, id))
+        Box::pin(queries::lot_trace(conn, tenant, id, as_of))
     })
     .await?;
-    let trace = trace.ok_or_else(|| ApiError::NotFound(format!("no lot {id}")))?;
+    let trace = trace.ok_or_else(|| match as_of {
+        Some(_) => ApiError::NotFound(format!("no lot {id} existed then")),
+        None => ApiError::NotFound(format!("no lot {id}")),
+    })?;
     Ok(Json(trace).into_response())
 }
 

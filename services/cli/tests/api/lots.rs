@@ -336,6 +336,110 @@ async fn a_lot_is_traced_forward_from_its_receipt_to_every_shipment() {
     assert_eq!(lot["remaining_weight"], "250");
 }
 
+/// When the event of `aggregate` of type `event_type` was recorded, as `?as_of=` text.
+async fn recorded_at(app: &TestApp, aggregate: &str, event_type: &str) -> String {
+    let at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "select recorded_at from events where tenant_id = $1 and aggregate_id = $2 \
+         and event_type = $3 order by sequence limit 1",
+    )
+    .bind(app.tenant)
+    .bind(aggregate.parse::<Uuid>().unwrap())
+    .bind(event_type)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[tokio::test]
+async fn a_lots_trace_and_its_orders_are_seen_as_they_were_with_as_of() {
+    let app = spawn_app().await;
+    let r = recall(&app).await;
+    let fresh = fresh(&app).await;
+    let auditor = app.token_for(app.tenant, &[Role::Auditor]);
+    let get = |path: String, token: String| {
+        let request = app.request(Method::GET, &path, &token);
+        async move { request.send().await.unwrap() }
+    };
+    let first_shipment = recorded_at(&app, &r.sos[0], "SalesOrderShipped").await;
+    let trace = expect_json(
+        get(
+            format!(
+                "/api/v1/lots/{}/trace?as_of={first_shipment}&{fresh}",
+                r.lots[0]
+            ),
+            auditor.clone(),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(trace["shipments"].as_array().unwrap().len(), 1, "{trace}");
+    assert_eq!(trace["shipments"][0]["order_number"], "SO-1");
+    assert_eq!(trace["shipped_weight"], "300");
+    assert_eq!(trace["remaining_weight"], "100");
+    assert_eq!(trace["lot"]["remaining_weight"], "100");
+
+    // Before its receipt the lot did not exist.
+    let created = recorded_at(&app, &r.po, "PurchaseOrderCreated").await;
+    expect_problem(
+        get(
+            format!("/api/v1/lots/{}/trace?as_of={created}", r.lots[0]),
+            auditor.clone(),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // The past is an auditor's: a read-only user is refused it; a malformed instant is 400.
+    let readonly = app.token_for(app.tenant, &[Role::Readonly]);
+    expect_problem(
+        get(
+            format!("/api/v1/lots/{}/trace?as_of={first_shipment}", r.lots[0]),
+            readonly,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect_problem(
+        get(
+            format!("/api/v1/lots/{}/trace?as_of=yesterday", r.lots[0]),
+            auditor.clone(),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    // The purchase order as it was after its first receipt shows that receipt's lots only.
+    let first_receipt = recorded_at(&app, &r.po, "PurchaseOrderReceiptRecorded").await;
+    let lot_numbers = |order: &Value| -> Vec<String> {
+        order["lines"][0]["lots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|lot| lot["lot_number"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let then = expect_json(
+        get(
+            format!("/api/v1/purchase-orders/{}?as_of={first_receipt}", r.po),
+            auditor.clone(),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(lot_numbers(&then), ["A-1", "A-2"]);
+    let now = expect_json(
+        get(format!("/api/v1/purchase-orders/{}", r.po), auditor).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(lot_numbers(&now), ["A-1", "A-2", "B-1"]);
+}
+
 /// The lot numbers of `GET path`, every page followed with `next_cursor`.
 async fn listed(app: &TestApp, path: &str) -> Vec<String> {
     let mut numbers = Vec::new();
