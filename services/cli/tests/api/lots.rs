@@ -336,6 +336,55 @@ async fn a_lot_is_traced_forward_from_its_receipt_to_every_shipment() {
     assert_eq!(lot["remaining_weight"], "250");
 }
 
+/// Every row of the lots read models of `app`'s tenant, as sorted JSON text.
+async fn lot_rows(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar(
+        "select to_jsonb(t)::text from read.lots t where tenant_id = $1 \
+         union all \
+         select to_jsonb(t)::text from read.lot_movements t where tenant_id = $1 \
+         order by 1",
+    )
+    .bind(app.tenant)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_replay_of_the_orders_projection_gives_the_same_lot_rows() {
+    let app = spawn_app().await;
+    recall(&app).await;
+    let fresh = fresh(&app).await;
+    expect_json(
+        app.get(&format!("/api/v1/lots?{fresh}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    let live = lot_rows(&app).await;
+    assert_eq!(
+        live.len(),
+        3 + 3 + 5,
+        "three lots, three receipts, five shipments"
+    );
+
+    for batch in [1, 1000] {
+        oms_projector::replay::rebuild(
+            &EventStore::new(app.pool.clone()),
+            oms_projections::Projection::Orders,
+            app.tenant,
+            batch,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            lot_rows(&app).await,
+            live,
+            "replayed {batch} event(s) at a time"
+        );
+    }
+}
+
 /// When the event of `aggregate` of type `event_type` was recorded, as `?as_of=` text.
 async fn recorded_at(app: &TestApp, aggregate: &str, event_type: &str) -> String {
     let at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
