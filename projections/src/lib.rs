@@ -8,8 +8,9 @@
 //!   one checkpoint per tenant; the projector and `oms replay` both feed events to
 //!   [`Projection::apply_batch`] (or [`Projection::apply`], a batch of one), in tenant position
 //!   order.
-//! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details and
-//!   order history.
+//! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details,
+//!   order history and the recall traces of lots (forward from a lot, backward from a sales
+//!   order).
 //! - [`checkpoints`]: `read.checkpoints`, how far each projection of each tenant has applied.
 //! - [`analysts`]: analysts' read-only Postgres logins, one tenant each.
 //!
