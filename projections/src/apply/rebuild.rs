@@ -15,8 +15,9 @@
 //! of one of them later is folded from what was written, as the projector would.
 //!
 //! The rows are made by the projector's own functions ([`super::orders::order_row`],
-//! [`super::history::HistoryRows::push`]) from the same folds, so a rebuild writes exactly
-//! what the projector writes.
+//! [`super::history::HistoryRows::push`], [`super::lots::LotRows`], whose rows of lots come
+//! from each receipt or shipment event and are written with the page) from the same folds, so
+//! a rebuild writes exactly what the projector writes.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
