@@ -763,3 +763,88 @@ async fn lots_are_listed_by_lot_number_prefix_supplier_and_purchase_order_page_b
     drop(conn);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn traces_and_lists_answer_the_same_as_a_non_superuser_under_row_level_security() {
+    let db = Db::fresh().await;
+    let today = db.today().await;
+    let a = scenario(Uuid::new_v4(), today).await;
+    let b = scenario(Uuid::new_v4(), today).await;
+    apply_all(&db.pool, &a.log.events).await;
+    apply_all(&db.pool, &b.log.events).await;
+    let role = format!("rls_reader_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    for statement in [
+        format!("create role {role} nologin"),
+        format!("grant usage on schema read to {role}"),
+        format!("grant select on all tables in schema read to {role}"),
+    ] {
+        sqlx::query(&statement).execute(&db.pool).await.unwrap();
+    }
+    let tenant = a.log.tenant;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let list = request(&[], 50, Some("lot_number"));
+    let as_owner = (
+        queries::lot_trace(&mut conn, tenant, a.lots[2], None)
+            .await
+            .unwrap(),
+        queries::sales_order_trace(&mut conn, tenant, a.sos[1])
+            .await
+            .unwrap(),
+        queries::list(&mut conn, tenant, Resource::Lots, &list)
+            .await
+            .unwrap()
+            .items,
+    );
+    assert!(as_owner.0.is_some() && as_owner.1.is_some() && as_owner.2.len() == 3);
+
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query(&format!("set local role {role}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let count =
+        "select (select count(*) from read.lots), (select count(*) from read.lot_movements)";
+    let visible: (i64, i64) = sqlx::query_as(count).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(visible, (0, 0), "no tenant set: nothing");
+    let as_reader = (
+        queries::lot_trace(&mut tx, tenant, a.lots[2], None)
+            .await
+            .unwrap(),
+        queries::sales_order_trace(&mut tx, tenant, a.sos[1])
+            .await
+            .unwrap(),
+        queries::list(&mut tx, tenant, Resource::Lots, &list)
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(as_reader, as_owner);
+    // Another tenant's lot and order are not seen.
+    assert_eq!(
+        queries::lot_trace(&mut tx, tenant, b.lots[2], None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        queries::sales_order_trace(&mut tx, tenant, b.sos[1])
+            .await
+            .unwrap(),
+        None
+    );
+    // The queries scoped the transaction to tenant A: the policy alone (no filter of ours)
+    // shows A's rows and none of B's.
+    let visible: (i64, i64) = sqlx::query_as(count).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(visible, (3, 8));
+    drop(tx);
+    drop(conn);
+    sqlx::query(&format!("drop owned by {role}"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("drop role {role}"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.drop().await;
+}
