@@ -15,6 +15,7 @@
 //! duplicate never has a second effect and a gap is never papered over.
 
 mod history;
+mod lots;
 mod orders;
 mod rebuild;
 mod reference;
@@ -44,6 +45,8 @@ pub fn tables(projection: Projection) -> &'static [&'static str] {
             "sales_orders",
             "sales_order_lines",
             "claims",
+            "lots",
+            "lot_movements",
         ],
         Projection::OrderHistory => &["order_history", "order_history_states"],
     }

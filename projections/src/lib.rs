@@ -8,8 +8,9 @@
 //!   one checkpoint per tenant; the projector and `oms replay` both feed events to
 //!   [`Projection::apply_batch`] (or [`Projection::apply`], a batch of one), in tenant position
 //!   order.
-//! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details and
-//!   order history.
+//! - [`queries`]: the SQL behind the API's lists (filters, sort, keyset cursors), details,
+//!   order history and the recall traces of lots (forward from a lot, backward from a sales
+//!   order).
 //! - [`checkpoints`]: `read.checkpoints`, how far each projection of each tenant has applied.
 //! - [`analysts`]: analysts' read-only Postgres logins, one tenant each.
 //!
@@ -80,8 +81,9 @@ pub enum Projection {
     /// `read.suppliers`, `read.customers`, `read.products`, `read.plants`, `read.carriers`.
     ReferenceData,
     /// `read.purchase_orders`, `read.purchase_order_lines`, `read.sales_orders`,
-    /// `read.sales_order_lines`, `read.claims` (payables, receivables, aging, volume, margin
-    /// and the claims' summaries are views over these and the reference tables).
+    /// `read.sales_order_lines`, `read.claims`, `read.lots`, `read.lot_movements` (payables,
+    /// receivables, aging, volume, margin and the claims' summaries are views over these and the
+    /// reference tables).
     Orders,
     /// `read.order_history`: one row per event of an order (and `read.order_history_states`,
     /// its own fold of each order, for the before/after values).

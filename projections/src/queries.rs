@@ -26,6 +26,15 @@
 //! | orders | `q` | order-number prefix (case-sensitive) |
 //! | reference data | `q` | case-insensitive substring of the name (a product's description) or code |
 //! | reference data | `active` | `true` or `false` |
+//! | lots | `q` | lot-number prefix (case-sensitive) |
+//! | lots | `supplier_id`, `purchase_order_id` | UUID |
+//!
+//! # Traces
+//!
+//! [`lot_trace`] answers a recall forward (a lot → its receipt, every shipment, what is left)
+//! and [`sales_order_trace`] backward (a sales order → its lines' lots → their purchase
+//! orders, suppliers, plants and establishment numbers), each in one statement over
+//! `read.lots` and `read.lot_movements`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -57,11 +66,13 @@ pub enum Resource {
     Plants,
     /// `read.carriers`.
     Carriers,
+    /// `read.lots`.
+    Lots,
 }
 
 impl Resource {
     /// Every resource.
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::PurchaseOrders,
         Resource::SalesOrders,
         Resource::Suppliers,
@@ -69,6 +80,7 @@ impl Resource {
         Resource::Products,
         Resource::Plants,
         Resource::Carriers,
+        Resource::Lots,
     ];
 
     /// Its path segment in the API: `purchase-orders`, `suppliers`, …
@@ -81,6 +93,7 @@ impl Resource {
             Resource::Products => "products",
             Resource::Plants => "plants",
             Resource::Carriers => "carriers",
+            Resource::Lots => "lots",
         }
     }
 
@@ -99,6 +112,26 @@ impl Resource {
             Resource::Products => "products",
             Resource::Plants => "plants",
             Resource::Carriers => "carriers",
+            Resource::Lots => "lots",
+        }
+    }
+
+    /// The column that identifies a row within its tenant (fixed names, safe to write into
+    /// SQL): a lot is known by its `lot_id`, everything else by `id`.
+    fn key(self) -> &'static str {
+        match self {
+            Resource::Lots => "lot_id",
+            _ => "id",
+        }
+    }
+
+    /// The SQL giving a row's document (over the row alias `t`). A lot's stored document
+    /// says what was received; what has shipped of it and what is left are added from its
+    /// movements as it is read, so they are never stale.
+    fn document_sql(self) -> &'static str {
+        match self {
+            Resource::Lots => LOT_DOCUMENT,
+            _ => "t.document",
         }
     }
 
@@ -121,13 +154,16 @@ impl Resource {
                 "order_date_to",
                 "q",
             ],
+            Resource::Lots => &["q", "supplier_id", "purchase_order_id"],
             _ => &["q", "active"],
         }
     }
 
     /// The fields it can be sorted by.
     pub fn sort_fields(self) -> &'static [&'static str] {
-        if self.is_order() {
+        if self == Resource::Lots {
+            &["created_at", "received_on", "lot_number"]
+        } else if self.is_order() {
             &[
                 "order_date",
                 "order_number",
@@ -271,6 +307,8 @@ impl Sort {
             ("updated_at", _) => ("updated_at", TIMESTAMP, "timestamptz"),
             ("order_date", _) => ("order_date", "to_char(%c, 'YYYY-MM-DD')", "date"),
             ("order_number", _) => ("order_number", "%c", "text"),
+            ("lot_number", _) => ("lot_number", "%c", "text"),
+            ("received_on", _) => ("received_on", "to_char(%c, 'YYYY-MM-DD')", "date"),
             ("total", _) => ("total", "%c::text", "numeric"),
             ("status", _) => ("status", "%c", "text"),
             ("code", _) => ("coalesce(code, '')", "%c", "text"),
@@ -451,14 +489,14 @@ fn push_filters(
                     .push_bind(statuses)
                     .push(")");
             }
-            "supplier_id" | "customer_id" => {
+            "supplier_id" | "customer_id" | "purchase_order_id" => {
                 let id =
                     Uuid::parse_str(value).map_err(|_| QueryError::bad(name, "must be a UUID"))?;
                 // The column is the filter's own name, from the allow-list above.
-                let column = if name == "supplier_id" {
-                    "supplier_id"
-                } else {
-                    "customer_id"
+                let column = match name.as_str() {
+                    "supplier_id" => "supplier_id",
+                    "customer_id" => "customer_id",
+                    _ => "purchase_order_id",
                 };
                 query.push(format!(" and {column} = ")).push_bind(id);
             }
@@ -491,7 +529,12 @@ fn push_filters(
                 if value.is_empty() {
                     continue;
                 }
-                if resource.is_order() {
+                if resource == Resource::Lots {
+                    query
+                        .push(" and lot_number like ")
+                        .push_bind(format!("{}%", like_escape(value)))
+                        .push(" escape '\\'");
+                } else if resource.is_order() {
                     query
                         .push(" and order_number like ")
                         .push_bind(format!("{}%", like_escape(value)))
@@ -562,8 +605,10 @@ pub async fn list(
         .map(|text| Cursor::decode(text, resource, &sort))
         .transpose()?;
 
+    let key = resource.key();
     let mut query = QueryBuilder::<Postgres>::new(format!(
-        "select document, id, {} as sort_key from read.{} where tenant_id = ",
+        "select {} as document, {key} as id, {} as sort_key from read.{} t where tenant_id = ",
+        resource.document_sql(),
         sort.key_sql(),
         resource.table()
     ));
@@ -572,7 +617,7 @@ pub async fn list(
     if let Some(cursor) = cursor {
         query
             .push(format!(
-                " and ({}, id) {} (",
+                " and ({}, {key}) {} (",
                 sort.expression,
                 if sort.descending { "<" } else { ">" }
             ))
@@ -582,7 +627,7 @@ pub async fn list(
             .push(")");
     }
     query.push(format!(
-        " order by {expression} {direction}, id {direction} limit ",
+        " order by {expression} {direction}, {key} {direction} limit ",
         expression = sort.expression,
         direction = sort.direction()
     ));
@@ -617,8 +662,10 @@ pub async fn get(
 ) -> Result<Option<Value>, QueryError> {
     let mut tx = scoped(conn, tenant).await?;
     let document = sqlx::query_scalar(&format!(
-        "select document from read.{} where tenant_id = $1 and id = $2",
-        resource.table()
+        "select {} from read.{} t where tenant_id = $1 and {} = $2",
+        resource.document_sql(),
+        resource.table(),
+        resource.key()
     ))
     .bind(tenant)
     .bind(id)
@@ -683,6 +730,151 @@ pub async fn history(
             },
         )
         .collect())
+}
+
+/// A lot's document (row alias `t` of `read.lots`) with `shipped_weight` (the sum of its
+/// shipments) and `remaining_weight` (received less shipped), as decimal strings like every
+/// weight the API gives.
+const LOT_DOCUMENT: &str = "t.document || (\
+    select jsonb_build_object(\
+        'shipped_weight', trim_scale(coalesce(sum(m.weight), 0))::text, \
+        'remaining_weight', trim_scale(t.received_weight - coalesce(sum(m.weight), 0))::text) \
+    from read.lot_movements m \
+    where m.tenant_id = t.tenant_id and m.lot_id = t.lot_id and m.kind = 'shipped')";
+
+/// The forward trace of lot `lot_id` of `tenant`, or `None` for a lot it does not have:
+/// `{lot, receipt: {purchase_order_id, order_number, supplier_id, supplier_name, plant_id,
+/// plant_name, establishment_number, received_on, weight}, shipments: [{sales_order_id,
+/// order_number, line_id, customer_id, customer_name, shipped_on, weight, position}],
+/// shipped_weight, remaining_weight}`; shipments in the order they were recorded.
+///
+/// The receipt's `establishment_number` is the lot's own, else that of the plant the purchase
+/// order names: the plant is where the load came from when the receipt did not say which
+/// establishment produced the lot.
+///
+/// With `as_of`, the trace as it stood then: `None` for a lot received later, and only the
+/// shipments recorded up to then (receipts and shipments are never undone, so nothing else
+/// of the trace was different).
+pub async fn lot_trace(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    lot_id: Uuid,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Option<Value>, QueryError> {
+    let mut tx = scoped(conn, tenant).await?;
+    let trace = sqlx::query_scalar(
+        "select jsonb_build_object( \
+             'lot', t.document || jsonb_build_object( \
+                 'shipped_weight', trim_scale(coalesce(sh.shipped, 0))::text, \
+                 'remaining_weight', trim_scale(t.received_weight - coalesce(sh.shipped, 0))::text), \
+             'receipt', jsonb_build_object( \
+                 'purchase_order_id', t.purchase_order_id, \
+                 'order_number', t.order_number, \
+                 'supplier_id', t.supplier_id, \
+                 'supplier_name', s.name, \
+                 'plant_id', t.plant_id, \
+                 'plant_name', p.name, \
+                 'establishment_number', coalesce(t.establishment_number, p.establishment_number), \
+                 'received_on', t.received_on, \
+                 'weight', trim_scale(t.received_weight)::text), \
+             'shipments', coalesce(sh.shipments, '[]'::jsonb), \
+             'shipped_weight', trim_scale(coalesce(sh.shipped, 0))::text, \
+             'remaining_weight', trim_scale(t.received_weight - coalesce(sh.shipped, 0))::text) \
+         from read.lots t \
+         left join read.suppliers s on s.tenant_id = t.tenant_id and s.id = t.supplier_id \
+         left join read.plants p on p.tenant_id = t.tenant_id and p.id = t.plant_id \
+         left join lateral ( \
+             select sum(m.weight) as shipped, \
+                    jsonb_agg(jsonb_build_object( \
+                        'sales_order_id', m.order_id, \
+                        'order_number', m.order_number, \
+                        'line_id', m.line_id, \
+                        'customer_id', m.customer_id, \
+                        'customer_name', c.name, \
+                        'shipped_on', m.moved_on, \
+                        'weight', trim_scale(m.weight)::text, \
+                        'position', m.position) \
+                        order by m.position, m.order_id, m.line_id) as shipments \
+             from read.lot_movements m \
+             left join read.customers c on c.tenant_id = m.tenant_id and c.id = m.customer_id \
+             where m.tenant_id = t.tenant_id and m.lot_id = t.lot_id and m.kind = 'shipped' \
+               and ($3::timestamptz is null or m.recorded_at <= $3) \
+         ) sh on true \
+         where t.tenant_id = $1 and t.lot_id = $2 \
+           and ($3::timestamptz is null or t.created_at <= $3)",
+    )
+    .bind(tenant)
+    .bind(lot_id)
+    .bind(as_of)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(trace)
+}
+
+/// The backward trace of sales order `order_id` of `tenant`, or `None` for an order it does
+/// not have: `{sales_order_id, order_number, customer_id, customer_name, status, shipped_on,
+/// lines: [{line_id, line_no, product_id, shipped_weight, lots: [{lot_id, lot_number, weight,
+/// purchase_order_id, purchase_order_number, supplier_id, supplier_name, plant_id, plant_name,
+/// establishment_number, production_date, received_on}]}]}`: every line, in order, with the
+/// lots it shipped (none before the shipment, or for a line shipped without lots).
+pub async fn sales_order_trace(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    order_id: Uuid,
+) -> Result<Option<Value>, QueryError> {
+    let mut tx = scoped(conn, tenant).await?;
+    let trace = sqlx::query_scalar(
+        "select jsonb_build_object( \
+             'sales_order_id', so.id, \
+             'order_number', so.order_number, \
+             'customer_id', so.customer_id, \
+             'customer_name', c.name, \
+             'status', so.status, \
+             'shipped_on', so.shipped_on, \
+             'lines', coalesce(( \
+                 select jsonb_agg(jsonb_build_object( \
+                     'line_id', sl.line_id, \
+                     'line_no', sl.line_no, \
+                     'product_id', sl.product_id, \
+                     'shipped_weight', trim_scale(sl.shipped_weight)::text, \
+                     'lots', coalesce(( \
+                         select jsonb_agg(jsonb_build_object( \
+                             'lot_id', m.lot_id, \
+                             'lot_number', m.lot_number, \
+                             'weight', trim_scale(m.weight)::text, \
+                             'purchase_order_id', l.purchase_order_id, \
+                             'purchase_order_number', l.order_number, \
+                             'supplier_id', m.supplier_id, \
+                             'supplier_name', s.name, \
+                             'plant_id', l.plant_id, \
+                             'plant_name', p.name, \
+                             'establishment_number', \
+                                 coalesce(l.establishment_number, p.establishment_number), \
+                             'production_date', l.production_date, \
+                             'received_on', l.received_on) \
+                             order by m.lot_number, m.lot_id) \
+                         from read.lot_movements m \
+                         left join read.lots l on l.tenant_id = m.tenant_id and l.lot_id = m.lot_id \
+                         left join read.suppliers s on s.tenant_id = m.tenant_id and s.id = m.supplier_id \
+                         left join read.plants p on p.tenant_id = l.tenant_id and p.id = l.plant_id \
+                         where m.tenant_id = so.tenant_id and m.order_id = so.id \
+                           and m.line_id = sl.line_id and m.kind = 'shipped' \
+                     ), '[]'::jsonb)) \
+                     order by sl.line_no) \
+                 from read.sales_order_lines sl \
+                 where sl.tenant_id = so.tenant_id and sl.order_id = so.id \
+             ), '[]'::jsonb)) \
+         from read.sales_orders so \
+         left join read.customers c on c.tenant_id = so.tenant_id and c.id = so.customer_id \
+         where so.tenant_id = $1 and so.id = $2",
+    )
+    .bind(tenant)
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(trace)
 }
 
 #[cfg(test)]

@@ -119,9 +119,9 @@ async fn an_analyst_login_reads_only_its_tenant_and_nothing_else() {
         let relations = read_relations(&pool).await;
         for expected in [
             "aging", "back_to_back_margin", "carriers", "checkpoints", "customers",
-            "daily_volume", "order_history", "order_history_states", "payables", "plants",
-            "products", "purchase_order_lines", "purchase_orders", "receivables",
-            "sales_order_lines", "sales_orders", "suppliers",
+            "daily_volume", "lot_movements", "lots", "order_history", "order_history_states",
+            "payables", "plants", "products", "purchase_order_lines", "purchase_orders",
+            "receivables", "sales_order_lines", "sales_orders", "suppliers",
         ] {
             assert!(relations.iter().any(|r| r == expected), "{expected}");
         }

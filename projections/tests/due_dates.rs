@@ -136,7 +136,18 @@ async fn payables_follow_a_change_of_the_suppliers_credit_terms() {
 async fn the_migration_gives_earlier_rows_the_due_dates_the_projection_writes() {
     // Rows projected before the migration, as the views then saw them.
     let db = Db::fresh_before(DUE_DATES_MIGRATION).await;
-    let trade = trade(Uuid::new_v4(), db.today().await).await;
+    let mut trade = trade(Uuid::new_v4(), db.today().await).await;
+    // Lots came later (their read models with migration 8): receipts then named none.
+    for event in &mut trade.log.events {
+        let lines = event
+            .payload
+            .get_mut("ReceiptRecorded")
+            .and_then(|receipt| receipt.get_mut("lines"))
+            .and_then(Value::as_array_mut);
+        for line in lines.into_iter().flatten() {
+            line.as_object_mut().unwrap().remove("lots");
+        }
+    }
     apply_all(&db.pool, &trade.log.events).await;
     let payables_before = payables(&db.pool).await;
     let aging_before = snapshot(&db.pool, "aging").await;

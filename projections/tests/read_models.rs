@@ -362,9 +362,9 @@ async fn history_has_one_row_per_event_with_actor_summary_and_changes() {
             "Rejected by Pat Manager: Price too high",
             "Submitted by Mary Jones (99633.67 USD)",
             "Approved by pat",
-            "Receipt of 39850.5 LB recorded by Mary Jones",
+            "Receipt of 39850.5 LB recorded by Mary Jones (2 lots)",
             "Payment of 1000.00 USD (wire) recorded by Pat Manager",
-            "Receipt of 10000.5 LB recorded by Mary Jones (receiving complete)",
+            "Receipt of 10000.5 LB recorded by Mary Jones (1 lot) (receiving complete)",
             "Note added by Mary Jones: Temperatures checked",
         ]
     );

@@ -1,5 +1,6 @@
 //! The orders projection: `read.purchase_orders`, `purchase_order_lines`, `sales_orders`,
-//! `sales_order_lines`, and `read.claims` (the claims of both kinds of order).
+//! `sales_order_lines`, `read.claims` (the claims of both kinds of order), and the lots
+//! received and shipped (`read.lots`, `lot_movements`).
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use sqlx::PgConnection;
 
 use uuid::Uuid;
 
+use super::lots::LotRows;
 use super::{
     delete_rows, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
     row_text, Folded,
@@ -45,6 +47,14 @@ pub(super) trait OrderKind: Aggregate + Clone {
     /// The columns of its claims' rows that are the order's: its number, its counterparty
     /// (`supplier_id` or `customer_id`), currency and weight unit.
     fn claim_columns(&self, row: &mut Map<String, Value>);
+    /// Adds to `rows` the lot rows of `event` (whose payload is `payload`), applied to `self`
+    /// (the state before it): what receipts and shipments of lots add.
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError>;
 }
 
 impl OrderKind for PurchaseOrder {
@@ -95,6 +105,15 @@ impl OrderKind for PurchaseOrder {
             row.insert("currency".into(), json!(header.currency));
             row.insert("weight_unit".into(), json!(header.weight_unit));
         }
+    }
+
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError> {
+        rows.push_purchase(event, payload, self)
     }
 }
 
@@ -170,6 +189,15 @@ impl OrderKind for SalesOrder {
             row.insert("currency".into(), json!(header.currency));
             row.insert("weight_unit".into(), json!(header.weight_unit));
         }
+    }
+
+    fn push_lots(
+        &self,
+        rows: &mut LotRows,
+        event: &EventRecord,
+        payload: &Self::Event,
+    ) -> Result<(), ProjectionError> {
+        rows.push_sales(event, payload, self)
     }
 }
 
@@ -287,7 +315,8 @@ pub(super) async fn apply(
 }
 
 /// Folds each order's events of the batch into its row, and writes each changed row (and,
-/// when they changed, its lines) back once.
+/// when they changed, its lines) back once, and the rows of the lots its receipts or its
+/// shipment carried.
 async fn apply_orders<A: OrderKind>(
     conn: &mut PgConnection,
     events: &[EventRecord],
@@ -298,6 +327,7 @@ async fn apply_orders<A: OrderKind>(
         let (mut replaced, mut rows) = (Vec::new(), Vec::new());
         let (mut relined, mut line_rows) = (Vec::new(), Vec::new());
         let mut claim_batch = Vec::new();
+        let mut lot_rows = LotRows::default();
         for (id, stream) in streams {
             let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
             let lines_before = (folded.version > 0).then(|| folded.state.lines_json());
@@ -310,6 +340,7 @@ async fn apply_orders<A: OrderKind>(
                     continue;
                 }
                 times.note::<A>(event, &payload);
+                folded.state.push_lots(&mut lot_rows, event, &payload)?;
                 folded.state.apply(payload);
                 if !folded.state.created() {
                     return Err(payload_error(event, "the order has not been created"));
@@ -361,6 +392,7 @@ async fn apply_orders<A: OrderKind>(
         )
         .await?;
         upsert_claims(conn, &claim_batch).await?;
+        lot_rows.insert(conn).await?;
     }
     Ok(())
 }

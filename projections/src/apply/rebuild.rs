@@ -15,8 +15,9 @@
 //! of one of them later is folded from what was written, as the projector would.
 //!
 //! The rows are made by the projector's own functions ([`super::orders::order_row`],
-//! [`super::history::HistoryRows::push`]) from the same folds, so a rebuild writes exactly
-//! what the projector writes.
+//! [`super::history::HistoryRows::push`], [`super::lots::LotRows`], whose rows of lots come
+//! from each receipt or shipment event and are written with the page) from the same folds, so
+//! a rebuild writes exactly what the projector writes.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::history::{neutral_stamp, save_states, HistoryRows, Narrated};
+use super::lots::LotRows;
 use super::orders::{
     claim_rows, insert_orders, line_rows_of, order_row, upsert_claims, ClaimTimes,
 };
@@ -204,6 +206,7 @@ impl<A: Narrated> Folds<A> {
             self.fold_back(conn, output, ours()).await?;
         }
         let mut history = HistoryRows::default();
+        let mut lots = LotRows::default();
         for event in ours() {
             let fold = match self.folds.entry(event.aggregate_id) {
                 Entry::Occupied(fold) => fold.into_mut(),
@@ -226,6 +229,9 @@ impl<A: Narrated> Folds<A> {
                 continue;
             }
             fold.claim_times.note::<A>(event, &payload);
+            if output.orders {
+                fold.folded.state.push_lots(&mut lots, event, &payload)?;
+            }
             match fold.document.as_mut() {
                 Some(before) => {
                     fold.folded.state.apply(payload.clone());
@@ -252,6 +258,9 @@ impl<A: Narrated> Folds<A> {
         history
             .insert(conn, output.tenant, A::ORDER_TYPE, false)
             .await?;
+        if !lots.is_empty() {
+            lots.insert(conn).await?;
+        }
         if self.folds.len() > capacity {
             self.evict(conn, output, capacity / 2).await?;
         }

@@ -326,8 +326,9 @@ pub fn day(today: NaiveDate, days: i64) -> NaiveDate {
 /// Relative to `today` (T):
 /// - PO1 (Acme, net_30, T-50): beef 40000 LB @ 2.1575 + pork 10000.5 @ 1.3333 = 99633.67;
 ///   header changed, a third line added, changed and removed, submitted, rejected,
-///   resubmitted, approved; receipt of beef 39850.5 (T-44), payment 1000.00 wire (T-43),
-///   complete receipt of pork 10000.5 (T-40), a note. Received 99311.12, outstanding
+///   resubmitted, approved; receipt of beef 39850.5 (T-44, lots A-100 20000 produced T-46 at
+///   EST 38 and A-101 19850.5), payment 1000.00 wire (T-43), complete receipt of pork 10000.5
+///   (T-40, lot P-200), a note. Received 99311.12, outstanding
 ///   98311.12, due T-10.
 /// - PO2 (Wire Beef, wire_1_day_prior, T-3, delivery T+5): beef 1000 @ 2 = 2000.00,
 ///   approved; due T+4.
@@ -369,6 +370,8 @@ pub struct Trade {
     pub po1_receipts: [Uuid; 2],
     /// PO1's payment.
     pub po1_payment: Uuid,
+    /// The lots received on PO1: A-100 and A-101 (beef), P-200 (pork).
+    pub po1_lots: [Uuid; 3],
 }
 
 /// Runs the trading scenario for `tenant`, dated around `today`.
@@ -381,6 +384,7 @@ pub async fn trade(tenant: Uuid, today: NaiveDate) -> Trade {
     let so_lines = [id(), id()];
     let po1_receipts = [id(), id()];
     let po1_payment = id();
+    let po1_lots = [id(), id(), id()];
     use ReferenceType as R;
     let services = services(
         today,
@@ -548,7 +552,13 @@ pub async fn trade(tenant: Uuid, today: NaiveDate) -> Trade {
         receipt_id: po1_receipts[0],
         received_on: t(-44),
         complete: false,
-        lines: de(json!([{"line_id": l1, "weight": "39850.5", "quantity": 797}])),
+        lines: de(
+            json!([{"line_id": l1, "weight": "39850.5", "quantity": 797, "lots": [
+                {"lot_id": po1_lots[0], "lot_number": "A-100", "weight": "20000",
+                 "production_date": t(-46), "establishment_number": "EST 38"},
+                {"lot_id": po1_lots[1], "lot_number": "A-101", "weight": "19850.5"},
+            ]}]),
+        ),
     };
     log.run(po1, &mut po, receipt, MARY).await;
     let payment: NewPayment = de(json!({"payment_id": po1_payment, "amount": "1000",
@@ -564,7 +574,9 @@ pub async fn trade(tenant: Uuid, today: NaiveDate) -> Trade {
         receipt_id: po1_receipts[1],
         received_on: t(-40),
         complete: true,
-        lines: de(json!([{"line_id": l2, "weight": "10000.5"}])),
+        lines: de(json!([{"line_id": l2, "weight": "10000.5", "lots": [
+            {"lot_id": po1_lots[2], "lot_number": "P-200", "weight": "10000.5"},
+        ]}])),
     };
     log.run(po1, &mut po, receipt, MARY).await;
     let note = PurchaseOrderCommand::AddNote {
@@ -692,5 +704,6 @@ pub async fn trade(tenant: Uuid, today: NaiveDate) -> Trade {
         so_lines,
         po1_receipts,
         po1_payment,
+        po1_lots,
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! - Resources, one router each (private modules): `tenants`, `reference` (suppliers,
 //!   customers, products, plants, carriers), `purchase_orders` and `sales_orders` (with what
-//!   they share in `orders`), `audit`, and `ops` (health, readiness, metrics, OpenAPI, docs).
+//!   they share in `orders`), `lots` (lots and recall traces), `audit`, and `ops` (health,
+//!   readiness, metrics, OpenAPI, docs).
 //!   Each registers its handlers with utoipa-axum, so a route and its OpenAPI entry are one
 //!   registration; `openapi` holds the document's description, tags and security scheme.
 //! - The edge: `request_ids` (bounds on the request, correlation and causation ids,
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 mod extract;
 mod known_tenants;
+mod lots;
 pub mod metrics;
 mod openapi;
 mod ops;
@@ -159,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reference::router())
         .merge(purchase_orders::router())
         .merge(sales_orders::router())
+        .merge(lots::router())
         .merge(audit::router())
         .split_for_parts();
     api.merge(ops::router(openapi::complete(document)))

@@ -42,6 +42,7 @@ first outcome, or runs the command if it never took effect.",
         (name = "reference data", description = "Suppliers, customers, products, plants, carriers"),
         (name = "purchase orders", description = "Buying loads from packing plants"),
         (name = "sales orders", description = "Selling loads to buyers"),
+        (name = "lots", description = "Received lots and recall traces, forward and backward"),
         (name = "audit", description = "The event feed and hash-chain verification (auditor, admin)"),
     )
 )]
@@ -290,7 +291,7 @@ fn query_schema(path: &str, name: &str) -> Option<Value> {
             json!({"type": "string", "format": "date-time", "description": "an RFC 3339 instant, years 0001 to 9999"})
         }
         "order_date_from" | "order_date_to" => crate::schemas::date(),
-        "supplier_id" | "customer_id" => crate::schemas::uuid(),
+        "supplier_id" | "customer_id" | "purchase_order_id" => crate::schemas::uuid(),
         "q" => json!({
             "type": "string",
             "pattern": crate::schemas::query_text_pattern(),
@@ -310,7 +311,9 @@ fn query_schema(path: &str, name: &str) -> Option<Value> {
         ),
         "payment_status" => words(PaymentStatus::ALL.iter().map(ToString::to_string).collect()),
         "sort" => {
-            let fields: &[&str] = if path.contains("-orders") {
+            let fields: &[&str] = if path.starts_with("/api/v1/lots") {
+                oms_projections::queries::Resource::Lots.sort_fields()
+            } else if path.contains("-orders") {
                 &[
                     "order_date",
                     "order_number",

@@ -316,14 +316,7 @@ where
     // Time travel reads the event store's history: an auditor's (and an admin's) right, as
     // the raw events are (shared/DOMAIN.md's roles).
     user.require(Permission::Audit)?;
-    // Four-digit years only, as RFC 3339 has them; Postgres could not compare the others.
-    let at = DateTime::parse_from_rfc3339(as_of)
-        .ok()
-        .map(|at| at.with_timezone(&Utc))
-        .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!("as_of must be an RFC 3339 timestamp, not {as_of}"))
-        })?;
+    let at = parse_as_of(as_of)?;
     let loaded = state.commands.load_as_of::<A>(user.tenant, id, at).await?;
     if !loaded.exists() {
         return Err(ApiError::NotFound(format!(
@@ -331,6 +324,18 @@ where
         )));
     }
     Ok(document(A::document(&loaded), loaded.version))
+}
+
+/// An `?as_of=` instant: RFC 3339 with a four-digit year (Postgres could not compare the
+/// others); anything else is the client's error.
+pub fn parse_as_of(as_of: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(as_of)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+        .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("as_of must be an RFC 3339 timestamp, not {as_of}"))
+        })
 }
 
 /// The endpoints purchase and sales orders share, generated for one kind of order: list,

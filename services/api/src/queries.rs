@@ -36,7 +36,7 @@ impl From<QueryError> for ApiError {
 }
 
 /// Parses `min_position` out of the query parameters.
-fn min_position(params: &BTreeMap<String, String>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn min_position(params: &BTreeMap<String, String>) -> Result<Option<i64>, ApiError> {
     params
         .get("min_position")
         .map(|v| {
@@ -121,7 +121,7 @@ pub const MISS_WAIT: Duration = Duration::from_secs(2);
 /// So a client that reads what it has just created, without `min_position`, is not told
 /// 404 merely because the projection is a few milliseconds behind; a read of something that
 /// does not exist costs two small queries, and never a 503.
-async fn settled_miss(state: &AppState, tenant: Uuid) -> Result<bool, ApiError> {
+pub(crate) async fn settled_miss(state: &AppState, tenant: Uuid) -> Result<bool, ApiError> {
     let head = head_position(state, tenant).await?;
     let reached = oms_projections::checkpoints::read_models_position(&state.pool, tenant).await?;
     if reached >= head {

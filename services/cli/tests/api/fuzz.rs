@@ -477,6 +477,18 @@ fn endpoints(k: &Known) -> Vec<(Method, String, Option<Value>)> {
             format!("{so}/invoice"),
             Some(json!({"invoice_date": "2026-11-07", "due_date": "2026-12-07"})),
         ),
+        (Method::GET, format!("{so}/trace"), None),
+        (Method::GET, "/api/v1/lots".into(), None),
+        (
+            Method::GET,
+            format!("/api/v1/lots/{}", k.purchase_order),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/lots/{}/trace", k.purchase_order),
+            None,
+        ),
         (Method::GET, "/api/v1/audit/events".into(), None),
         // Not `/api/v1/audit/verify`: it reads no input but the token, and without NATS (as
         // here) it answers 503 by design (tests/api/audit.rs tests it).

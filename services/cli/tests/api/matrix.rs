@@ -260,6 +260,9 @@ impl Fixture {
             .to_string();
         ids.insert("purchase-orders", id_of(&po));
         ids.insert("sales-orders", id_of(&so));
+        // No lot of this id (the fixture receives nothing): allowed roles get 404, others
+        // 403, other tenants 404. tests/api/lots.rs reads another tenant's real lot.
+        ids.insert("lots", Uuid::new_v4().to_string());
         secrets.extend([id_of(&po), id_of(&so), po_line.clone(), so_line.clone()]);
         secrets.push(mark.to_string());
         Fixture {
