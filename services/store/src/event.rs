@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// On the wire `recorded_at` is RFC 3339 with six fractional digits (the precision Postgres
 /// keeps and the chain hashes) and `hash` is lowercase hex.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredEvent {
     /// The tenant the event belongs to.
     pub tenant_id: Uuid,
@@ -35,9 +35,11 @@ pub struct StoredEvent {
     pub metadata: Value,
     /// When the event was recorded.
     #[serde(with = "timestamp")]
+    #[schemars(with = "String", regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"))]
     pub recorded_at: DateTime<Utc>,
     /// `SHA-256(previous hash ‖ canonical bytes)`.
     #[serde(with = "hex::serde")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9a-f]{64}$"))]
     pub hash: Vec<u8>,
 }
 

@@ -229,6 +229,26 @@ impl EventStore {
         serialized
     }
 
+    /// `event` in its type's current version, as it is published to integrators: the row
+    /// itself when no upcaster applies (no copy), otherwise a copy whose type, version and
+    /// payload are upcast — its identity, time and hash (which covers the stored form) stay.
+    pub fn upcast_stored<'a>(&self, event: &'a StoredEvent) -> std::borrow::Cow<'a, StoredEvent> {
+        if !self
+            .upcasters
+            .iter()
+            .any(|u| u.can_upcast(&event.event_type, &event.event_version))
+        {
+            return std::borrow::Cow::Borrowed(event);
+        }
+        let upcast = self.upcast(event);
+        std::borrow::Cow::Owned(StoredEvent {
+            event_type: upcast.event_type,
+            event_version: upcast.event_version,
+            payload: upcast.payload,
+            ..event.clone()
+        })
+    }
+
     /// Rebuilds an aggregate by applying its stored events (upcast first) to its default.
     pub fn fold<A: Aggregate>(&self, events: &[StoredEvent]) -> Result<A, FoldError> {
         let mut aggregate = A::default();
