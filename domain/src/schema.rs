@@ -13,7 +13,9 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::purchase_order::{PurchaseOrderEvent, PURCHASE_ORDER_TYPE};
-use crate::reference::{Carrier, Customer, Plant, Product, ReferenceEvent, ReferenceKind, Supplier};
+use crate::reference::{
+    Carrier, Customer, Plant, Product, ReferenceEvent, ReferenceKind, Supplier,
+};
 use crate::sales_order::{SalesOrderEvent, SALES_ORDER_TYPE};
 
 /// One event type, as published: the aggregate type it belongs to, its name and current
@@ -138,25 +140,25 @@ impl Enum {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let names: Vec<String> = if let Some(name) = variant.get("const").and_then(Value::as_str)
-            {
-                vec![name.to_owned()]
-            } else if let Some(words) = variant.get("enum").and_then(Value::as_array) {
-                words
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            } else {
-                variant
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            };
+            let names: Vec<String> =
+                if let Some(name) = variant.get("const").and_then(Value::as_str) {
+                    vec![name.to_owned()]
+                } else if let Some(words) = variant.get("enum").and_then(Value::as_array) {
+                    words
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                } else {
+                    variant
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                };
             let unit = variant.get("type") == Some(&json!("string"));
             for name in names {
                 let schema = if unit {
@@ -205,7 +207,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             (created.aggregate_type, created.event_version),
-            ("purchase_order", crate::upcasters::PURCHASE_ORDER_CREATED_VERSION)
+            (
+                "purchase_order",
+                crate::upcasters::PURCHASE_ORDER_CREATED_VERSION
+            )
         );
         for expected in [
             "PurchaseOrderApproved",

@@ -35,7 +35,10 @@ pub struct StoredEvent {
     pub metadata: Value,
     /// When the event was recorded.
     #[serde(with = "timestamp")]
-    #[schemars(with = "String", regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+    )]
     pub recorded_at: DateTime<Utc>,
     /// `SHA-256(previous hash ‖ canonical bytes)`.
     #[serde(with = "hex::serde")]

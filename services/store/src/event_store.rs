@@ -231,7 +231,9 @@ impl EventStore {
 
     /// `event` in its type's current version, as it is published to integrators: the row
     /// itself when no upcaster applies (no copy), otherwise a copy whose type, version and
-    /// payload are upcast — its identity, time and hash (which covers the stored form) stay.
+    /// payload are upcast, the payload in the form the current version writes
+    /// ([`oms_domain::upcasters::as_written_now`]) — its identity, time and hash (which
+    /// covers the stored form) stay.
     pub fn upcast_stored<'a>(&self, event: &'a StoredEvent) -> std::borrow::Cow<'a, StoredEvent> {
         if !self
             .upcasters
@@ -242,9 +244,9 @@ impl EventStore {
         }
         let upcast = self.upcast(event);
         std::borrow::Cow::Owned(StoredEvent {
+            payload: oms_domain::upcasters::as_written_now(&event.aggregate_type, upcast.payload),
             event_type: upcast.event_type,
             event_version: upcast.event_version,
-            payload: upcast.payload,
             ..event.clone()
         })
     }
