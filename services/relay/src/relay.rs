@@ -5,7 +5,10 @@
 //! (`for update skip locked`: several relays may run, each tenant is relayed by one at a
 //! time), reads the events after the checkpoint, publishes them on
 //! `oms.events.<tenant>.<aggregate_type>.<aggregate_id>` with `Nats-Msg-Id =
-//! <tenant>:<position>`, waits for every ack, and only then moves the checkpoint. A crash
+//! <tenant>:<position>`, waits for every ack, and only then moves the checkpoint. Each is
+//! published in its type's current version — an event stored in an older one is upcast
+//! first and marked with `Oms-Stored-Version` — as the AsyncAPI document promises integrators
+//! (docs/integration.md). A crash
 //! between the ack and the checkpoint republishes; JetStream drops the duplicate within the
 //! stream's duplicate window (and the projectors skip positions they have applied anyway).
 //! A timed-out ack does not mean the message was not stored, so it is retried with the same

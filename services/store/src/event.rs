@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// A recorded event: a row of the event store, and — in its serde form — what the relay
 /// publishes on NATS, what the projector receives, and what an export line carries. One
-/// envelope everywhere, so what travels is exactly what the hash chain covers.
+/// envelope everywhere, so what travels is what the hash chain covers — except that the relay
+/// publishes an event stored in an older version upcast to the current one (marked
+/// `Oms-Stored-Version`; [`crate::EventStore::upcast_stored`]), which exports never do.
 ///
 /// On the wire `recorded_at` is RFC 3339 with six fractional digits (the precision Postgres
 /// keeps and the chain hashes) and `hash` is lowercase hex.
