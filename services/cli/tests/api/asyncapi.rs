@@ -564,3 +564,170 @@ async fn every_message_the_relay_publishes_matches_its_event_types_schema() {
         .filter(|(_, body)| body["aggregate_id"] != json!(old))
         .all(|(headers, _)| headers.get("Oms-Stored-Version").is_none()));
 }
+
+/// The server's configuration of docs/operations.md with the integration user of
+/// docs/integration.md added, for `tenant`: both as written.
+fn documented_accounts_with_an_integration(tenant: Uuid) -> String {
+    let block_after = |file: &str, heading: &str| {
+        let docs =
+            std::fs::read_to_string(format!("{}/../../docs/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        docs.split(heading)
+            .nth(1)
+            .and_then(|section| section.split("```text\n").nth(1))
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_else(|| panic!("docs/{file} shows a configuration under {heading}"))
+            .to_string()
+    };
+    let accounts = block_after("operations.md", "## NATS accounts and TLS");
+    let integration = block_after("integration.md", "## A NATS user per integration")
+        .replace("<tenant-id>", &tenant.to_string());
+    let users = "  users = [\n";
+    assert!(accounts.contains(users), "{accounts}");
+    accounts
+        .replacen("authorization {\n", &format!("authorization {{\n{integration}"), 1)
+        .replacen(
+            users,
+            &format!(
+                "{users}    {{ user: billing, password: $OMS_NATS_BILLING_PASSWORD, permissions: $BILLING }}\n"
+            ),
+            1,
+        )
+}
+
+#[tokio::test]
+async fn an_integrations_nats_user_reads_its_tenants_events_and_nothing_else() {
+    // Two tenants with events, relayed as the relay's user.
+    let app = spawn_api().await;
+    let other = oms_store::tenants::create(
+        &app.pool,
+        "Other",
+        &format!("other-{}", Uuid::new_v4().simple()),
+    )
+    .await
+    .unwrap()
+    .id;
+    let passwords = [
+        ("OMS_NATS_RELAY_PASSWORD", "relay-password-1"),
+        ("OMS_NATS_PROJECTOR_PASSWORD", "projector-password-2"),
+        ("OMS_NATS_AUDITOR_PASSWORD", "auditor-password-3"),
+        ("OMS_NATS_API_PASSWORD", "api-password-4"),
+        ("OMS_NATS_BILLING_PASSWORD", "billing-password-5"),
+    ];
+    let nats = NatsServer::start_with_config(
+        &documented_accounts_with_an_integration(app.tenant),
+        &passwords,
+    );
+    let connect = |user: &'static str, password: &'static str| {
+        let url = nats.url();
+        async move {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+                .request_timeout(Some(Duration::from_secs(2)))
+                .connect(url.as_str())
+                .await
+                .unwrap_or_else(|err| panic!("{user} connects: {err}"))
+        }
+    };
+    for (tenant, name, code) in [
+        (app.tenant, "Prairie Packers", "PRA"),
+        (other, "Alpha Meats", "ALP"),
+    ] {
+        let response = app
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/suppliers",
+                &app.token_for(tenant, &[oms_api::auth::Role::Admin]),
+            )
+            .json(&json!({"name": name, "code": code, "credit_terms": "net_30"}))
+            .send()
+            .await
+            .unwrap();
+        expect_json(response, StatusCode::CREATED).await;
+    }
+    let relay_js = async_nats::jetstream::new(connect("relay", "relay-password-1").await);
+    oms_relay::ensure_stream(&relay_js, &test_relay_config())
+        .await
+        .unwrap();
+    let relay = oms_relay::Relay::new(
+        oms_store::EventStore::new(app.pool.clone()),
+        relay_js.clone(),
+        test_relay_config(),
+    );
+    assert_eq!(relay.relay_all().await.unwrap(), 2);
+
+    // The integration's user creates its consumer with its tenant's filter, as the example
+    // consumer does, and reads that tenant's event only.
+    let billing = async_nats::jetstream::new(connect("billing", "billing-password-5").await);
+    let stream = billing.get_stream("OMS_EVENTS").await.unwrap();
+    let config = |name: &str, filter: String| async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(name.to_string()),
+        filter_subject: filter,
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        ..Default::default()
+    };
+    let consumer = stream
+        .get_or_create_consumer(
+            "billing",
+            config("billing", format!("oms.events.{}.*.*", app.tenant)),
+        )
+        .await
+        .unwrap();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap();
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        read.push(body["tenant_id"].as_str().unwrap().to_string());
+        message.ack().await.unwrap();
+    }
+    assert_eq!(read, [app.tenant.to_string()]);
+
+    // Another tenant's filter, no filter, or another consumer's name: refused.
+    for (name, filter) in [
+        ("billing-b", format!("oms.events.{other}.>")),
+        ("billing-c", "oms.events.>".to_string()),
+        ("billing-d", String::new()),
+        ("projector-like", format!("oms.events.{}.>", app.tenant)),
+    ] {
+        assert!(
+            stream
+                .create_consumer(config(name, filter.clone()))
+                .await
+                .is_err(),
+            "{name} with filter {filter:?} was created"
+        );
+    }
+    let stolen = stream
+        .get_or_create_consumer(
+            "billing",
+            config("billing", format!("oms.events.{other}.>")),
+        )
+        .await;
+    assert!(
+        stolen
+            .map(|c| c.cached_info().config.filter_subject.clone())
+            .unwrap_or_default()
+            .starts_with(&format!("oms.events.{}", app.tenant)),
+        "the consumer's filter was changed to another tenant's"
+    );
+
+    // Nor may it publish an event.
+    let publisher = connect("billing", "billing-password-5").await;
+    publisher
+        .publish(
+            format!("oms.events.{}.supplier.{}", app.tenant, Uuid::nil()),
+            "{}".into(),
+        )
+        .await
+        .unwrap();
+    publisher.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut events = relay_js.get_stream("OMS_EVENTS").await.unwrap();
+    assert_eq!(events.info().await.unwrap().state.messages, 2);
+}
