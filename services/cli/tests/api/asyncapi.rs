@@ -92,6 +92,23 @@ async fn the_asyncapi_document_is_a_valid_asyncapi_3_document() {
 }
 
 #[tokio::test]
+async fn the_document_counts_against_the_clients_address_like_every_unauthenticated_route() {
+    // Two requests per address at once, then one every ten seconds.
+    let app = spawn_api_with(|config| config.ip_rate_limit = Some((0.1, 2.0))).await;
+    let mut statuses = Vec::new();
+    for path in ["/api/v1/asyncapi.json", "/api/v1/asyncapi.json", "/health"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+}
+
+#[tokio::test]
 async fn the_document_refuses_a_message_that_breaks_the_contract() {
     // The schemas are not vacuous: a real event's body passes, and the same body with a
     // decimal as a JSON number, an unknown choice word or a wrong type fails.
