@@ -12,7 +12,7 @@ use serde_json::Value;
 pub type Changes = BTreeMap<String, FieldChange>;
 
 /// One field's value before and after a change, as JSON (`null` when unset).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct FieldChange {
     /// The value before the change.
     pub from: Value,

@@ -21,6 +21,8 @@
 //! - [`purchase_order`]: the purchase order aggregate (buying from suppliers).
 //! - [`sales_order`]: the sales order aggregate (selling to customers).
 //! - [`upcasters`]: how stored events of older versions are read as the current version.
+//! - [`schema`]: the JSON Schema of every event type, generated from the event enums, for the
+//!   contract published to integrators.
 //!
 //! Uniqueness that spans aggregates (order numbers, invoice numbers, codes) is declared by
 //! each event through [`UniqueKeys`]; the event store enforces it in the append transaction.
@@ -32,6 +34,7 @@ pub mod order;
 pub mod purchase_order;
 pub mod reference;
 pub mod sales_order;
+pub mod schema;
 pub mod services;
 pub mod upcasters;
 pub mod values;
@@ -40,6 +43,10 @@ pub mod values;
 mod fixtures;
 
 pub use values::NumberSeries;
+
+/// The schema generator the event types derive `JsonSchema` with, for crates that describe
+/// their own types beside the events (the store's envelope) with the same version of it.
+pub use schemars;
 
 use reference::{Carrier, Customer, Plant, Product, ReferenceKind, Supplier};
 

@@ -49,7 +49,7 @@ pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
 };
 
 /// A payment to record against an order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewPayment {
     /// Chosen by the caller, so a retried request cannot pay twice.
     pub payment_id: Uuid,
@@ -65,7 +65,7 @@ pub struct NewPayment {
 }
 
 /// A recorded payment, as the order keeps it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Payment {
     /// The payment's id.
     pub payment_id: Uuid,
@@ -80,7 +80,7 @@ pub struct Payment {
 }
 
 /// A note on an order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Note {
     /// The note's id.
     pub note_id: Uuid,
@@ -129,7 +129,7 @@ choice!(
 );
 
 /// One line of a claim: how much is claimed against one order line.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ClaimLine {
     /// The order line claimed against.
     pub line_id: Uuid,
@@ -146,7 +146,7 @@ pub struct ClaimLine {
 }
 
 /// A claim to raise against an order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewClaim {
     /// Chosen by the caller; unique within the order (and, for sales claims, the tenant).
     pub claim_id: Uuid,
@@ -160,7 +160,7 @@ pub struct NewClaim {
 }
 
 /// A claim as the order keeps it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Claim {
     /// The claim's id.
     pub claim_id: Uuid,
@@ -226,7 +226,7 @@ impl Claim {
 
 /// A refund to record: money returned (by the supplier on a purchase order, by us to the
 /// customer on a sales order).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewRefund {
     /// Chosen by the caller, so a retried request cannot refund twice.
     pub refund_id: Uuid,
@@ -242,7 +242,7 @@ pub struct NewRefund {
 }
 
 /// A recorded refund, as the order keeps it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Refund {
     /// The refund's id.
     pub refund_id: Uuid,

@@ -139,7 +139,7 @@ patchable! {
 }
 
 /// A line to put on an order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewLine {
     /// Chosen by the caller; unique within the order.
     pub line_id: Uuid,
@@ -199,7 +199,7 @@ pub struct LinePatch {
 }
 
 /// A line as ordered, with its amount (weight × price, rounded half-up to cents).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct OrderLine {
     /// The line's id, unique within the order.
     pub line_id: Uuid,
@@ -251,7 +251,7 @@ impl OrderLine {
 }
 
 /// A line as the order keeps it: as ordered, plus what has been received so far.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct PurchaseOrderLine {
     /// The line as ordered.
     #[serde(flatten)]
@@ -268,7 +268,7 @@ pub struct PurchaseOrderLine {
 }
 
 /// The purchase order to create.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewPurchaseOrder {
     /// Unique per tenant (the store enforces it); assigned by the service when not given.
     pub order_number: OrderNumber,
@@ -279,7 +279,7 @@ pub struct NewPurchaseOrder {
 }
 
 /// One line of a receipt: what the scale said.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ReceiptLineInput {
     /// The order line received.
     pub line_id: Uuid,
@@ -294,7 +294,7 @@ pub struct ReceiptLineInput {
 }
 
 /// A lot arriving on a receipt line.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewLot {
     /// Chosen by the caller; the lot's id from now on (shipments name lots by it).
     pub lot_id: Uuid,
@@ -312,7 +312,7 @@ pub struct NewLot {
 
 /// A received lot: what a recall traces from. Carries the supplier and product so that the
 /// event alone says whose lot of what it is.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ReceivedLot {
     /// The lot's id.
     pub lot_id: Uuid,
@@ -331,7 +331,7 @@ pub struct ReceivedLot {
 }
 
 /// One line of a recorded receipt, with the line's running totals after it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ReceivedLine {
     /// The order line received.
     pub line_id: Uuid,
@@ -351,7 +351,7 @@ pub struct ReceivedLine {
 }
 
 /// A recorded receipt.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Receipt {
     /// The receipt's id.
     pub receipt_id: Uuid,
@@ -452,7 +452,7 @@ pub enum PurchaseOrderCommand {
 }
 
 /// What happened to a purchase order. Each carries the derived facts a view needs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub enum PurchaseOrderEvent {
     /// Created in draft.
     Created {
@@ -626,6 +626,20 @@ pub enum PurchaseOrderEvent {
 }
 
 impl PurchaseOrderEvent {
+    /// What precedes the variant's name in the event type (`PurchaseOrderCreated`): the
+    /// published event documents name the types the same way.
+    pub const EVENT_PREFIX: &'static str = "PurchaseOrder";
+
+    /// The current version of the variant named `variant`: 2.0.0 for `Created` (1.0 named
+    /// the supplier `vendor_id`: see [`crate::upcasters`]); 1.0 for the rest. A function of
+    /// the name, not of a value, so that the event documents can state it for every type.
+    pub fn version_of(variant: &str) -> &'static str {
+        match variant {
+            "Created" => crate::upcasters::PURCHASE_ORDER_CREATED_VERSION,
+            _ => "1.0",
+        }
+    }
+
     /// The variant name, which follows "PurchaseOrder" in the event type.
     fn name(&self) -> &'static str {
         match self {
@@ -652,16 +666,11 @@ impl PurchaseOrderEvent {
 
 impl DomainEvent for PurchaseOrderEvent {
     fn event_type(&self) -> String {
-        format!("PurchaseOrder{}", self.name())
+        format!("{}{}", Self::EVENT_PREFIX, self.name())
     }
 
-    /// 2.0.0 for `Created` (1.0 named the supplier `vendor_id`: see [`crate::upcasters`]);
-    /// 1.0 for the rest.
     fn event_version(&self) -> String {
-        match self {
-            Self::Created { .. } => crate::upcasters::PURCHASE_ORDER_CREATED_VERSION.to_owned(),
-            _ => "1.0".to_owned(),
-        }
+        Self::version_of(self.name()).to_owned()
     }
 }
 

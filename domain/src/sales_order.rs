@@ -120,7 +120,7 @@ patchable! {
 }
 
 /// A line to put on a sales order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewLine {
     /// Chosen by the caller; unique within the order.
     pub line_id: Uuid,
@@ -190,7 +190,8 @@ pub struct LinePatch {
 }
 
 /// A sales line as ordered, with its amount (weight × price, rounded half-up to cents).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
+#[schemars(rename = "SalesOrderOrderedLine")]
 pub struct OrderLine {
     /// The line's id, unique within the order.
     pub line_id: Uuid,
@@ -248,7 +249,7 @@ impl OrderLine {
 }
 
 /// A line as the order keeps it: as ordered, plus what was shipped.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct SalesOrderLine {
     /// The line as ordered.
     #[serde(flatten)]
@@ -265,7 +266,7 @@ pub struct SalesOrderLine {
 }
 
 /// The sales order to create.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct NewSalesOrder {
     /// Unique per tenant (the store enforces it); assigned by the service when not given.
     pub order_number: OrderNumber,
@@ -276,7 +277,7 @@ pub struct NewSalesOrder {
 }
 
 /// One line of a shipment: what the scale said.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ShipLineInput {
     /// The order line shipped.
     pub line_id: Uuid,
@@ -291,7 +292,7 @@ pub struct ShipLineInput {
 }
 
 /// A lot shipped on a line: a lot received on a purchase order of the tenant, by its id.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ShipLotInput {
     /// The lot (its id from the receipt).
     pub lot_id: Uuid,
@@ -300,7 +301,7 @@ pub struct ShipLotInput {
 }
 
 /// A shipped lot, with what a trace needs to know of it without another lookup.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ShippedLot {
     /// The lot's id. The store sums shipped weights per lot id to refuse shipping more of a
     /// lot than was received.
@@ -316,7 +317,7 @@ pub struct ShippedLot {
 }
 
 /// One line of a recorded shipment, with its amount.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct ShippedLine {
     /// The order line shipped.
     pub line_id: Uuid,
@@ -332,7 +333,7 @@ pub struct ShippedLine {
 }
 
 /// The recorded shipment.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Shipment {
     /// When it left.
     pub shipped_on: NaiveDate,
@@ -345,7 +346,7 @@ pub struct Shipment {
 }
 
 /// The invoice sent to the customer.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub struct Invoice {
     /// Unique per tenant.
     pub invoice_number: InvoiceNumber,
@@ -446,7 +447,7 @@ pub enum SalesOrderCommand {
 }
 
 /// What happened to a sales order. Each carries the derived facts a view needs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 pub enum SalesOrderEvent {
     /// Created in draft.
     Created {
@@ -619,6 +620,16 @@ pub enum SalesOrderEvent {
 }
 
 impl SalesOrderEvent {
+    /// What precedes the variant's name in the event type (`SalesOrderCreated`): the
+    /// published event documents name the types the same way.
+    pub const EVENT_PREFIX: &'static str = "SalesOrder";
+
+    /// The current version of the variant named `variant` (1.0 for all so far). A function
+    /// of the name, not of a value, so that the event documents can state it for every type.
+    pub fn version_of(_variant: &str) -> &'static str {
+        "1.0"
+    }
+
     /// The variant name, which follows "SalesOrder" in the event type.
     fn name(&self) -> &'static str {
         match self {
@@ -645,11 +656,11 @@ impl SalesOrderEvent {
 
 impl DomainEvent for SalesOrderEvent {
     fn event_type(&self) -> String {
-        format!("SalesOrder{}", self.name())
+        format!("{}{}", Self::EVENT_PREFIX, self.name())
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        Self::version_of(self.name()).to_owned()
     }
 }
 

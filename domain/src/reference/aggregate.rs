@@ -48,7 +48,7 @@ pub enum ReferenceCommand<K: ReferenceKind> {
 }
 
 /// What happened to reference data.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 #[serde(bound(serialize = "K: Serialize", deserialize = "K: DeserializeOwned"))]
 pub enum ReferenceEvent<K> {
     /// Registered, active.
@@ -69,6 +69,14 @@ pub enum ReferenceEvent<K> {
     Reactivated,
 }
 
+impl<K> ReferenceEvent<K> {
+    /// The current version of the variant named `variant` (1.0 for all so far). A function
+    /// of the name, not of a value, so that the event documents can state it for every type.
+    pub fn version_of(_variant: &str) -> &'static str {
+        "1.0"
+    }
+}
+
 impl<K: ReferenceKind> DomainEvent for ReferenceEvent<K> {
     fn event_type(&self) -> String {
         let name = match self {
@@ -81,7 +89,7 @@ impl<K: ReferenceKind> DomainEvent for ReferenceEvent<K> {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        Self::version_of("").to_owned()
     }
 }
 

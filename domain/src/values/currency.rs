@@ -32,6 +32,20 @@ const ISO_4217: &[&str] = &[
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
 
+impl schemars::JsonSchema for Currency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "enum": ISO_4217,
+            "description": "a circulating ISO 4217 currency code",
+        })
+    }
+}
+
 impl Currency {
     /// Parses a code; lowercase is refused rather than guessed at.
     pub fn parse(text: &str) -> Result<Self, ValueError> {

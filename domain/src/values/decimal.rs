@@ -68,6 +68,35 @@ pub(super) fn places(value: Decimal) -> u32 {
 
 /// Serializes as a string and deserializes from a string or number through `TryFrom<Decimal>`,
 /// so JSON runs the same checks as `parse`; also gives `FromStr` and `Display`.
+/// The JSON Schema of a decimal type as it is serialised: always a string (JSON numbers are
+/// accepted on input only), matching `pattern`, so that a consumer parses it as an exact
+/// decimal and never through a float.
+pub(super) fn string_schema(pattern: &str, description: &str) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": pattern,
+        "description": description,
+    })
+}
+
+/// Implements `JsonSchema` for a decimal type: its name, the pattern of its serialised text
+/// and what it is.
+macro_rules! decimal_schema {
+    ($type:ident, $pattern:literal, $description:literal) => {
+        impl ::schemars::JsonSchema for $type {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                stringify!($type).into()
+            }
+
+            fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                $crate::values::decimal::string_schema($pattern, $description)
+            }
+        }
+    };
+}
+
+pub(super) use decimal_schema;
+
 macro_rules! decimal_serde {
     ($type:ty) => {
         impl ::serde::Serialize for $type {

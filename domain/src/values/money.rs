@@ -6,7 +6,7 @@ use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::decimal::{decimal_serde, parse_decimal_text, places};
+use super::decimal::{decimal_schema, decimal_serde, parse_decimal_text, places};
 use super::{ValueError, Weight};
 
 /// A price per weight unit: zero or more, at most 4 decimal places, below one million.
@@ -46,6 +46,11 @@ impl TryFrom<Decimal> for UnitPrice {
 }
 
 decimal_serde!(UnitPrice);
+decimal_schema!(
+    UnitPrice,
+    r"^(0|[1-9][0-9]{0,5})(\.[0-9]{0,3}[1-9])?$",
+    "a price per weight unit, zero or more and below 1000000, at most 4 decimal places, as a string without trailing zeros (\"2.1575\")"
+);
 
 /// An amount of money in whole cents, always shown with 2 decimal places (`"86300.00"`).
 ///
@@ -131,6 +136,11 @@ impl TryFrom<Decimal> for Money {
 }
 
 decimal_serde!(Money);
+decimal_schema!(
+    Money,
+    r"^-?(0|[1-9][0-9]{0,17})\.[0-9]{2}$",
+    "an amount of money, possibly negative, as a string with exactly 2 decimal places (\"86300.00\")"
+);
 
 impl Add for Money {
     type Output = Money;

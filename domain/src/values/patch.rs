@@ -76,7 +76,7 @@ macro_rules! patchable {
         optional { $($(#[$ometa:meta])* $ofield:ident: $otype:ty,)* }
         extra { $($(#[$emeta:meta])* $efield:ident: $etype:ty,)* }
     ) => {
-        #[derive(::serde::Serialize, ::serde::Deserialize, Clone, Debug, PartialEq)]
+        #[derive(::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema, Clone, Debug, PartialEq)]
         $(#[$meta])*
         pub struct $name {
             $($(#[$rmeta])* pub $rfield: $rtype,)*

@@ -49,6 +49,27 @@ pub(super) fn check_text(
     Ok(text.to_owned())
 }
 
+/// The JSON Schema of a text type: a string of `min` to `max` characters (JSON Schema counts
+/// characters as Rust's `chars` does) without the characters `kind` refuses, so that the
+/// event documents say what a consumer will find, not only "a string".
+pub(super) fn text_schema(min: usize, max: usize, kind: TextKind) -> schemars::Schema {
+    let (pattern, what) = match kind {
+        TextKind::Line => (r"^[^\u0000-\u001f\u007f-\u009f]*$", "one line"),
+        TextKind::Word => (r"^[^\s\u0000-\u001f\u007f-\u009f]*$", "one word, no spaces"),
+        TextKind::Lines => (
+            r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$",
+            "text: newlines and tabs allowed",
+        ),
+    };
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": min,
+        "maxLength": max,
+        "pattern": pattern,
+        "description": format!("{what}, trimmed, {min} to {max} characters"),
+    })
+}
+
 /// Declares a trimmed, length-bounded text newtype with parse, serde and Display.
 macro_rules! text_type {
     ($(#[$meta:meta])* $name:ident, $min:expr, $max:expr, $kind:expr) => {
@@ -112,6 +133,16 @@ macro_rules! text_type {
                 f.write_str(&self.0)
             }
         }
+
+        impl ::schemars::JsonSchema for $name {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                $crate::values::text::text_schema($min, $max, $kind)
+            }
+        }
     };
 }
 
@@ -170,6 +201,21 @@ impl Email {
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl schemars::JsonSchema for Email {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Email".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 254,
+            "pattern": r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$",
+            "description": "an e-mail address: one @, a dot in the domain, no spaces",
+        })
     }
 }
 

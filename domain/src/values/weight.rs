@@ -5,7 +5,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::decimal::{decimal_serde, parse_decimal_text, places};
+use super::decimal::{decimal_schema, decimal_serde, parse_decimal_text, places};
 use super::ValueError;
 
 /// A weight in the order's [`WeightUnit`](super::WeightUnit): greater than zero, at most 4 decimal places,
@@ -51,10 +51,26 @@ impl TryFrom<Decimal> for Weight {
 }
 
 decimal_serde!(Weight);
+decimal_schema!(
+    Weight,
+    r"^(0|[1-9][0-9]{0,8})(\.[0-9]{0,3}[1-9])?$",
+    "a weight above zero and below 1000000000, at most 4 decimal places, as a string without trailing zeros (\"39850.5\")"
+);
 
 /// A count of cases or pieces: a whole number, zero or more.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Quantity(u32);

@@ -6,7 +6,8 @@
 //! - Resources, one router each (private modules): `tenants`, `reference` (suppliers,
 //!   customers, products, plants, carriers), `purchase_orders` and `sales_orders` (with what
 //!   they share in `orders`), `lots` (lots and recall traces), `audit`, and `ops` (health,
-//!   readiness, metrics, OpenAPI, docs).
+//!   readiness, metrics, OpenAPI, docs). [`asyncapi`] is the document of the events on NATS,
+//!   for integrators, served beside the OpenAPI one.
 //!   Each registers its handlers with utoipa-axum, so a route and its OpenAPI entry are one
 //!   registration; `openapi` holds the document's description, tags and security scheme.
 //! - The edge: `request_ids` (bounds on the request, correlation and causation ids,
@@ -25,6 +26,7 @@
 //! [`oms_store::Commands`] → map the result. This crate depends on the store (and through it
 //! the domain and the projections); only the `oms` binary depends on it.
 
+pub mod asyncapi;
 mod audit;
 pub mod auth;
 pub mod config;

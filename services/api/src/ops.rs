@@ -1,5 +1,5 @@
-//! Operations endpoints (no auth): health, readiness, the OpenAPI document and the
-//! interactive docs; and metrics, which name every tenant, so they are served on the
+//! Operations endpoints (no auth): health, readiness, the OpenAPI and AsyncAPI documents and
+//! the interactive docs; and metrics, which name every tenant, so they are served on the
 //! operator's listener ([`operator_router`], `OMS_METRICS_BIND`) and, on the API's own
 //! listener, only to a request bearing `OMS_METRICS_TOKEN` (404 without one configured).
 
@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 /// registered with (see [`crate::router`]).
 pub fn router(openapi: serde_json::Value) -> Router<AppState> {
     let document = Arc::new(openapi);
+    let events = Arc::new(crate::asyncapi::document());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -29,6 +30,10 @@ pub fn router(openapi: serde_json::Value) -> Router<AppState> {
         .route(
             OPENAPI_PATH,
             get(move || async move { Json(document.as_ref().clone()) }),
+        )
+        .route(
+            ASYNCAPI_PATH,
+            get(move || async move { Json(events.as_ref().clone()) }),
         )
         .merge(docs())
 }
@@ -44,6 +49,10 @@ pub fn operator_router(state: AppState) -> axum::Router {
 
 /// Where the OpenAPI document is served; the docs page reads it from there too.
 pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Where the AsyncAPI document of the events on NATS is served (public, like the OpenAPI one:
+/// it describes the contract, not any tenant's data).
+pub(crate) const ASYNCAPI_PATH: &str = "/api/v1/asyncapi.json";
 
 /// Swagger UI at `/docs` (`/docs` redirects to `/docs/`), its scripts and styles compiled into
 /// the binary so that the page works without internet access. It reads the document served at

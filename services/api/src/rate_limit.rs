@@ -180,6 +180,7 @@ fn tenant_route(path: &str) -> bool {
         && path != "/api/v1/tenants"
         && !path.starts_with("/api/v1/tenants/")
         && path != crate::ops::OPENAPI_PATH
+        && path != crate::ops::ASYNCAPI_PATH
 }
 
 /// The per-address limit (see the module's documentation): a request from an address over its
@@ -284,6 +285,7 @@ mod tests {
             "/metrics",
             "/docs/",
             "/api/v1/openapi.json",
+            "/api/v1/asyncapi.json",
             "/api/v1/tenants",
             "/api/v1/tenants/x",
         ] {

@@ -25,6 +25,7 @@ pub use relay::{
     FailingTenant, Relay, RelayConfig, RelayError, RelayMetrics, TenantLabel, NOTIFY_CHANNEL,
 };
 pub use stream::{
-    body_limit, encode, ensure_stream, message_id, subject, Encoded, HEADER_HEADROOM,
-    PAYLOAD_HEADER, PAYLOAD_OMITTED,
+    body_limit, encode, ensure_stream, message_id, subject, Encoded, AGGREGATE_TYPE_HEADER,
+    EVENT_TYPE_HEADER, HEADER_HEADROOM, PAYLOAD_HEADER, PAYLOAD_OMITTED, POSITION_HEADER,
+    SEQUENCE_HEADER, STORED_VERSION_HEADER, TENANT_HEADER,
 };

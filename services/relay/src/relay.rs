@@ -5,7 +5,10 @@
 //! (`for update skip locked`: several relays may run, each tenant is relayed by one at a
 //! time), reads the events after the checkpoint, publishes them on
 //! `oms.events.<tenant>.<aggregate_type>.<aggregate_id>` with `Nats-Msg-Id =
-//! <tenant>:<position>`, waits for every ack, and only then moves the checkpoint. A crash
+//! <tenant>:<position>`, waits for every ack, and only then moves the checkpoint. Each is
+//! published in its type's current version — an event stored in an older one is upcast
+//! first and marked with `Oms-Stored-Version` — as the AsyncAPI document promises integrators
+//! (docs/integration.md). A crash
 //! between the ack and the checkpoint republishes; JetStream drops the duplicate within the
 //! stream's duplicate window (and the projectors skip positions they have applied anyway).
 //! A timed-out ack does not mean the message was not stored, so it is retried with the same
@@ -76,7 +79,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::stream::{
-    body_limit, encode, ensure_stream, message_id, subject, PAYLOAD_HEADER, PAYLOAD_OMITTED,
+    body_limit, encode, ensure_stream, message_id, subject, AGGREGATE_TYPE_HEADER,
+    EVENT_TYPE_HEADER, PAYLOAD_HEADER, PAYLOAD_OMITTED, POSITION_HEADER, SEQUENCE_HEADER,
+    STORED_VERSION_HEADER, TENANT_HEADER,
 };
 
 /// The channel the append transaction notifies on.
@@ -533,10 +538,17 @@ impl Relay {
         let limit = body_limit(self.jetstream.client().max_payload());
         let mut pending = Vec::with_capacity(events.len());
         let mut failure = None;
-        for event in &events {
-            let outgoing = match encode(event, limit) {
+        for stored in &events {
+            // Integrators are promised each type's current version: an event stored in an
+            // older one is published upcast (its hash still covers the stored form).
+            let event = self.store.upcast_stored(stored);
+            let outgoing = match encode(&event, limit) {
                 Ok(encoded) => Outgoing {
-                    event,
+                    upcast: (event.event_version != stored.event_version).then(|| Upcast {
+                        stored_version: stored.event_version.clone(),
+                        event_type: event.event_type.clone(),
+                    }),
+                    event: stored,
                     body: Bytes::from(encoded.body),
                     omitted: encoded.omitted,
                 },
@@ -697,14 +709,22 @@ impl Relay {
         outgoing: &Outgoing<'_>,
     ) -> Result<jetstream::context::PublishAckFuture, RelayError> {
         let event = outgoing.event;
+        // An upcast event is published under its current type (an upcaster may rename it).
+        let event_type = outgoing
+            .upcast
+            .as_ref()
+            .map_or(event.event_type.as_str(), |u| u.event_type.as_str());
         let mut message = PublishMessage::build()
             .payload(outgoing.body.clone())
             .message_id(message_id(event.tenant_id, event.position))
-            .header("Oms-Tenant", event.tenant_id.to_string().as_str())
-            .header("Oms-Position", event.position.to_string().as_str())
-            .header("Oms-Sequence", event.sequence.to_string().as_str())
-            .header("Oms-Event-Type", event.event_type.as_str())
-            .header("Oms-Aggregate-Type", event.aggregate_type.as_str());
+            .header(TENANT_HEADER, event.tenant_id.to_string().as_str())
+            .header(POSITION_HEADER, event.position.to_string().as_str())
+            .header(SEQUENCE_HEADER, event.sequence.to_string().as_str())
+            .header(EVENT_TYPE_HEADER, event_type)
+            .header(AGGREGATE_TYPE_HEADER, event.aggregate_type.as_str());
+        if let Some(upcast) = &outgoing.upcast {
+            message = message.header(STORED_VERSION_HEADER, upcast.stored_version.as_str());
+        }
         if outgoing.omitted {
             message = message.header(PAYLOAD_HEADER, PAYLOAD_OMITTED);
         }
@@ -754,7 +774,19 @@ impl Relay {
 /// sends the same bytes.
 #[derive(Debug)]
 struct Outgoing<'a> {
+    /// The event as stored (its identity is the same upcast or not).
     event: &'a StoredEvent,
+    /// Set when it was published upcast to a later version.
+    upcast: Option<Upcast>,
     body: Bytes,
     omitted: bool,
+}
+
+/// How an event published upcast differs from its stored row, for its headers.
+#[derive(Debug)]
+struct Upcast {
+    /// The version it was stored (and hashed) in.
+    stored_version: String,
+    /// Its type in the current version.
+    event_type: String,
 }

@@ -12,6 +12,21 @@ use crate::{RelayConfig, RelayError};
 /// The header (and its value) of a message sent by reference: the store's wire contract.
 pub use oms_store::{PAYLOAD_HEADER, PAYLOAD_OMITTED};
 
+/// The header naming the message's tenant (its id), so a consumer can route or filter
+/// without parsing the body.
+pub const TENANT_HEADER: &str = "Oms-Tenant";
+/// The header carrying the event's position: the tenant's gapless event number.
+pub const POSITION_HEADER: &str = "Oms-Position";
+/// The header carrying the event's sequence within its aggregate.
+pub const SEQUENCE_HEADER: &str = "Oms-Sequence";
+/// The header naming the event's type (`PurchaseOrderCreated`, …), which selects its schema.
+pub const EVENT_TYPE_HEADER: &str = "Oms-Event-Type";
+/// The header naming the event's aggregate type (`purchase_order`, …).
+pub const AGGREGATE_TYPE_HEADER: &str = "Oms-Aggregate-Type";
+/// The header present only on an event that was stored in an older version and upcast on
+/// its way out: the version it was stored (and hashed) in.
+pub const STORED_VERSION_HEADER: &str = "Oms-Stored-Version";
+
 /// Bytes of a message's `max_payload` kept for its headers when deciding whether an event's
 /// body fits. `max_payload` bounds headers and body together; the relay's headers (message
 /// id, tenant, position, sequence, event and aggregate type, [`PAYLOAD_HEADER`]) take about

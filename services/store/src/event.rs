@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 /// A recorded event: a row of the event store, and — in its serde form — what the relay
 /// publishes on NATS, what the projector receives, and what an export line carries. One
-/// envelope everywhere, so what travels is exactly what the hash chain covers.
+/// envelope everywhere, so what travels is what the hash chain covers — except that the relay
+/// publishes an event stored in an older version upcast to the current one (marked
+/// `Oms-Stored-Version`; [`crate::EventStore::upcast_stored`]), which exports never do.
 ///
 /// On the wire `recorded_at` is RFC 3339 with six fractional digits (the precision Postgres
 /// keeps and the chain hashes) and `hash` is lowercase hex.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredEvent {
     /// The tenant the event belongs to.
     pub tenant_id: Uuid,
@@ -35,9 +37,14 @@ pub struct StoredEvent {
     pub metadata: Value,
     /// When the event was recorded.
     #[serde(with = "timestamp")]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+    )]
     pub recorded_at: DateTime<Utc>,
     /// `SHA-256(previous hash ‖ canonical bytes)`.
     #[serde(with = "hex::serde")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9a-f]{64}$"))]
     pub hash: Vec<u8>,
 }
 

@@ -229,6 +229,28 @@ impl EventStore {
         serialized
     }
 
+    /// `event` in its type's current version, as it is published to integrators: the row
+    /// itself when no upcaster applies (no copy), otherwise a copy whose type, version and
+    /// payload are upcast, the payload in the form the current version writes
+    /// ([`oms_domain::upcasters::as_written_now`]) — its identity, time and hash (which
+    /// covers the stored form) stay.
+    pub fn upcast_stored<'a>(&self, event: &'a StoredEvent) -> std::borrow::Cow<'a, StoredEvent> {
+        if !self
+            .upcasters
+            .iter()
+            .any(|u| u.can_upcast(&event.event_type, &event.event_version))
+        {
+            return std::borrow::Cow::Borrowed(event);
+        }
+        let upcast = self.upcast(event);
+        std::borrow::Cow::Owned(StoredEvent {
+            payload: oms_domain::upcasters::as_written_now(&event.aggregate_type, upcast.payload),
+            event_type: upcast.event_type,
+            event_version: upcast.event_version,
+            ..event.clone()
+        })
+    }
+
     /// Rebuilds an aggregate by applying its stored events (upcast first) to its default.
     pub fn fold<A: Aggregate>(&self, events: &[StoredEvent]) -> Result<A, FoldError> {
         let mut aggregate = A::default();

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod asyncapi;
 mod audit;
 mod backup;
 mod bad_input;

@@ -136,7 +136,7 @@ impl AnchorKey {
 
 /// A tenant's head, published outside the database. `key_id` and `signature` are absent on
 /// anchors published before anchors were signed; the verifier reports those as unsigned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Anchor {
     /// The tenant.
     pub tenant_id: Uuid,
