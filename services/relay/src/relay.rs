@@ -61,7 +61,6 @@ use async_nats::connection::State;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use oms_store::{EventStore, StoredEvent};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -108,11 +107,6 @@ pub struct RelayConfig {
     pub retry_min: Duration,
     /// The longest wait between two retries of a failing tenant.
     pub retry_max: Duration,
-    /// How many tenants a round relays at once. A tenant's events stay in order (one tenant
-    /// is relayed by one task at a time); several tenants overlap their round trips and ack
-    /// waits, so an event waits for its own tenant's turn rather than for every tenant's in
-    /// turn. 1 relays tenant after tenant.
-    pub concurrency: usize,
 }
 
 impl Default for RelayConfig {
@@ -126,7 +120,6 @@ impl Default for RelayConfig {
             ack_timeout: Duration::from_secs(5),
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
-            concurrency: 8,
         }
     }
 }
@@ -450,15 +443,12 @@ impl Relay {
         )
         .fetch_all(self.pool())
         .await?;
-        // Tenants at once, each caught up by one task: dropping the others when a systemic
-        // failure ends the round rolls their transactions back (their checkpoints stay) and
-        // at worst republishes what they had sent, which the stream's duplicate window drops.
-        let mut rounds = futures::stream::iter(behind.into_iter().filter(|t| self.due(*t)))
-            .map(|tenant| async move { (tenant, self.relay_caught_up(tenant).await) })
-            .buffer_unordered(self.config.concurrency.max(1));
         let mut published = 0;
-        while let Some((tenant, outcome)) = rounds.next().await {
-            match outcome {
+        for tenant in behind {
+            if !self.due(tenant) {
+                continue;
+            }
+            match self.relay_caught_up(tenant).await {
                 Ok(sent) => {
                     published += sent;
                     self.recovered(tenant);

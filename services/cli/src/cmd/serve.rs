@@ -92,9 +92,6 @@ pub struct ServeArgs {
     /// creates the stream). The event store stays the record either way.
     #[arg(long, env = "OMS_STREAM_MAX_AGE_SECS", default_value_t = 0)]
     stream_max_age_secs: u64,
-    /// How many tenants the relay publishes at once (each tenant's events stay in order).
-    #[arg(long, env = "OMS_RELAY_CONCURRENCY", default_value_t = 8)]
-    relay_concurrency: usize,
     /// Requests per second each tenant may make (a burst of twice as many is allowed); 0
     /// turns the limit off.
     #[arg(long, env = "OMS_RATE_LIMIT", default_value_t = 500.0)]
@@ -182,7 +179,6 @@ impl ServeArgs {
             stream: self.stream.clone(),
             duplicate_window: Duration::from_secs(self.stream_duplicate_window_secs),
             max_age: Duration::from_secs(self.stream_max_age_secs),
-            concurrency: self.relay_concurrency,
             ..Default::default()
         }
     }
