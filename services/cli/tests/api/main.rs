@@ -10,6 +10,7 @@ mod claims;
 mod concurrency;
 mod db_roles;
 mod docs;
+mod erasure;
 mod errors;
 mod event_size;
 mod fuzz;

@@ -1,0 +1,400 @@
+//! Personal data: suppliers' and customers' contact name, e-mail, phone and address are stored
+//! encrypted, read in plaintext while their data key exists, and gone for good — from the
+//! database, the read models, the JetStream stream and the audit export — once erased, while
+//! the hash chain still verifies.
+
+use crate::helpers::*;
+use oms_api::auth::Role;
+use oms_domain::reference::{Customer, Reference};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Every (table, column, matches) of every text-like or JSON column in the database whose
+/// value contains `needle` (as text, case-insensitively).
+async fn search_database(pool: &PgPool, needle: &str) -> Vec<(String, String, i64)> {
+    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select c.table_schema::text, c.table_name::text, c.column_name::text, c.data_type::text
+           from information_schema.columns c
+           join information_schema.tables t
+             on t.table_schema = c.table_schema and t.table_name = c.table_name
+          where c.table_schema not in ('pg_catalog', 'information_schema')
+            and t.table_type = 'BASE TABLE'
+            and c.data_type in ('text', 'character varying', 'character', 'jsonb', 'json',
+                                'bytea')",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        columns.iter().any(|c| c.1 == "events" && c.2 == "payload"),
+        "the search covers the events' payloads"
+    );
+    let mut found = Vec::new();
+    for (schema, table, column, data_type) in columns {
+        // bytea is searched for the needle's bytes: a plaintext byte string shows in it.
+        let condition = if data_type == "bytea" {
+            format!("position(convert_to($1, 'UTF8') in \"{column}\") > 0")
+        } else {
+            format!("position(lower($1) in lower(\"{column}\"::text)) > 0")
+        };
+        let count: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from \"{schema}\".\"{table}\" where {condition}"
+        ))
+        .bind(needle)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|err| panic!("search {schema}.{table}.{column}: {err}"));
+        if count > 0 {
+            found.push((format!("{schema}.{table}"), column, count));
+        }
+    }
+    found
+}
+
+/// Every message's body in the JetStream stream, as text.
+async fn stream_bodies(stack: &Stack) -> Vec<String> {
+    use futures::StreamExt;
+    let mut stream = stack.jetstream.get_stream("OMS_EVENTS").await.unwrap();
+    let total = stream.info().await.unwrap().state.messages;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            name: Some(format!("search-{}", Uuid::new_v4().simple())),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(usize::try_from(total).unwrap())
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(Ok(message)) = messages.next().await {
+        out.push(String::from_utf8_lossy(&message.payload).into_owned());
+        if u64::try_from(out.len()).unwrap() >= total {
+            break;
+        }
+    }
+    assert_eq!(
+        u64::try_from(out.len()).unwrap(),
+        total,
+        "read the whole stream"
+    );
+    out
+}
+
+async fn export(store: &oms_store::EventStore, tenant: Uuid) -> String {
+    let mut out = Vec::new();
+    oms_store::audit::export::export(
+        store,
+        tenant,
+        None,
+        None,
+        oms_store::audit::export::ExportFormat::Ndjson,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+const PERSONAL: [&str; 4] = ["contact_name", "email", "phone", "address"];
+
+#[tokio::test]
+async fn erased_personal_data_is_gone_everywhere_and_the_chain_still_verifies() {
+    let stack = spawn_stack().await;
+    let app = &stack.app;
+    let first = json!({"name": "Metro Grocers", "code": "MET", "contact_name": "Zelda Quimby",
+        "email": "zelda.quimby@metro.example", "phone": "555-0199",
+        "address": "17 Larkspur Lane, Omaha"});
+    let created = app
+        .post_ok("/api/v1/customers", first.clone(), StatusCode::CREATED)
+        .await;
+    let id = id_of(&created);
+    for field in PERSONAL {
+        assert_eq!(
+            created[field], first[field],
+            "the answer is plaintext: {field}"
+        );
+    }
+    // A change of e-mail: the old and the new value both sit in the event's `changes`.
+    let changed = expect_json(
+        app.patch(
+            &format!("/api/v1/customers/{id}"),
+            json!({"email": "z.quimby@metro.example"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(changed["email"], "z.quimby@metro.example");
+    // Another customer, not erased: its data must stay readable throughout.
+    let other = app
+        .post_ok(
+            "/api/v1/customers",
+            json!({"name": "Harbor Foods", "email": "buyer@harbor.example"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let other_id = id_of(&other);
+    stack
+        .wait_projected(app.tenant, Duration::from_secs(20))
+        .await;
+
+    let values = [
+        "Zelda Quimby",
+        "zelda.quimby@metro.example",
+        "z.quimby@metro.example",
+        "555-0199",
+        "17 Larkspur Lane",
+    ];
+    // Stored encrypted from the start: no event payload holds a value in plaintext.
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "select payload::text from events where tenant_id = $1 and aggregate_id = $2::uuid",
+    )
+    .bind(app.tenant)
+    .bind(&id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(payloads.len(), 2);
+    for value in values {
+        assert!(
+            payloads.iter().all(|p| !p.contains(value)),
+            "{value} is stored in plaintext: {payloads:?}"
+        );
+    }
+    assert!(payloads[0].contains("\"enc\""), "{}", payloads[0]);
+    // ... yet every reader sees plaintext while the key exists.
+    let shown = expect_json(
+        app.get(&format!("/api/v1/customers/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shown["email"], "z.quimby@metro.example");
+    assert_eq!(shown["contact_name"], "Zelda Quimby");
+    let csv = app
+        .get("/api/v1/customers?format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.contains("z.quimby@metro.example"), "{csv}");
+    let before_erasure = export(&stack.store, app.tenant).await;
+    let registered_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "select recorded_at from events where tenant_id = $1 and aggregate_id = $2::uuid
+          and sequence = 1",
+    )
+    .bind(app.tenant)
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let events = stack
+        .store
+        .load_stream(app.tenant, "customer", id.parse().unwrap())
+        .await
+        .unwrap();
+    let then: Reference<Customer> = stack.store.fold(&events[..1]).unwrap();
+    assert_eq!(
+        then.details.unwrap().email.unwrap().as_str(),
+        "zelda.quimby@metro.example",
+        "time travel sees the e-mail as it was"
+    );
+
+    // Only an admin may erase; a manager is refused and nothing is written.
+    let path = format!("/api/v1/customers/{id}/erase-personal-data");
+    let manager = app.token_for(app.tenant, &[Role::Manager]);
+    let count = app.event_count().await;
+    let refused = app
+        .request(Method::POST, &path, &manager)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(refused, StatusCode::FORBIDDEN).await;
+    assert_eq!(app.event_count().await, count);
+
+    let erased = expect_json(
+        app.request(Method::POST, &path, &app.admin())
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    for field in PERSONAL {
+        assert_eq!(erased[field], Value::Null, "{field} after erasure");
+    }
+    assert!(erased["personal_data_erased_at"].is_string(), "{erased}");
+    assert_eq!(
+        erased["name"], "Metro Grocers",
+        "what is not personal stays"
+    );
+    let key_left: i64 =
+        sqlx::query_scalar("select count(*) from data_keys where subject_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(key_left, 0, "the data key is destroyed");
+    // A second erasure is refused.
+    let again = app
+        .request(Method::POST, &path, &app.admin())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(again, StatusCode::CONFLICT).await;
+    stack
+        .wait_projected(app.tenant, Duration::from_secs(20))
+        .await;
+
+    // Every view: the document, the list, CSV, time travel.
+    let shown = expect_json(
+        app.get(&format!("/api/v1/customers/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    for field in PERSONAL {
+        assert_eq!(shown[field], Value::Null, "{field}: {shown}");
+    }
+    assert_eq!(
+        shown["personal_data_erased_at"],
+        erased["personal_data_erased_at"]
+    );
+    let list = expect_json(app.get("/api/v1/customers").await, StatusCode::OK).await;
+    let listed = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(listed["email"], Value::Null);
+    assert!(listed["personal_data_erased_at"].is_string());
+    let csv = app
+        .get("/api/v1/customers?format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.contains("buyer@harbor.example"), "{csv}");
+    let events = stack
+        .store
+        .load_stream(app.tenant, "customer", id.parse().unwrap())
+        .await
+        .unwrap();
+    let then: Reference<Customer> = stack.store.fold(&events[..1]).unwrap();
+    assert_eq!(
+        then.details.unwrap().email,
+        None,
+        "time travel to {registered_at} no longer shows the e-mail"
+    );
+
+    // A full rebuild of the read models from the store shows nothing either.
+    stack.rebuild_from_store().await;
+    let rebuilt = expect_json(
+        app.get(&format!("/api/v1/customers/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(rebuilt, shown, "a rebuild gives the same document");
+    let kept = expect_json(
+        app.get(&format!("/api/v1/customers/{other_id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        kept["email"], "buyer@harbor.example",
+        "other customers keep theirs"
+    );
+
+    // The whole database, the stream and a fresh export: no value in plaintext.
+    let after_erasure = export(&stack.store, app.tenant).await;
+    let bodies = stream_bodies(&stack).await;
+    assert!(bodies.len() >= 4, "the stream holds the events");
+    for value in values {
+        let found = search_database(&app.pool, value).await;
+        assert!(found.is_empty(), "{value} found in {found:?}");
+        assert!(
+            bodies.iter().all(|body| !body.contains(value)),
+            "{value} is in the stream"
+        );
+        assert!(!after_erasure.contains(value), "{value} is in the export");
+        assert!(!before_erasure.contains(value), "{value} was in the export");
+    }
+    // The control value is found by the same search: the search would see a leak.
+    assert!(!search_database(&app.pool, "Harbor Foods").await.is_empty());
+
+    // The chain verifies, and so does the export taken before the erasure.
+    let report = stack.store.verify_chain(app.tenant).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    // The export taken before the erasure verifies offline, as an auditor checks it, and its
+    // events' hashes are still the stored ones.
+    let dir = std::env::temp_dir().join(format!("oms-erasure-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("before.ndjson");
+    std::fs::write(&file, &before_erasure).unwrap();
+    let file_report = oms_store::audit::export::verify_file(&file, None)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(file_report.ok, "{file_report:?}");
+    let stored_hash: Vec<u8> =
+        sqlx::query_scalar("select hash from events where tenant_id = $1 and position = $2")
+            .bind(app.tenant)
+            .bind(file_report.head_position)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(hex::encode(stored_hash), file_report.head_hash);
+}
+
+#[tokio::test]
+async fn only_suppliers_and_customers_hold_personal_data_to_erase() {
+    let app = spawn_app().await;
+    let plant = app
+        .post_ok(
+            "/api/v1/suppliers",
+            json!({"name": "Prairie Packers", "email": "sales@prairie.example"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&plant);
+    let erased = expect_json(
+        app.request(
+            Method::POST,
+            &format!("/api/v1/suppliers/{id}/erase-personal-data"),
+            &app.admin(),
+        )
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(erased["email"], Value::Null);
+    // Personal data cannot be set again on an erased subject: its key is gone.
+    let refused = app
+        .patch(
+            &format!("/api/v1/suppliers/{id}"),
+            json!({"email": "new@prairie.example"}),
+        )
+        .await;
+    expect_problem(refused, StatusCode::CONFLICT).await;
+    let missing = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/customers/{}/erase-personal-data", Uuid::now_v7()),
+            &app.admin(),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(missing, StatusCode::NOT_FOUND).await;
+}
