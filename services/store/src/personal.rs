@@ -155,13 +155,16 @@ fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The data keys read so far: `(tenant, subject)` → the key, or `None` once it is known to
+/// be destroyed.
+type KeyCache = Mutex<HashMap<(Uuid, Uuid), Option<[u8; 32]>>>;
+
 /// The master key and the data keys read so far: what encrypts on append and decrypts on
 /// read. One per [`crate::EventStore`] (shared by its clones).
 #[derive(Debug)]
 pub struct Keyring {
     master: MasterKey,
-    /// `(tenant, subject)` → the data key, or `None` once it is known to be destroyed.
-    keys: Mutex<HashMap<(Uuid, Uuid), Option<[u8; 32]>>>,
+    keys: KeyCache,
 }
 
 /// Whether an event is of an aggregate type with personal fields.
@@ -423,7 +426,7 @@ pub async fn rotate(
     pool: &sqlx::PgPool,
     old: &MasterKey,
     new: &MasterKey,
-) -> anyhow_like::Result<u64> {
+) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows: Vec<(Uuid, Uuid, Vec<u8>, String)> = sqlx::query_as(
         "select tenant_id, subject_id, wrapped_key, master_key_id from data_keys for update",
@@ -454,11 +457,4 @@ pub async fn rotate(
     }
     tx.commit().await?;
     Ok(rewrapped)
-}
-
-/// Results of [`rotate`].
-mod anyhow_like {
-    /// What rotation returns: a database error covers every failure (a key wrapped by neither
-    /// key is reported as one, and rolls back).
-    pub type Result<T> = std::result::Result<T, sqlx::Error>;
 }

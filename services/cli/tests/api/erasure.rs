@@ -398,3 +398,103 @@ async fn only_suppliers_and_customers_hold_personal_data_to_erase() {
         .unwrap();
     expect_problem(missing, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn rotating_the_master_key_rewraps_every_data_key_and_keeps_the_data_readable() {
+    const OLD: &str = "the-old-master-key-of-this-test-0123456789";
+    const NEW: &str = "the-new-master-key-of-this-test-9876543210";
+    let old = oms_store::personal::MasterKey::from_secret(OLD).unwrap();
+    let new = oms_store::personal::MasterKey::from_secret(NEW).unwrap();
+    let configured = old.clone();
+    let app = spawn_api_with(move |config| config.data_key = Some(configured)).await;
+    let mut ids = Vec::new();
+    for (kind, email) in [
+        ("suppliers", "ann@supplier.example"),
+        ("customers", "bob@customer.example"),
+    ] {
+        let created = app
+            .post_ok(
+                &format!("/api/v1/{kind}"),
+                json!({"name": format!("{kind} one"), "email": email}),
+                StatusCode::CREATED,
+            )
+            .await;
+        ids.push((
+            kind.trim_end_matches('s').to_string(),
+            id_of(&created),
+            email,
+        ));
+    }
+    let wrapped_by = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>("select distinct master_key_id from data_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        wrapped_by(app.pool.clone()).await,
+        vec![old.id().to_string()]
+    );
+
+    let database: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(["data-keys", "rotate"])
+        .env("DATABASE_URL", database_url(&database))
+        .env("OMS_DATA_KEY", OLD)
+        .env("OMS_NEW_DATA_KEY", NEW)
+        .env_remove("OMS_DATA_KEY_FILE")
+        .env_remove("OMS_NEW_DATA_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("re-wrapped 2 data keys"), "{said}");
+    assert_eq!(
+        wrapped_by(app.pool.clone()).await,
+        vec![new.id().to_string()]
+    );
+
+    // Under the new key every event reads as before; under the old one none does (its
+    // envelopes stay sealed and the fold refuses them rather than showing null).
+    let under_new = oms_store::EventStore::new(app.pool.clone()).with_master_key(new);
+    let under_old = oms_store::EventStore::new(app.pool.clone()).with_master_key(old);
+    for (kind, id, email) in &ids {
+        let events = under_new
+            .load_stream(app.tenant, kind, id.parse().unwrap())
+            .await
+            .unwrap();
+        let payload = &under_new.upcast(&events[0]).payload;
+        let details = payload.as_object().unwrap().values().next().unwrap();
+        assert_eq!(details["details"]["email"], *email, "{kind}");
+        let events = under_old
+            .load_stream(app.tenant, kind, id.parse().unwrap())
+            .await
+            .unwrap();
+        let sealed = &under_old.upcast(&events[0]).payload;
+        let details = sealed.as_object().unwrap().values().next().unwrap();
+        assert!(details["details"]["email"]["enc"].is_string(), "{sealed}");
+    }
+    // A current key that wrapped none of the keys is refused, and changes nothing.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(["data-keys", "rotate"])
+        .env("DATABASE_URL", database_url(&database))
+        .env("OMS_DATA_KEY", "a-stranger-master-key-of-at-least-32-bytes")
+        .env("OMS_NEW_DATA_KEY", OLD)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("wrapped by neither key"),
+        "{again:?}"
+    );
+    assert_eq!(
+        wrapped_by(app.pool.clone()).await,
+        vec![oms_store::personal::MasterKey::from_secret(NEW)
+            .unwrap()
+            .id()
+            .to_string()]
+    );
+}
