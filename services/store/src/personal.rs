@@ -230,22 +230,37 @@ impl Keyring {
                     .insert((tenant, subject), None);
                 continue;
             }
-            if !has_personal_value(&event.payload, false) {
-                continue;
-            }
-            let key = self.key_for_writing(tx, tenant, subject).await?;
-            let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
-            let aad = aad(tenant, subject);
-            seal_personal(&mut event.payload, false, &|plain: &Value| {
-                let text = plain.to_string();
-                let sealed = seal(&cipher, &aad, text.as_bytes());
-                json!({
-                    "enc": base64::engine::general_purpose::STANDARD.encode(sealed),
-                    "key": subject,
-                })
-            });
+            self.seal_payload(tx, tenant, subject, &mut event.payload)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Encrypts the plaintext personal values of one payload of `subject` under its data key
+    /// (created on first use); a payload without any is left as it is. Returns whether it
+    /// changed.
+    pub async fn seal_payload(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        tenant: Uuid,
+        subject: Uuid,
+        payload: &mut Value,
+    ) -> Result<bool, sqlx::Error> {
+        if !has_personal_value(payload, false) {
+            return Ok(false);
+        }
+        let key = self.key_for_writing(tx, tenant, subject).await?;
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
+        let aad = aad(tenant, subject);
+        seal_personal(payload, false, &|plain: &Value| {
+            let text = plain.to_string();
+            let sealed = seal(&cipher, &aad, text.as_bytes());
+            json!({
+                "enc": base64::engine::general_purpose::STANDARD.encode(sealed),
+                "key": subject,
+            })
+        });
+        Ok(true)
     }
 
     /// The subject's data key, created (random, wrapped by the master key) if it has none.
@@ -382,6 +397,14 @@ pub fn has_personal_value(value: &Value, inside: bool) -> bool {
     }
 }
 
+/// Replaces every non-null scalar under a personal field by null: what is left of a legacy
+/// plaintext value of a subject already erased. Returns whether anything changed.
+pub fn null_personal(value: &mut Value) -> bool {
+    let changed = has_personal_value(value, false);
+    seal_personal(value, false, &|_| Value::Null);
+    changed
+}
+
 /// Replaces every non-null scalar under a personal field by `seal(value)`.
 fn seal_personal(value: &mut Value, inside: bool, seal: &dyn Fn(&Value) -> Value) {
     match value {
@@ -457,4 +480,157 @@ pub async fn rotate(
     }
     tx.commit().await?;
     Ok(rewrapped)
+}
+
+/// What [`encrypt_legacy`] did to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegacyReport {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Events whose plaintext personal values were encrypted (or, for a subject already
+    /// erased, set to null).
+    pub events_rewritten: u64,
+    /// The first position whose hash changed (`None`: nothing was plaintext).
+    pub first_position: Option<i64>,
+    /// The chain's head hash before, hex.
+    pub head_hash_before: String,
+    /// The chain's head hash after, hex (equal to before when nothing changed).
+    pub head_hash_after: String,
+}
+
+/// The one-off migration of events written before personal fields were encrypted: in one
+/// transaction per tenant, holding the tenant's head (its appends wait), each supplier's and
+/// customer's event with a plaintext personal value has it encrypted under the subject's data
+/// key — or set to null when the subject's personal data was already erased — and the chain
+/// is re-hashed from the first event changed on, the head included, so that it verifies.
+///
+/// It rewrites events: it runs on the maintenance path of the append-only trigger (a login
+/// with `oms_maintenance`'s privileges), and every export and anchor taken before it stops
+/// matching from `first_position` on: the report says where, with the head hashes before and
+/// after, for the audit record (see docs/privacy.md).
+pub async fn encrypt_legacy(
+    pool: &sqlx::PgPool,
+    keyring: &Keyring,
+    tenant: Uuid,
+) -> Result<LegacyReport, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local oms.event_maintenance = 'on'")
+        .execute(&mut *tx)
+        .await?;
+    let (head_position, head_hash): (i64, Vec<u8>) =
+        sqlx::query_as("select position, hash from tenant_heads where tenant_id = $1 for update")
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+    let erased: Vec<Uuid> = sqlx::query_scalar(
+        "select aggregate_id from events
+          where tenant_id = $1 and event_type like '%PersonalDataErased'",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *tx)
+    .await?;
+    let events: Vec<StoredEvent> = sqlx::query_as(crate::event_store::select_events!(
+        "where tenant_id = $1 and aggregate_type = any($2) order by position"
+    ))
+    .bind(tenant)
+    .bind(PERSONAL_AGGREGATES)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changed: HashMap<i64, Value> = HashMap::new();
+    for event in events {
+        let mut payload = event.payload.clone();
+        let rewritten = if erased.contains(&event.aggregate_id) {
+            null_personal(&mut payload)
+        } else {
+            keyring
+                .seal_payload(&mut tx, tenant, event.aggregate_id, &mut payload)
+                .await?
+        };
+        if rewritten {
+            changed.insert(event.position, payload);
+        }
+    }
+    let Some(first) = changed.keys().min().copied() else {
+        tx.commit().await?;
+        return Ok(LegacyReport {
+            tenant_id: tenant,
+            events_rewritten: 0,
+            first_position: None,
+            head_hash_before: hex::encode(&head_hash),
+            head_hash_after: hex::encode(&head_hash),
+        });
+    };
+    let rewritten = u64::try_from(changed.len()).unwrap_or(u64::MAX);
+    // Re-hash from the first changed event on, in position order.
+    let mut previous: Vec<u8> = if first == 1 {
+        crate::hash::GENESIS.to_vec()
+    } else {
+        sqlx::query_scalar("select hash from events where tenant_id = $1 and position = $2")
+            .bind(tenant)
+            .bind(first - 1)
+            .fetch_one(&mut *tx)
+            .await?
+    };
+    let mut after = first;
+    loop {
+        let batch: Vec<StoredEvent> = sqlx::query_as(crate::event_store::select_events!(
+            "where tenant_id = $1 and position >= $2 and position <= $3
+             order by position limit 1000"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(head_position)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        let (mut positions, mut payloads, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+        for mut event in batch {
+            if let Some(payload) = changed.remove(&event.position) {
+                event.payload = payload;
+            }
+            event.hash = crate::hash::chain_hash(&previous, &event).to_vec();
+            previous = event.hash.clone();
+            positions.push(event.position);
+            payloads.push(event.payload);
+            hashes.push(event.hash);
+        }
+        sqlx::query(
+            "update events e set payload = u.payload, hash = u.hash
+               from unnest($2::bigint[], $3::jsonb[], $4::bytea[]) as u(position, payload, hash)
+              where e.tenant_id = $1 and e.position = u.position",
+        )
+        .bind(tenant)
+        .bind(&positions)
+        .bind(&payloads)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await?;
+        after = last + 1;
+    }
+    sqlx::query("update tenant_heads set hash = $2 where tenant_id = $1")
+        .bind(tenant)
+        .bind(&previous)
+        .execute(&mut *tx)
+        .await?;
+    // Stored responses may hold the plaintext documents too: they are dropped (a retry of
+    // their requests runs again).
+    sqlx::query(
+        "delete from idempotency_keys
+          where tenant_id = $1 and response ->> 'kind' = any($2)",
+    )
+    .bind(tenant)
+    .bind(PERSONAL_AGGREGATES)
+    .execute(&mut *tx)
+    .await?;
+    let report = LegacyReport {
+        tenant_id: tenant,
+        events_rewritten: rewritten,
+        first_position: Some(first),
+        head_hash_before: hex::encode(&head_hash),
+        head_hash_after: hex::encode(&previous),
+    };
+    tx.commit().await?;
+    Ok(report)
 }

@@ -15,6 +15,11 @@ pub enum DataKeysCommand {
     /// environment or their `_FILE` variants, never the command line). Afterwards run the
     /// service with the new key as OMS_DATA_KEY.
     Rotate(DbArgs),
+    /// One-off, for events written before personal fields were encrypted: encrypts their
+    /// plaintext personal values (null for subjects already erased) and re-hashes each
+    /// tenant's chain from the first event changed. Rewrites events: run it as a login with
+    /// oms_maintenance's privileges, with the service stopped; prints per tenant what changed.
+    EncryptLegacy(DbArgs),
 }
 
 /// Runs a `data-keys` subcommand.
@@ -38,6 +43,22 @@ pub async fn run(command: DataKeysCommand) -> anyhow::Result<()> {
                 old.id(),
                 new.id()
             );
+            Ok(())
+        }
+        DataKeysCommand::EncryptLegacy(db) => {
+            let pool = connect_and_migrate(&db.database_url).await?;
+            let store = store(pool.clone())?;
+            let tenants: Vec<uuid::Uuid> =
+                sqlx::query_scalar("select tenant_id from tenant_heads order by tenant_id")
+                    .fetch_all(&pool)
+                    .await?;
+            for tenant in tenants {
+                let report = oms_store::personal::encrypt_legacy(&pool, store.keyring(), tenant)
+                    .await
+                    .with_context(|| format!("tenant {tenant}"))?;
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            pool.close().await;
             Ok(())
         }
     }

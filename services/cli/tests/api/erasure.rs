@@ -498,3 +498,181 @@ async fn rotating_the_master_key_rewraps_every_data_key_and_keeps_the_data_reada
             .to_string()]
     );
 }
+
+/// Appends an event as the store did before personal fields were encrypted: payload as given,
+/// chained onto the tenant's head.
+async fn append_legacy(
+    pool: &PgPool,
+    tenant: Uuid,
+    aggregate_type: &str,
+    id: Uuid,
+    sequence: i64,
+    event_type: &str,
+    payload: Value,
+) {
+    let mut tx = pool.begin().await.unwrap();
+    let (position, previous): (i64, Vec<u8>) = sqlx::query_as(
+        "update tenant_heads set position = position + 1 where tenant_id = $1
+         returning position, hash",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    let mut row = oms_store::StoredEvent {
+        tenant_id: tenant,
+        position,
+        aggregate_type: aggregate_type.into(),
+        aggregate_id: id,
+        sequence,
+        event_type: event_type.into(),
+        event_version: "1.0".into(),
+        payload,
+        metadata: json!({"actor": "legacy"}),
+        recorded_at: oms_store::hash::to_stored_precision(chrono::Utc::now()),
+        hash: Vec::new(),
+    };
+    row.hash = oms_store::hash::chain_hash(&previous, &row).to_vec();
+    sqlx::query(
+        "insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
+                             event_type, event_version, payload, metadata, recorded_at, hash)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(row.tenant_id)
+    .bind(row.position)
+    .bind(&row.aggregate_type)
+    .bind(row.aggregate_id)
+    .bind(row.sequence)
+    .bind(&row.event_type)
+    .bind(&row.event_version)
+    .bind(&row.payload)
+    .bind(&row.metadata)
+    .bind(row.recorded_at)
+    .bind(&row.hash)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("update tenant_heads set hash = $2 where tenant_id = $1")
+        .bind(tenant)
+        .bind(&row.hash)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn legacy_plaintext_events_are_encrypted_by_the_one_off_migration_and_the_chain_verifies() {
+    let app = spawn_app().await;
+    let store = oms_store::EventStore::new(app.pool.clone());
+    let customer = Uuid::now_v7();
+    let supplier = Uuid::now_v7();
+    append_legacy(
+        &app.pool,
+        app.tenant,
+        "customer",
+        customer,
+        1,
+        "CustomerRegistered",
+        json!({"Registered": {"details": {"name": "Old Mill Deli", "email": "olga@oldmill.example",
+            "phone": "555-0101", "contact_name": "Olga Mills", "address": null, "code": null,
+            "payment_terms": null, "credit_terms": null, "industry": null}}}),
+    )
+    .await;
+    append_legacy(
+        &app.pool,
+        app.tenant,
+        "supplier",
+        supplier,
+        1,
+        "SupplierRegistered",
+        json!({"Registered": {"details": {"name": "Bygone Beef", "email": "vic@bygone.example",
+            "phone": null, "contact_name": null, "address": null, "code": null,
+            "payment_terms": null, "credit_terms": null}}}),
+    )
+    .await;
+    // Legacy events read as they are, and an order placed after them works alike.
+    let customer_created = app
+        .post_ok(
+            "/api/v1/customers",
+            json!({"name": "New Deli", "email": "nina@newdeli.example"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    // The legacy supplier is erased before the migration: its key never existed.
+    let erased = expect_json(
+        app.request(
+            Method::POST,
+            &format!("/api/v1/suppliers/{supplier}/erase-personal-data"),
+            &app.admin(),
+        )
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(erased["email"], Value::Null);
+    assert!(!search_database(&app.pool, "olga@oldmill.example")
+        .await
+        .is_empty());
+    let before = store.verify_chain(app.tenant).await.unwrap();
+    assert!(before.ok, "{before:?}");
+
+    let database: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(["data-keys", "encrypt-legacy"])
+        .env("DATABASE_URL", database_url(&database))
+        .env_remove("OMS_DATA_KEY")
+        .env_remove("OMS_DATA_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.contains(&app.tenant.to_string()))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["events_rewritten"], 2, "{report}");
+    assert_eq!(report["first_position"], 1, "{report}");
+    assert_ne!(report["head_hash_before"], report["head_hash_after"]);
+
+    let after = store.verify_chain(app.tenant).await.unwrap();
+    assert!(after.ok, "{after:?}");
+    assert_eq!(after.head_hash, report["head_hash_after"]);
+    for value in ["olga@oldmill.example", "Olga Mills", "vic@bygone.example"] {
+        let found = search_database(&app.pool, value).await;
+        assert!(found.is_empty(), "{value} found in {found:?}");
+    }
+    // The encrypted legacy customer still reads in plaintext; the erased supplier as null;
+    // the customer written encrypted all along is untouched.
+    let events = store
+        .load_stream(app.tenant, "customer", customer)
+        .await
+        .unwrap();
+    let folded: Reference<Customer> = store.fold(&events).unwrap();
+    let details = folded.details.unwrap();
+    assert_eq!(details.email.unwrap().as_str(), "olga@oldmill.example");
+    assert_eq!(details.contact_name.unwrap().as_str(), "Olga Mills");
+    let events = store
+        .load_stream(app.tenant, "supplier", supplier)
+        .await
+        .unwrap();
+    let folded: Reference<oms_domain::reference::Supplier> = store.fold(&events[..1]).unwrap();
+    assert_eq!(folded.details.unwrap().email, None);
+    let id = id_of(&customer_created);
+    let events = store
+        .load_stream(app.tenant, "customer", id.parse().unwrap())
+        .await
+        .unwrap();
+    let folded: Reference<Customer> = store.fold(&events).unwrap();
+    assert_eq!(
+        folded.details.unwrap().email.unwrap().as_str(),
+        "nina@newdeli.example"
+    );
+}
