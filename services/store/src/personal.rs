@@ -172,6 +172,14 @@ pub fn is_personal(aggregate_type: &str) -> bool {
     PERSONAL_AGGREGATES.contains(&aggregate_type)
 }
 
+/// Whether appending `event` needs the keyring in its transaction: an erasure (it destroys a
+/// key), or a supplier's or customer's event with a personal value to encrypt. Such events are
+/// appended by a command alone, never in a group-commit batch.
+pub fn needs_keyring(event: &NewEvent) -> bool {
+    is_personal(&event.aggregate_type)
+        && (is_erasure(&event.event_type) || has_personal_value(&event.payload, false))
+}
+
 fn is_erasure(event_type: &str) -> bool {
     event_type.ends_with("PersonalDataErased")
 }

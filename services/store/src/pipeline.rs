@@ -639,11 +639,9 @@ impl Commands {
         // Lots move rarely (receipts and shipments that name them): such a command runs alone,
         // where the lots' stock is moved and checked before the head is taken.
         let moves_lots = events.iter().any(|event| !event.lot_movements.is_empty());
-        // So do suppliers' and customers' commands: their personal fields are encrypted, and
-        // an erasure destroys its key, in the append transaction of a command alone.
-        let personal = events
-            .iter()
-            .any(|event| crate::personal::is_personal(&event.aggregate_type));
+        // So do commands that write a supplier's or customer's personal data (encrypted) or
+        // erase it (its key destroyed), in the append transaction of a command alone.
+        let personal = events.iter().any(crate::personal::needs_keyring);
         if events.is_empty() || !only_claims || moves_lots || personal {
             return Ok(None);
         }
