@@ -137,7 +137,7 @@ where
     user.require(Permission::Erase)?;
     let ctx = headers.context(&user, b"");
     let plural = plural_of::<K>();
-    let at = chrono::Utc::now();
+    let at = oms_store::hash::to_stored_precision(chrono::Utc::now());
     let outcome = state
         .commands
         .execute::<Reference<K>, _, _>(
