@@ -112,7 +112,9 @@ database_url="$(pg_url_for "$db")"
 secret="schemathesis-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 # The relay signs anchors and refuses to start without a key.
 anchor_key="schemathesis-anchors-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-export DATABASE_URL="$database_url" OMS_JWT_SECRET="$secret" OMS_ANCHOR_KEY="$anchor_key"
+data_key="schemathesis-data-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export DATABASE_URL="$database_url" OMS_JWT_SECRET="$secret" OMS_ANCHOR_KEY="$anchor_key" \
+       OMS_DATA_KEY="$data_key"
 
 tenant="$("$oms" tenant create --name "Schemathesis Meats" --slug schemathesis)"
 token="$("$oms" token --tenant "$tenant" --roles admin --sub schemathesis --ttl-hours 2)"

@@ -27,5 +27,5 @@ pub use aggregate::{
 };
 pub use kinds::{
     Carrier, CarrierPatch, Customer, CustomerPatch, Plant, PlantPatch, Product, ProductPatch,
-    ReferenceKind, Supplier, SupplierPatch,
+    ReferenceKind, Supplier, SupplierPatch, PERSONAL_FIELDS,
 };

@@ -125,6 +125,9 @@ pub fn reference<K: ReferenceKind>(reference: &Reference<K>, at: &Stamp) -> Valu
     if let Value::Object(map) = &mut body {
         map.insert("kind".into(), json!(K::TYPE));
         map.insert("active".into(), json!(reference.active));
+        if let Some(at) = reference.personal_data_erased_at {
+            map.insert("personal_data_erased_at".into(), json!(at));
+        }
     }
     stamp(&mut body, at);
     body

@@ -1,6 +1,7 @@
 //! The one aggregate all kinds of reference data share: registered, updated, deactivated and
 //! reactivated, each change an event.
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::de::DeserializeOwned;
@@ -20,6 +21,10 @@ pub struct Reference<K> {
     pub details: Option<K>,
     /// Whether it may be put on new orders and lines.
     pub active: bool,
+    /// When its personal data was erased: from then on the personal fields are null in
+    /// every view, and the key that decrypts them in stored events is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data_erased_at: Option<DateTime<Utc>>,
 }
 
 impl<K> Default for Reference<K> {
@@ -27,6 +32,7 @@ impl<K> Default for Reference<K> {
         Self {
             details: None,
             active: false,
+            personal_data_erased_at: None,
         }
     }
 }
@@ -45,6 +51,12 @@ pub enum ReferenceCommand<K: ReferenceKind> {
     Register(K),
     /// Change details and/or the active flag.
     Update(K::Patch),
+    /// Forget the person behind it: clear the personal fields for good (the store destroys
+    /// the data key that decrypts them in the same transaction). `at` is the time recorded.
+    ErasePersonalData {
+        /// When the erasure is recorded.
+        at: DateTime<Utc>,
+    },
 }
 
 /// What happened to reference data.
@@ -67,6 +79,11 @@ pub enum ReferenceEvent<K> {
     Deactivated,
     /// Usable again.
     Reactivated,
+    /// Its personal fields were erased (see [`ReferenceCommand::ErasePersonalData`]).
+    PersonalDataErased {
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl<K> ReferenceEvent<K> {
@@ -84,6 +101,7 @@ impl<K: ReferenceKind> DomainEvent for ReferenceEvent<K> {
             Self::Updated { .. } => "Updated",
             Self::Deactivated => "Deactivated",
             Self::Reactivated => "Reactivated",
+            Self::PersonalDataErased { .. } => "PersonalDataErased",
         };
         format!("{}{}", K::EVENT_PREFIX, name)
     }
@@ -123,7 +141,7 @@ impl<K: ReferenceKind> UniqueKeys for ReferenceEvent<K> {
                 }
                 keys
             }
-            Self::Deactivated | Self::Reactivated => Vec::new(),
+            Self::Deactivated | Self::Reactivated | Self::PersonalDataErased { .. } => Vec::new(),
         }
     }
 }
@@ -153,6 +171,16 @@ impl<K: ReferenceKind> Aggregate for Reference<K> {
                 let current = self.details.as_ref().ok_or(DomainError::NotFound)?;
                 let details = current.patched(&patch);
                 let changes = diff(current, &details);
+                if self.personal_data_erased_at.is_some()
+                    && K::personal_fields()
+                        .iter()
+                        .any(|field| changes.contains_key(*field))
+                {
+                    return Err(DomainError::NotAllowedBecause {
+                        action: "set personal data",
+                        reason: "its personal data was erased".into(),
+                    });
+                }
                 let activation = match K::patch_active(&patch) {
                     Some(true) if !self.active => Some(ReferenceEvent::Reactivated),
                     Some(false) if self.active => Some(ReferenceEvent::Deactivated),
@@ -165,6 +193,25 @@ impl<K: ReferenceKind> Aggregate for Reference<K> {
                 if let Some(event) = activation {
                     sink.write(event, self).await;
                 }
+            }
+            ReferenceCommand::ErasePersonalData { at } => {
+                if !self.exists() {
+                    return Err(DomainError::NotFound);
+                }
+                if K::personal_fields().is_empty() {
+                    return Err(DomainError::NotAllowedBecause {
+                        action: "erase personal data",
+                        reason: format!("a {} holds no personal data", K::TYPE),
+                    });
+                }
+                if self.personal_data_erased_at.is_some() {
+                    return Err(DomainError::NotAllowedBecause {
+                        action: "erase personal data",
+                        reason: "it was already erased".into(),
+                    });
+                }
+                sink.write(ReferenceEvent::PersonalDataErased { at }, self)
+                    .await;
             }
         }
         Ok(())
@@ -179,6 +226,10 @@ impl<K: ReferenceKind> Aggregate for Reference<K> {
             ReferenceEvent::Updated { details, .. } => self.details = Some(details),
             ReferenceEvent::Deactivated => self.active = false,
             ReferenceEvent::Reactivated => self.active = true,
+            ReferenceEvent::PersonalDataErased { at } => {
+                self.details = self.details.as_ref().map(K::without_personal_data);
+                self.personal_data_erased_at = Some(at);
+            }
         }
     }
 }

@@ -36,7 +36,32 @@ pub trait ReferenceKind:
     fn patched(&self, patch: &Self::Patch) -> Self;
     /// The `active` flag the patch asks for, if any.
     fn patch_active(patch: &Self::Patch) -> Option<bool>;
+
+    /// The fields that hold a person's data (contact name, e-mail, phone, address): the
+    /// store encrypts them with the item's own data key, and erasure clears them. Empty for
+    /// kinds that name no person.
+    fn personal_fields() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// These details with every personal field cleared: what is left after erasure.
+    fn without_personal_data(&self) -> Self {
+        let fields = Self::personal_fields();
+        if fields.is_empty() {
+            return self.clone();
+        }
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            for field in fields {
+                map.remove(*field);
+            }
+        }
+        serde_json::from_value(value).unwrap_or_else(|_| self.clone())
+    }
 }
+
+/// The personal fields of suppliers and customers (see [`ReferenceKind::personal_fields`]).
+pub const PERSONAL_FIELDS: &[&str] = &["contact_name", "email", "phone", "address"];
 
 /// Reads a code field whether it is required or optional.
 trait CodeField {
@@ -63,7 +88,7 @@ macro_rules! reference_kind {
         $(#[$meta:meta])*
         $kind:ident, $patch:ident {
             type: $type:literal, prefix: $prefix:literal, scope: $scope:literal,
-            reference: $reference:ident, name: $name_field:ident,
+            reference: $reference:ident, name: $name_field:ident, personal: $personal:expr,
         }
         required { $($(#[$rmeta:meta])* $rfield:ident: $rtype:ty,)* }
         optional { $($(#[$ometa:meta])* $ofield:ident: $otype:ty,)* }
@@ -105,6 +130,10 @@ macro_rules! reference_kind {
             fn patch_active(patch: &$patch) -> Option<bool> {
                 patch.active
             }
+
+            fn personal_fields() -> &'static [&'static str] {
+                $personal
+            }
         }
     };
 }
@@ -113,7 +142,7 @@ reference_kind! {
     /// A company the business buys from.
     Supplier, SupplierPatch {
         type: "supplier", prefix: "Supplier", scope: "supplier_code",
-        reference: Supplier, name: name,
+        reference: Supplier, name: name, personal: PERSONAL_FIELDS,
     }
     required {
         /// The supplier's name.
@@ -141,7 +170,7 @@ reference_kind! {
     /// A company the business sells to.
     Customer, CustomerPatch {
         type: "customer", prefix: "Customer", scope: "customer_code",
-        reference: Customer, name: name,
+        reference: Customer, name: name, personal: PERSONAL_FIELDS,
     }
     required {
         /// The customer's name.
@@ -171,7 +200,7 @@ reference_kind! {
     /// Something the business trades, such as 80/20 beef trim in combo bins.
     Product, ProductPatch {
         type: "product", prefix: "Product", scope: "product_code",
-        reference: Product, name: description,
+        reference: Product, name: description, personal: &[],
     }
     required {
         /// A short code, unique per tenant.
@@ -200,7 +229,7 @@ reference_kind! {
     /// A packing plant product is picked up from or delivered to.
     Plant, PlantPatch {
         type: "plant", prefix: "Plant", scope: "plant_code",
-        reference: Plant, name: name,
+        reference: Plant, name: name, personal: &[],
     }
     required {
         /// The plant's name.
@@ -222,7 +251,7 @@ reference_kind! {
     /// A company that moves freight.
     Carrier, CarrierPatch {
         type: "carrier", prefix: "Carrier", scope: "carrier_code",
-        reference: Carrier, name: name,
+        reference: Carrier, name: name, personal: &[],
     }
     required {
         /// The carrier's name.

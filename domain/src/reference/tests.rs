@@ -292,3 +292,87 @@ fn kinds_name_their_aggregate_type_and_scope() {
     assert_eq!(crate::scope_field("sales_order_number"), "order_number");
     assert_eq!(crate::scope_field("invoice_number"), "invoice_number");
 }
+
+#[tokio::test]
+async fn erasure_clears_exactly_the_personal_fields_and_only_once() {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut supplier = acme();
+    supplier.contact_name = Some(Name::parse("Ann Smith").unwrap());
+    supplier.phone = Some(ShortText::parse("555-0100").unwrap());
+    supplier.address = Some(LongText::parse("1 Dock Rd").unwrap());
+    let registered = ReferenceEvent::Registered {
+        details: supplier.clone(),
+    };
+    TestFramework::<SupplierAggregate>::with(services())
+        .given(vec![registered.clone()])
+        .when_async(ReferenceCommand::ErasePersonalData { at })
+        .await
+        .then_expect_events(vec![ReferenceEvent::PersonalDataErased { at }]);
+    let mut state = SupplierAggregate::default();
+    state.apply(registered.clone());
+    state.apply(ReferenceEvent::PersonalDataErased { at });
+    let left = state.details.clone().unwrap();
+    assert_eq!(
+        (left.contact_name, left.email, left.phone, left.address),
+        (None, None, None, None)
+    );
+    assert_eq!(
+        left.name, supplier.name,
+        "the company's name is not personal"
+    );
+    assert_eq!(left.payment_terms, supplier.payment_terms);
+    assert_eq!(state.personal_data_erased_at, Some(at));
+    // Erased once: again, or setting personal data again, is refused; other changes are not.
+    let erased = vec![registered, ReferenceEvent::PersonalDataErased { at }];
+    TestFramework::<SupplierAggregate>::with(services())
+        .given(erased.clone())
+        .when_async(ReferenceCommand::ErasePersonalData { at })
+        .await
+        .then_expect_error_message("cannot erase personal data: it was already erased");
+    TestFramework::<SupplierAggregate>::with(services())
+        .given(erased.clone())
+        .when_async(ReferenceCommand::Update(supplier_patch(
+            json!({"email": "new@acme.example"}),
+        )))
+        .await
+        .then_expect_error_message("cannot set personal data: its personal data was erased");
+    TestFramework::<SupplierAggregate>::with(services())
+        .given(erased)
+        .when_async(ReferenceCommand::Update(supplier_patch(
+            json!({"code": "ACM2"}),
+        )))
+        .await
+        .then_expect_events(vec![ReferenceEvent::Updated {
+            changes: [(
+                "code".to_string(),
+                FieldChange {
+                    from: json!("ACME"),
+                    to: json!("ACM2"),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            details: left_with_code(&state, "ACM2"),
+        }]);
+    // Kinds without personal data have nothing to erase.
+    TestFramework::<ProductAggregate>::with(services())
+        .given(vec![ReferenceEvent::Registered {
+            details: beef_trim(),
+        }])
+        .when_async(ReferenceCommand::ErasePersonalData { at })
+        .await
+        .then_expect_error_message("cannot erase personal data: a product holds no personal data");
+    assert_eq!(Product::personal_fields(), &[] as &[&str]);
+    assert_eq!(
+        Customer::personal_fields(),
+        &["contact_name", "email", "phone", "address"]
+    );
+}
+
+fn left_with_code(state: &SupplierAggregate, code_text: &str) -> Supplier {
+    let mut details = state.details.clone().unwrap();
+    details.code = Some(code(code_text));
+    details
+}

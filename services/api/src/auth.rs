@@ -37,6 +37,8 @@ pub enum Permission {
     Manage,
     /// Create and list tenants.
     Platform,
+    /// Erase a supplier's or customer's personal data (it cannot be undone).
+    Erase,
 }
 
 impl std::str::FromStr for Role {
@@ -63,7 +65,10 @@ impl Role {
             Role::Auditor => matches!(permission, P::Read | P::Audit),
             Role::User => matches!(permission, P::Read | P::Operate),
             Role::Manager => matches!(permission, P::Read | P::Operate | P::Manage),
-            Role::Admin => matches!(permission, P::Read | P::Audit | P::Operate | P::Manage),
+            Role::Admin => matches!(
+                permission,
+                P::Read | P::Audit | P::Operate | P::Manage | P::Erase
+            ),
             Role::PlatformAdmin => matches!(permission, P::Platform),
         }
     }

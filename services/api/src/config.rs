@@ -85,6 +85,9 @@ pub struct Config {
     /// The keys anchors may be signed with (`OMS_ANCHOR_KEY` or `OMS_ANCHOR_KEY_FILE`), for
     /// `GET /audit/verify`; empty: the verification answers 503.
     pub anchor_keys: Vec<oms_store::audit::AnchorKey>,
+    /// The master key that wraps personal data keys (`OMS_DATA_KEY`); `None`: the public
+    /// development key (`--demo` and tests only: `oms serve` refuses to start without one).
+    pub data_key: Option<oms_store::personal::MasterKey>,
     /// How old an event may be before a valid anchor must cover it
     /// (`OMS_ANCHOR_MAX_AGE_SECS`).
     pub anchor_max_age: Duration,
@@ -115,6 +118,7 @@ impl Config {
             jwt_issuer: None,
             jwt_audience: None,
             anchor_keys: Vec::new(),
+            data_key: None,
             anchor_max_age: oms_store::audit::DEFAULT_MAX_ANCHOR_AGE,
         }
     }

@@ -118,8 +118,12 @@ impl AppState {
         nats: Option<async_nats::Client>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let commands = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock))
-            .with_group_commit(config.group_commit);
+        let mut store = EventStore::new(pool.clone());
+        if let Some(key) = &config.data_key {
+            store = store.with_master_key(key.clone());
+        }
+        let commands =
+            Commands::new(store, Arc::new(SystemClock)).with_group_commit(config.group_commit);
         metrics.register_group_commit(commands.group_commit_counters());
         Self {
             commands,

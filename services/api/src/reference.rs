@@ -30,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show_supplier, update_supplier))
         .routes(routes!(list_customer, create_customer))
         .routes(routes!(show_customer, update_customer))
+        .routes(routes!(erase_supplier))
+        .routes(routes!(erase_customer))
         .routes(routes!(list_product, create_product))
         .routes(routes!(show_product, update_product))
         .routes(routes!(list_plant, create_plant))
@@ -120,6 +122,62 @@ where
         )
         .await?;
     Ok(executed(outcome))
+}
+
+async fn erase<K: ReferenceKind>(
+    State(state): State<AppState>,
+    user: TenantUser,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError>
+where
+    Reference<K>: OmsAggregate<Command = ReferenceCommand<K>>,
+    <Reference<K> as cqrs_es::Aggregate>::Event: oms_domain::UniqueKeys,
+{
+    user.require(Permission::Erase)?;
+    let ctx = headers.context(&user, b"");
+    let plural = plural_of::<K>();
+    let at = oms_store::hash::to_stored_precision(chrono::Utc::now());
+    let outcome = state
+        .commands
+        .execute::<Reference<K>, _, _>(
+            &ctx,
+            id,
+            None,
+            |_| ReferenceCommand::ErasePersonalData { at },
+            move |loaded, position| reply(loaded, position, StatusCode::OK, &plural),
+        )
+        .await?;
+    Ok(executed(outcome))
+}
+
+/// Erases a supplier's personal data (admin): contact name, e-mail, phone and address become
+/// null everywhere for good, and `personal_data_erased_at` is set.
+#[utoipa::path(post, path = "/api/v1/suppliers/{id}/erase-personal-data", tag = "reference data",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the document"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn erase_supplier(
+    state: State<AppState>,
+    user: TenantUser,
+    id: ApiPath<Uuid>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    erase::<Supplier>(state, user, id, headers).await
+}
+
+/// Erases a customer's personal data (admin): see `erase_supplier`.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/erase-personal-data", tag = "reference data",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the document"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn erase_customer(
+    state: State<AppState>,
+    user: TenantUser,
+    id: ApiPath<Uuid>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    erase::<Customer>(state, user, id, headers).await
 }
 
 /// Documented per-kind entry points (the routes use the generic handlers; these exist so the

@@ -175,7 +175,12 @@ fn command(env: &OmsEnv) -> Command {
         .env(
             "OMS_ANCHOR_KEY",
             format!("bench-anchor-{}", Uuid::new_v4().simple()),
-        );
+        )
+        .env(
+            "OMS_DATA_KEY",
+            format!("bench-data-key-{}", Uuid::new_v4().simple()),
+        )
+        .env_remove("OMS_DATA_KEY_FILE");
     command
 }
 

@@ -40,6 +40,11 @@ enum Command {
     },
     /// Measure commands per second against postgres-es and Postgres's own ceiling.
     Bench(cmd::bench::BenchArgs),
+    /// The master key of personal data: rotate it.
+    DataKeys {
+        #[command(subcommand)]
+        command: cmd::data_keys::DataKeysCommand,
+    },
     /// Manage analysts' SQL logins to the read models.
     Analyst {
         #[command(subcommand)]
@@ -59,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Audit { command } => cmd::audit::run(command).await,
         Command::Bench(args) => cmd::bench::run(args).await,
         Command::Analyst { command } => cmd::analyst::run(command).await,
+        Command::DataKeys { command } => cmd::data_keys::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1746,6 +1746,10 @@ async fn start(settings: &Settings, run: &str) -> Stack {
         ("DATABASE_URL".to_string(), database_url.clone()),
         ("NATS_URL".to_string(), nats_url.clone()),
         ("OMS_JWT_SECRET".to_string(), SECRET.to_string()),
+        (
+            "OMS_DATA_KEY".to_string(),
+            "a-test-data-key-of-at-least-32-bytes-long".to_string(),
+        ),
         // The relay signs anchors and refuses to start without a key.
         ("OMS_ANCHOR_KEY".to_string(), ANCHOR_KEY.to_string()),
     ];

@@ -191,6 +191,30 @@ fn serve_refuses_a_relay_without_an_anchor_key_or_with_a_short_one() {
 }
 
 #[test]
+fn serve_refuses_to_start_without_a_usable_data_key_outside_demo() {
+    let secret = "a-test-secret-that-is-at-least-32-characters";
+    let anchor = "a-test-anchor-key-of-at-least-32-bytes";
+    for (key, says) in [(None, "OMS_DATA_KEY"), (Some("short"), "at least 32")] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oms"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("OMS_JWT_SECRET", secret)
+            .env("OMS_ANCHOR_KEY", anchor)
+            .env_remove("OMS_DATA_KEY")
+            .env_remove("OMS_DATA_KEY_FILE")
+            // Unreachable: the key is checked before anything is connected to.
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none");
+        if let Some(key) = key {
+            command.env("OMS_DATA_KEY", key);
+        }
+        let output = command.output().expect("oms runs");
+        assert!(!output.status.success(), "{key:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{key:?}: {stderr}");
+    }
+}
+
+#[test]
 fn audit_verify_refuses_an_empty_export_file() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.ndjson");

@@ -334,6 +334,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_zero_in_time() {
             ("DATABASE_URL", &database_url(&db_name)),
             ("NATS_URL", &nats.url()),
             ("OMS_JWT_SECRET", SECRET),
+            ("OMS_DATA_KEY", "a-test-data-key-of-at-least-32-bytes-long"),
             ("OMS_RATE_LIMIT", "0"),
         ],
         &format!("127.0.0.1:{port}"),

@@ -138,6 +138,7 @@ pub async fn apply_deliveries(
     } else {
         Vec::new()
     };
+    store.prepare(&mut *tx, &events).await?;
     let row_at = |position: i64| {
         events
             .binary_search_by_key(&position, |event| event.position)
@@ -258,6 +259,7 @@ pub async fn catch_up(
             tx.commit().await?;
             return Ok(applied);
         };
+        store.prepare(&mut *tx, &events).await?;
         let records: Vec<EventRecord> = events.iter().map(|event| record(store, event)).collect();
         projection.apply_batch(&mut tx, &records).await?;
         checkpoints::advance(&mut tx, projection, tenant, last).await?;

@@ -106,6 +106,7 @@ pub async fn rebuild_tenant_holding(
         let Some(last) = events.last().map(|e| e.position) else {
             break;
         };
+        store.prepare(&mut *tx, &events).await?;
         let records: Vec<_> = events.iter().map(|event| record(store, event)).collect();
         drop(events);
         rebuild.apply(&mut tx, &records).await?;

@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::event::{AppendError, Appended, ChainReport, FoldError, Head, NewEvent, StoredEvent};
 use crate::hash::{self, GENESIS};
 use crate::idempotency::{self, IdempotencyKey, Reply};
+use crate::personal::{is_personal, Keyring, MasterKey};
 
 /// `select <every column of an event> from events <rest>`: the one place the column list is
 /// written, so every read decodes into [`StoredEvent`] the same way.
@@ -53,6 +54,7 @@ pub struct EventStore {
     pool: PgPool,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     notifier: Arc<Notifier>,
+    keyring: Arc<Keyring>,
 }
 
 /// The relay's wake-up sent after commits rather than inside them.
@@ -91,7 +93,31 @@ impl EventStore {
             pool,
             upcasters: Arc::new(oms_domain::upcasters::all()),
             notifier: Arc::new(Notifier::default()),
+            keyring: Arc::new(Keyring::new(MasterKey::development())),
         }
+    }
+
+    /// The store with `master` as the key that wraps the personal data keys (the
+    /// development key otherwise, which protects nothing: `oms serve` refuses to start
+    /// without `OMS_DATA_KEY` outside `--demo`).
+    pub fn with_master_key(mut self, master: MasterKey) -> Self {
+        self.keyring = Arc::new(Keyring::new(master));
+        self
+    }
+
+    /// The keyring that encrypts personal fields on append and decrypts them on read.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Reads the data keys `events` need to be decrypted by [`EventStore::upcast`]: every
+    /// reader calls it on the rows it read (see [`crate::personal`]).
+    pub async fn prepare<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        events: &[StoredEvent],
+    ) -> Result<(), sqlx::Error> {
+        self.keyring.prepare(executor, events).await
     }
 
     /// Replaces the upcasters applied to stored events before they are deserialised.
@@ -147,7 +173,10 @@ impl EventStore {
         aggregate_type: &str,
         aggregate_id: Uuid,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        Self::load_stream_with(&self.pool, tenant, aggregate_type, aggregate_id).await
+        let events =
+            Self::load_stream_with(&self.pool, tenant, aggregate_type, aggregate_id).await?;
+        self.prepare(&self.pool, &events).await?;
+        Ok(events)
     }
 
     /// [`EventStore::load_stream`] through any executor (a pool, a connection, a transaction).
@@ -210,15 +239,25 @@ impl EventStore {
         .await
     }
 
-    /// Turns a stored row into cqrs-es's serialised form, with the upcasters applied.
+    /// Turns a stored row into cqrs-es's serialised form, with its personal fields
+    /// decrypted (null once erased; see [`EventStore::prepare`]) and the upcasters applied.
     pub fn upcast(&self, event: &StoredEvent) -> SerializedEvent {
+        let mut payload = event.payload.clone();
+        if is_personal(&event.aggregate_type) {
+            self.keyring.open_payload(
+                event.tenant_id,
+                &event.event_type,
+                event.aggregate_id,
+                &mut payload,
+            );
+        }
         let mut serialized = SerializedEvent::new(
             event.aggregate_id.to_string(),
             usize::try_from(event.sequence).unwrap_or_default(),
             event.aggregate_type.clone(),
             event.event_type.clone(),
             event.event_version.clone(),
-            event.payload.clone(),
+            payload,
             event.metadata.clone(),
         );
         for upcaster in self.upcasters.iter() {
@@ -325,7 +364,7 @@ impl EventStore {
         &self,
         tx: &mut Transaction<'static, Postgres>,
         tenant: Uuid,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
         if events.is_empty() {
             let head = sqlx::query_scalar("select position from tenant_heads where tenant_id = $1")
@@ -338,6 +377,9 @@ impl EventStore {
                 position: head,
             });
         }
+        // Personal fields are encrypted (and an erasure destroys its key) before anything is
+        // hashed: the chain covers what is stored.
+        self.keyring.seal_events(tx, tenant, &mut events).await?;
         // Claims only, each key once (a create's order number, an invoice's number): they go
         // into the head row's statement. Anything else (a release, a key named twice) is
         // applied change by change first, in the order the events give.

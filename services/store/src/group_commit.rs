@@ -220,7 +220,8 @@ async fn write(
             .collect();
         // Lots' stock is moved only by the path of a command alone (the pipeline sends such
         // commands there; this keeps a batch from ever writing one unchecked).
-        let moves_lots = s.events.iter().any(|e| !e.lot_movements.is_empty());
+        let moves_lots = s.events.iter().any(|e| !e.lot_movements.is_empty())
+            || s.events.iter().any(crate::personal::needs_keyring);
         if moves_lots
             || claims.iter().any(|claim| claimed.contains(claim))
             || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))

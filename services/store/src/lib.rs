@@ -34,6 +34,7 @@ pub mod hash;
 pub mod idempotency;
 mod lookups;
 pub mod migrate;
+pub mod personal;
 mod pipeline;
 pub mod progress;
 pub mod repository;

@@ -148,23 +148,42 @@ impl TxLookups {
                 let mut tx = tx.lock().await;
                 match holder_query.fetch_optional(&mut **tx).await {
                     Ok(Some(holder)) => {
-                        EventStore::load_stream_with(&mut **tx, self.tenant, aggregate_type, holder)
-                            .await
-                            .map(|events| Some((holder, events)))
+                        match EventStore::load_stream_with(
+                            &mut **tx,
+                            self.tenant,
+                            aggregate_type,
+                            holder,
+                        )
+                        .await
+                        {
+                            Ok(events) => self
+                                .store
+                                .prepare(&mut **tx, &events)
+                                .await
+                                .map(|()| Some((holder, events))),
+                            Err(err) => Err(err),
+                        }
                     }
                     Ok(None) => Ok(None),
                     Err(err) => Err(err),
                 }
             }
             Conn::Pool => match holder_query.fetch_optional(self.store.pool()).await {
-                Ok(Some(holder)) => EventStore::load_stream_with(
+                Ok(Some(holder)) => match EventStore::load_stream_with(
                     self.store.pool(),
                     self.tenant,
                     aggregate_type,
                     holder,
                 )
                 .await
-                .map(|events| Some((holder, events))),
+                {
+                    Ok(events) => self
+                        .store
+                        .prepare(self.store.pool(), &events)
+                        .await
+                        .map(|()| Some((holder, events))),
+                    Err(err) => Err(err),
+                },
                 Ok(None) => Ok(None),
                 Err(err) => Err(err),
             },

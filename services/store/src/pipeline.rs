@@ -550,6 +550,7 @@ impl Commands {
             let events =
                 EventStore::load_stream_from(&mut *conn, tenant, A::TYPE, id, loaded.version)
                     .await?;
+            self.store.prepare(&mut *conn, &events).await?;
             let still_there = events
                 .first()
                 .is_some_and(|first| first.sequence == loaded.version && first.hash == hash);
@@ -569,6 +570,7 @@ impl Commands {
             self.cache.forget(tenant, A::TYPE, id);
         }
         let events = EventStore::load_stream_with(&mut *conn, tenant, A::TYPE, id).await?;
+        self.store.prepare(&mut *conn, &events).await?;
         let loaded: Loaded<A> = self.loaded(id, &events)?;
         let hash = events.last().map(|e| e.hash.clone()).unwrap_or_default();
         self.cache.put(tenant, &loaded, &hash);
@@ -637,7 +639,10 @@ impl Commands {
         // Lots move rarely (receipts and shipments that name them): such a command runs alone,
         // where the lots' stock is moved and checked before the head is taken.
         let moves_lots = events.iter().any(|event| !event.lot_movements.is_empty());
-        if events.is_empty() || !only_claims || moves_lots {
+        // So do commands that write a supplier's or customer's personal data (encrypted) or
+        // erase it (its key destroyed), in the append transaction of a command alone.
+        let personal = events.iter().any(crate::personal::needs_keyring);
+        if events.is_empty() || !only_claims || moves_lots || personal {
             return Ok(None);
         }
 

@@ -139,6 +139,10 @@ impl PersistedEventRepository for TenantEventRepository {
         .fetch_all(self.store.pool())
         .await
         .map_err(database)?;
+        self.store
+            .prepare(self.store.pool(), &rows)
+            .await
+            .map_err(database)?;
         Ok(replay_stream(
             rows.iter().map(|e| self.serialized(e)).collect(),
         ))

@@ -109,7 +109,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         } => {
             let as_of = as_of.map(|v| parse_instant("--as-of", &v)).transpose()?;
             let pool = connect(&db.database_url).await?;
-            let store = oms_store::EventStore::new(pool);
+            let store = super::data_keys::store(pool)?;
             let shown = oms_store::audit::show::show(&store, &order, tenant, as_of).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&shown.to_json())?);
@@ -132,7 +132,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             if oms_store::tenants::find(&pool, tenant).await?.is_none() {
                 anyhow::bail!("there is no tenant {tenant}");
             }
-            let store = oms_store::EventStore::new(pool);
+            let store = super::data_keys::store(pool)?;
             match output {
                 None => {
                     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
@@ -246,7 +246,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 })
             };
             let pool = connect(&db.database_url).await?;
-            let store = oms_store::EventStore::new(pool.clone());
+            let store = super::data_keys::store(pool.clone())?;
             let tenants: Vec<Uuid> = match tenant {
                 Some(tenant) => {
                     if oms_store::tenants::find(&pool, tenant).await?.is_none() {

@@ -3,6 +3,7 @@
 pub mod analyst;
 pub mod audit;
 pub mod bench;
+pub mod data_keys;
 pub mod migrate;
 pub mod replay;
 pub mod serve;

@@ -61,7 +61,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .connect(&args.db.database_url)
         .await
         .context("cannot connect to the database")?;
-    let store = oms_store::EventStore::new(pool);
+    let store = super::data_keys::store(pool)?;
     let tenants = oms_projector::replay::tenants(&store, &args.tenants).await?;
     let total: u64 = tenants
         .iter()

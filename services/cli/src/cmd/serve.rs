@@ -194,7 +194,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.demo,
         args.runs(ServeRole::Relay),
     )?;
+    let data_key = data_key(|name| std::env::var(name).ok(), args.demo)?;
     let mut config = Config::local(args.db.database_url.clone(), jwt_secret);
+    config.data_key = Some(data_key.clone());
     config.jwt_max_lifetime = chrono::Duration::hours(i64::from(args.jwt_max_lifetime_hours));
     config.bind = args.bind;
     config.nats_url = args.nats.redacted_url();
@@ -228,7 +230,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let pool = config.pool().context("DATABASE_URL is not usable")?;
     crate::connect::check_service_role(&pool, config.db_role.as_deref()).await?;
     let nats = nats(&nats_settings, &args.nats).await;
-    let store = EventStore::new(pool.clone());
+    let store = EventStore::new(pool.clone()).with_master_key(data_key);
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -402,6 +404,31 @@ fn anchor_key(
              32 bytes; or run with --demo for local use)"
         ),
         None => Ok(None),
+    }
+}
+
+/// The master key of personal data (`OMS_DATA_KEY` or the file `OMS_DATA_KEY_FILE` names;
+/// never the command line). Without one the service refuses to start — personal data would
+/// be wrapped by a key anyone can read — except with `--demo`, which takes the public
+/// development key and says so.
+fn data_key(
+    env: impl Fn(&str) -> Option<String>,
+    demo: bool,
+) -> anyhow::Result<oms_store::personal::MasterKey> {
+    use oms_store::personal::MasterKey;
+    match MasterKey::from_env(env)? {
+        Some(key) => Ok(key),
+        None if demo => {
+            tracing::warn!(
+                "OMS_DATA_KEY is not set; wrapping personal data keys with the public \
+                 development key (demo mode): it protects nothing"
+            );
+            Ok(MasterKey::development())
+        }
+        None => anyhow::bail!(
+            "personal data is encrypted: set OMS_DATA_KEY or OMS_DATA_KEY_FILE (at least 32 \
+             bytes; or run with --demo for local use)"
+        ),
     }
 }
 

@@ -662,6 +662,7 @@ async fn serve_stops_with_what_to_do_when_its_login_may_not_take_the_service_rol
             )
             .env("OMS_MIGRATION_DATABASE_URL", database_url(&database))
             .env("OMS_JWT_SECRET", "s".repeat(40))
+            .env("OMS_DATA_KEY", "a-test-data-key-of-at-least-32-bytes-long")
             .env("OMS_BIND", "127.0.0.1:0")
             .env("NATS_URL", "nats://127.0.0.1:1")
             .kill_on_drop(true)

@@ -491,6 +491,7 @@ impl RoleProcess {
                 "OMS_JWT_SECRET",
                 "a-test-secret-that-is-at-least-32-characters",
             )
+            .env("OMS_DATA_KEY", "a-test-data-key-of-at-least-32-bytes-long")
             .env("OMS_ANCHOR_KEY", "a-test-anchor-key-of-at-least-32-bytes")
             .env("OMS_LOG", "warn")
             .stdin(std::process::Stdio::null())

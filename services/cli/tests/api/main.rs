@@ -11,6 +11,7 @@ mod claims;
 mod concurrency;
 mod db_roles;
 mod docs;
+mod erasure;
 mod errors;
 mod event_size;
 mod fuzz;

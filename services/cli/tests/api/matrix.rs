@@ -122,6 +122,8 @@ enum Action {
     Manage,
     /// Create and list tenants.
     Platform,
+    /// Erase a supplier's or customer's personal data (admin only).
+    Erase,
 }
 
 /// The action of `operation`, from its path and method. Panics for a route this table does
@@ -139,6 +141,7 @@ fn action(operation: &Operation) -> Action {
         ("audit", _, _) => Action::Audit,
         (_, &Method::GET, "events") => Action::Audit,
         (_, &Method::GET, _) => Action::Read,
+        ("suppliers" | "customers", &Method::POST, "erase-personal-data") => Action::Erase,
         (kind, _, _) if REFERENCE.contains(&kind) => Action::Manage,
         ("purchase-orders" | "sales-orders", _, verb) => match verb {
             // creating and editing drafts (the header, lines), and the user's steps
@@ -351,6 +354,7 @@ impl Fixture {
             }),
             (&Method::PATCH, _, 4, _) => json!({"weight": "6"}),
             (&Method::POST, _, 3, "submit" | "approve" | "close" | "confirm") => json!({}),
+            (&Method::POST, _, 3, "erase-personal-data") => json!({}),
             (&Method::POST, _, 3, "reject" | "cancel") => json!({"reason": "matrix"}),
             (&Method::POST, _, 3, "notes") => json!({"text": "matrix note"}),
             (&Method::POST, _, 3, "payments") => {

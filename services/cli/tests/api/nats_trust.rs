@@ -380,6 +380,7 @@ impl Role {
                 "OMS_JWT_SECRET",
                 "a-test-secret-that-is-at-least-32-characters",
             )
+            .env("OMS_DATA_KEY", "a-test-data-key-of-at-least-32-bytes-long")
             .env(
                 "OMS_ANCHOR_KEY",
                 "an-anchor-key-of-the-test-at-least-32-bytes",
@@ -616,6 +617,7 @@ async fn credentials_in_the_nats_url_are_never_logged_even_at_trace() {
             "OMS_JWT_SECRET",
             "a-test-secret-that-is-at-least-32-characters",
         )
+        .env("OMS_DATA_KEY", "a-test-data-key-of-at-least-32-bytes-long")
         .env("OMS_LOG", "debug,async_nats=trace,sqlx=warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
