@@ -69,8 +69,13 @@ pub fn event_schemas(definitions_path: &str) -> EventSchemas {
     enums.push(Enum::reference::<Product>(&mut generator));
     enums.push(Enum::reference::<Plant>(&mut generator));
     enums.push(Enum::reference::<Carrier>(&mut generator));
-    let mut definitions = generator.take_definitions(true);
     let prefix = format!("#{}/", definitions_path.trim_end_matches('/'));
+    let personal = [
+        personal_definitions::<Supplier>(&mut generator, &prefix),
+        personal_definitions::<Customer>(&mut generator, &prefix),
+    ];
+    let mut definitions = generator.take_definitions(true);
+    seal_personal_fields(&mut definitions, &prefix, personal.iter().flatten());
     let mut events = Vec::new();
     for described in &enums {
         let name = described
@@ -86,6 +91,82 @@ pub fn event_schemas(definitions_path: &str) -> EventSchemas {
         events,
         definitions,
     }
+}
+
+/// The name of the schema definition that holds a personal value sealed for its subject
+/// (docs/privacy.md).
+pub const SEALED_VALUE: &str = "SealedPersonalValue";
+
+/// The definition of `K`'s details (by name; events carry the details whole, and their
+/// changes as any JSON) with the personal fields it holds: the fields whose values events
+/// carry sealed.
+fn personal_definitions<K: ReferenceKind + JsonSchema>(
+    generator: &mut SchemaGenerator,
+    prefix: &str,
+) -> Option<(String, &'static [&'static str])> {
+    let fields = K::personal_fields();
+    let reference = generator.subschema_for::<K>();
+    let name = reference
+        .get("$ref")
+        .and_then(Value::as_str)?
+        .strip_prefix(prefix)?;
+    (!fields.is_empty()).then(|| (name.to_owned(), fields))
+}
+
+/// Makes each personal field of the given definitions say what the events really carry: the
+/// sealed envelope `{"enc", "key"}` (what every event written since encryption holds), or the
+/// plain value (events written before it, until the one-off migration rewrites them). The
+/// `changes` of an update hold any JSON in `from` and `to`, sealed values included, already.
+fn seal_personal_fields<'a>(
+    definitions: &mut Map<String, Value>,
+    prefix: &str,
+    personal: impl Iterator<Item = &'a (String, &'static [&'static str])>,
+) {
+    for (name, fields) in personal {
+        let Some(properties) = definitions
+            .get_mut(name)
+            .and_then(|definition| definition.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for field in *fields {
+            if let Some(plain) = properties.remove(*field) {
+                properties.insert(
+                    (*field).to_owned(),
+                    json!({
+                        "description": "Personal data: sealed for its subject (or, in events \
+                            written before encryption, the plain value); null once erased or \
+                            when unset.",
+                        "anyOf": [{"$ref": format!("{prefix}{SEALED_VALUE}")}, plain],
+                    }),
+                );
+            }
+        }
+    }
+    definitions.insert(
+        SEALED_VALUE.to_owned(),
+        json!({
+            "type": "object",
+            "description": "A personal value sealed for its subject with the subject's own data \
+                key (AES-256-GCM); unreadable without the key, and for ever once the subject's \
+                personal data is erased (docs/privacy.md).",
+            "required": ["enc", "key"],
+            "additionalProperties": false,
+            "properties": {
+                "enc": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "description": "The nonce followed by the ciphertext, base64.",
+                },
+                "key": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "Whose data key sealed it: the supplier's or customer's id.",
+                },
+            },
+        }),
+    );
 }
 
 /// An event enum whose schema was generated: where its definition is, and how its variants

@@ -419,6 +419,31 @@ async fn every_kind_of_event(app: &TestApp) -> i64 {
         StatusCode::OK,
     )
     .await;
+    // Personal data travels sealed (docs/privacy.md): the schema must say so.
+    expect_json(
+        app.patch(
+            &format!("/api/v1/suppliers/{supplier}"),
+            json!({"contact_name": "Dana Reyes", "email": "dana@prairie.example"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        app.patch(
+            &format!("/api/v1/customers/{customer}"),
+            json!({"phone": "+1 555 0100", "address": "1 Market St"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.post_ok(
+        &format!("/api/v1/customers/{customer}/erase-personal-data"),
+        json!({}),
+        StatusCode::OK,
+    )
+    .await;
 
     app.event_count().await
 }
