@@ -283,31 +283,31 @@ async fn refused_claims_and_refunds_write_nothing() {
 /// A sales order of one line (1000 lb × 3.10), shipped in full and delivered. Returns its
 /// base path and line id.
 async fn delivered_so(app: &TestApp, customer: &str, product: &str) -> (String, String) {
-    let so = app
-        .post_ok(
-            "/api/v1/sales-orders",
-            json!({"customer_id": customer, "order_date": "2026-11-02",
-                   "lines": [{"product_id": product, "weight": "1000", "price_per_unit": "3.10"}]}),
-            StatusCode::CREATED,
-        )
-        .await;
-    let line = so["lines"][0]["line_id"].as_str().unwrap().to_string();
-    let base = format!("/api/v1/sales-orders/{}", id_of(&so));
-    app.post_ok(&format!("{base}/confirm"), json!({}), StatusCode::OK)
+    let line = json!({"product_id": product, "weight": "1000", "price_per_unit": "3.10"});
+    deliver(app, customer, line, "2026-11-05").await
+}
+
+/// Creates a sales order of the one `line`, confirms it, ships its whole weight on
+/// `shipped_on` and delivers it the next day. Returns its base path and line id.
+async fn deliver(app: &TestApp, customer: &str, line: Value, shipped_on: &str) -> (String, String) {
+    let weight = line["weight"].clone();
+    let (base, line_id) = app
+        .confirmed_so(json!({"customer_id": customer, "order_date": "2026-11-02", "lines": [line]}))
         .await;
     app.post_ok(
         &format!("{base}/ship"),
-        json!({"shipped_on": "2026-11-05", "lines": [{"line_id": line, "weight": "1000"}]}),
+        json!({"shipped_on": shipped_on, "lines": [{"line_id": line_id, "weight": weight}]}),
         StatusCode::OK,
     )
     .await;
+    let shipped: chrono::NaiveDate = shipped_on.parse().unwrap();
     app.post_ok(
         &format!("{base}/deliver"),
-        json!({"delivered_on": "2026-11-06"}),
+        json!({"delivered_on": (shipped + chrono::Days::new(1)).to_string()}),
         StatusCode::OK,
     )
     .await;
-    (base, line)
+    (base, line_id)
 }
 
 #[tokio::test]
@@ -445,29 +445,12 @@ async fn a_customer_claim_is_passed_on_to_the_supplier_back_to_back() {
     let po_id = po.rsplit('/').next().unwrap().to_string();
 
     // The sales order is supplied by the purchase order.
-    let so = app
-        .post_ok(
-            "/api/v1/sales-orders",
-            json!({"customer_id": customer, "order_date": "2026-11-02",
-                   "lines": [{"product_id": product, "weight": "900", "price_per_unit": "3.10",
-                              "source_purchase_order_id": po_id}]}),
-            StatusCode::CREATED,
-        )
-        .await;
-    let so_line = so["lines"][0]["line_id"].as_str().unwrap().to_string();
-    let so_base = format!("/api/v1/sales-orders/{}", id_of(&so));
-    app.post_ok(&format!("{so_base}/confirm"), json!({}), StatusCode::OK)
-        .await;
-    app.post_ok(
-        &format!("{so_base}/ship"),
-        json!({"shipped_on": "2026-11-09", "lines": [{"line_id": so_line, "weight": "900"}]}),
-        StatusCode::OK,
-    )
-    .await;
-    app.post_ok(
-        &format!("{so_base}/deliver"),
-        json!({"delivered_on": "2026-11-10"}),
-        StatusCode::OK,
+    let (so_base, so_line) = deliver(
+        &app,
+        &customer,
+        json!({"product_id": product, "weight": "900", "price_per_unit": "3.10",
+               "source_purchase_order_id": po_id}),
+        "2026-11-09",
     )
     .await;
     let raised = app

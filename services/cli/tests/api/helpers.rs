@@ -251,6 +251,19 @@ impl TestApp {
         id_of(&customer)
     }
 
+    /// Creates the sales order `body` describes and confirms it; its base path and first line's
+    /// id.
+    pub async fn confirmed_so(&self, body: Value) -> (String, String) {
+        let so = self
+            .post_ok("/api/v1/sales-orders", body, StatusCode::CREATED)
+            .await;
+        let base = format!("/api/v1/sales-orders/{}", id_of(&so));
+        self.post_ok(&format!("{base}/confirm"), json!({}), StatusCode::OK)
+            .await;
+        let line = so["lines"][0]["line_id"].as_str().unwrap().to_string();
+        (base, line)
+    }
+
     /// Creates a draft purchase order with one line of `weight` × `price`.
     pub async fn draft_po(
         &self,

@@ -42,21 +42,11 @@ async fn confirmed_so(
     weight: &str,
     unit: &str,
 ) -> (String, String) {
-    let so = app
-        .post_ok(
-            "/api/v1/sales-orders",
-            json!({"customer_id": customer, "order_date": "2026-11-02", "weight_unit": unit,
-                   "lines": [{"product_id": product, "weight": weight, "price_per_unit": "3.10"}]}),
-            StatusCode::CREATED,
-        )
-        .await;
-    let base = format!("/api/v1/sales-orders/{}", id_of(&so));
-    app.post_ok(&format!("{base}/confirm"), json!({}), StatusCode::OK)
-        .await;
-    (
-        base,
-        so["lines"][0]["line_id"].as_str().unwrap().to_string(),
+    app.confirmed_so(
+        json!({"customer_id": customer, "order_date": "2026-11-02", "weight_unit": unit,
+               "lines": [{"product_id": product, "weight": weight, "price_per_unit": "3.10"}]}),
     )
+    .await
 }
 
 /// The body of a shipment of one line taking `lots` (`[(lot_id, weight)]`).
@@ -230,31 +220,32 @@ async fn lots_that_do_not_add_up_are_unknown_foreign_taken_or_in_another_unit_ar
                "lines": [{"line_id": draft_line, "weight": "500", "lots": lots}]})
     };
     let before = footprint(&app).await;
-    let short = app
-        .post(
-            &format!("{base}/receipts"),
-            receipt(json!([{"lot_number": "B2", "weight": "400"}])),
-        )
-        .await;
-    let problem = expect_problem(short, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "lines[0].lots", "{problem}");
-    // The supplier's lot number B1 is already received (on the other order): 409.
-    let taken = app
-        .post(
-            &format!("{base}/receipts"),
-            receipt(json!([{"lot_number": "B1", "weight": "500"}])),
-        )
-        .await;
-    let problem = expect_problem(taken, StatusCode::CONFLICT).await;
-    assert_eq!(problem["errors"][0]["field"], "lot_number", "{problem}");
-    // A lot number that is not one word: 422 before anything is decided.
-    let spaced = app
-        .post(
-            &format!("{base}/receipts"),
-            receipt(json!([{"lot_number": "B 2", "weight": "500"}])),
-        )
-        .await;
-    expect_problem(spaced, StatusCode::UNPROCESSABLE_ENTITY).await;
+    for (lots, status, field) in [
+        // Lots that do not sum to the line's weight: 422 on the line's lots.
+        (
+            json!([{"lot_number": "B2", "weight": "400"}]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines[0].lots"),
+        ),
+        // The supplier's lot number B1 is already received (on the other order): 409.
+        (
+            json!([{"lot_number": "B1", "weight": "500"}]),
+            StatusCode::CONFLICT,
+            Some("lot_number"),
+        ),
+        // A lot number that is not one word: 422 before anything is decided.
+        (
+            json!([{"lot_number": "B 2", "weight": "500"}]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        ),
+    ] {
+        let refused = app.post(&format!("{base}/receipts"), receipt(lots)).await;
+        let problem = expect_problem(refused, status).await;
+        if let Some(field) = field {
+            assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        }
+    }
     assert_eq!(
         footprint(&app).await,
         before,
