@@ -118,6 +118,16 @@ impl NewEvent {
             .iter()
             .all(|change| matches!(change, UniqueKeyChange::Claim { .. }))
     }
+
+    /// Whether the event must be appended by its command alone, never in a group-commit
+    /// batch: what the batch writer does not do. It releases unique keys (applied one by one,
+    /// in order), moves lots' stock (checked before the head is taken), or writes or erases a
+    /// supplier's or customer's personal data (sealed, or its key destroyed, with the keyring).
+    pub fn runs_alone(&self) -> bool {
+        !self.only_claims()
+            || !self.lot_movements.is_empty()
+            || crate::personal::needs_keyring(self)
+    }
 }
 
 /// Why an append did not happen. Nothing was written in any case.

@@ -206,7 +206,8 @@ async fn write(
     // the first one's events: it runs alone after this batch has committed.
     // So does a second command with the same idempotency key, or one claiming a unique key
     // that an earlier command of the batch claims: the one claim either wins or is refused
-    // alone, and the batch stays whole. So does a command that moves lots.
+    // alone, and the batch stays whole. So does a command whose events run alone
+    // ([`NewEvent::runs_alone`]).
     let mut seen = HashSet::new();
     let mut keys = HashSet::new();
     let mut claimed = HashSet::new();
@@ -218,11 +219,9 @@ async fn write(
             .flat_map(NewEvent::claims)
             .map(|(scope, key)| (s.tenant, scope.to_string(), key.to_string()))
             .collect();
-        // Lots' stock is moved only by the path of a command alone (the pipeline sends such
-        // commands there; this keeps a batch from ever writing one unchecked).
-        let moves_lots = s.events.iter().any(|e| !e.lot_movements.is_empty())
-            || s.events.iter().any(crate::personal::needs_keyring);
-        if moves_lots
+        // The pipeline sends such commands to run alone; this keeps a batch from ever writing
+        // one that it cannot write as decided.
+        if s.events.iter().any(NewEvent::runs_alone)
             || claims.iter().any(|claim| claimed.contains(claim))
             || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
             || s.key

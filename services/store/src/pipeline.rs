@@ -635,14 +635,7 @@ impl Commands {
             .await?;
         let decided = sink.collect().await;
         let events = new_events::<A>(ctx, id, version, &decided)?;
-        let only_claims = events.iter().all(NewEvent::only_claims);
-        // Lots move rarely (receipts and shipments that name them): such a command runs alone,
-        // where the lots' stock is moved and checked before the head is taken.
-        let moves_lots = events.iter().any(|event| !event.lot_movements.is_empty());
-        // So do commands that write a supplier's or customer's personal data (encrypted) or
-        // erase it (its key destroyed), in the append transaction of a command alone.
-        let personal = events.iter().any(crate::personal::needs_keyring);
-        if events.is_empty() || !only_claims || moves_lots || personal {
+        if events.is_empty() || events.iter().any(NewEvent::runs_alone) {
             return Ok(None);
         }
 
