@@ -1255,14 +1255,8 @@ impl SalesOrder {
                 .as_ref()
                 .map(|h| h.weight_unit)
                 .unwrap_or_default();
-            let lots = shipped_lots(
-                &mut checks,
-                services,
-                (&prefix, unit),
-                &input,
-                &mut received,
-            )
-            .await?;
+            let lots =
+                shipped_lots(&mut checks, services, &prefix, unit, &input, &mut received).await?;
             shipped.push(ShippedLine {
                 shipped_amount: Money::line_amount(&input.weight, &line.line.price_per_unit),
                 line_id: input.line_id,
@@ -1293,7 +1287,8 @@ impl SalesOrder {
 async fn shipped_lots(
     checks: &mut Checks,
     services: &DomainServices,
-    (prefix, unit): (&str, WeightUnit),
+    prefix: &str,
+    unit: WeightUnit,
     input: &ShipLineInput,
     received: &mut Vec<(Uuid, LotNumber, Weight)>,
 ) -> Result<Vec<ShippedLot>, DomainError> {
