@@ -861,3 +861,64 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
         .unwrap();
     assert_eq!(stream.len(), 3, "the refused receipt wrote nothing");
 }
+
+/// Large values are compressed with lz4 wherever the server has it: every JSON, text and
+/// binary column of the service's tables, partitions of the event store included, and a
+/// recorded response as it is actually stored.
+#[tokio::test]
+async fn large_values_are_compressed_with_lz4_where_the_server_has_it() {
+    let (_, pool, tenant) = store_with_tenant().await;
+    let has_lz4: bool = sqlx::query_scalar(
+        "select 'lz4' = any(enumvals) from pg_settings where name = 'default_toast_compression'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    if !has_lz4 {
+        eprintln!("this Postgres has no lz4; nothing to check");
+        return;
+    }
+    let other: Vec<String> = sqlx::query_scalar(
+        "select format('%s.%s.%s (%s)', n.nspname, c.relname, a.attname, a.attcompression)
+           from pg_attribute a
+           join pg_class c on c.oid = a.attrelid
+           join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname in ('public', 'read') and c.relkind in ('r', 'p')
+            and a.attnum > 0 and not a.attisdropped and c.relname <> '_sqlx_migrations'
+            and a.atttypid in ('jsonb'::regtype, 'json'::regtype, 'text'::regtype, 'bytea'::regtype)
+            and a.attcompression <> 'l'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(other.is_empty(), "columns not on lz4: {other:?}");
+    let partitions: i64 = sqlx::query_scalar(
+        "select count(*) from pg_attribute a join pg_class c on c.oid = a.attrelid
+          where c.relname like 'events\\_p%' and a.attname = 'payload' and a.attcompression = 'l'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(partitions, 8, "every partition of the event store");
+
+    // A response of ~90 KB, as a command on an order with a thousand notes records.
+    let notes: Vec<_> = (0..1000)
+        .map(|_| json!({"note_id": Uuid::new_v4(), "text": "a note to make the order long"}))
+        .collect();
+    sqlx::query(
+        "insert into idempotency_keys (tenant_id, key, request_hash, status, response)
+         values ($1, 'big', '', 200, $2)",
+    )
+    .bind(tenant)
+    .bind(json!({ "order_notes": notes }))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let method: Option<String> = sqlx::query_scalar(
+        "select pg_column_compression(response) from idempotency_keys where key = 'big'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(method.as_deref(), Some("lz4"));
+}
