@@ -9,10 +9,13 @@
 //! ```text
 //! command (its own task, no transaction)        writer (a few tasks, one transaction each)
 //!   idempotency lookup, load, If-Match, decide
+//!   (or decide on the cached state, reading
+//!    nothing: see Verify)
 //!   submit ───────────────────────────────────▶  take what is waiting (up to MAX_BATCH)
 //!                                                begin
 //!                                                  claim every unique key      one statement
 //!                                                  lock the tenants' heads     in tenant-id order
+//!                                                  check cached states, keys   one statement
 //!                                                  positions, hashes, replies  in memory
 //!                                                  events + records + heads    one statement
 //!                                                commit
@@ -73,10 +76,30 @@ pub(crate) struct Submission {
     pub events: Vec<NewEvent>,
     /// Where its response is recorded.
     pub key: Option<IdempotencyKey>,
+    /// What the batch must check before writing a command decided on a cached state, without
+    /// reading anything first; `None` for a command decided on what it read.
+    pub verify: Option<Verify>,
     /// Makes its response.
     pub render: Render,
     /// Where the outcome goes.
     pub done: oneshot::Sender<Outcome>,
+}
+
+/// The state a command was decided on without reading it: its aggregate's newest event as the
+/// deciding process last saw it. The batch writes the command only if, under the tenant's
+/// head lock (where no one else can append), that event is still the newest, hash and all,
+/// and no live record holds the command's idempotency key; otherwise the command is set aside
+/// and runs alone, reading what it needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Verify {
+    /// The aggregate's type.
+    pub aggregate_type: &'static str,
+    /// The aggregate.
+    pub aggregate_id: Uuid,
+    /// The sequence of its newest event.
+    pub sequence: i64,
+    /// That event's hash.
+    pub hash: Vec<u8>,
 }
 
 /// What happened to a submitted command.
@@ -243,6 +266,7 @@ async fn write(
             tenant: s.tenant,
             events: s.events,
             key: s.key,
+            verify: s.verify,
             render: Some(s.render),
             done: s.done,
             stored: Vec::new(),
@@ -256,6 +280,7 @@ async fn write(
         other => other,
     };
     match outcome {
+        Ok(()) if pending.is_empty() => {}
         Ok(()) => {
             committed();
             counters.batches.inc();
@@ -296,6 +321,7 @@ struct Pending {
     tenant: Uuid,
     events: Vec<NewEvent>,
     key: Option<IdempotencyKey>,
+    verify: Option<Verify>,
     render: Option<Render>,
     done: oneshot::Sender<Outcome>,
     stored: Vec<StoredEvent>,
@@ -314,6 +340,57 @@ async fn resolve(pool: &PgPool, pending: &[Pending]) -> Result<(), Refused> {
         Some(false) => Err(Refused::Alone),
         None => Err(Refused::Unacknowledged),
     }
+}
+
+/// The indexes in `pending` of the commands decided on a cached state that is no longer the
+/// newest (another writer appended, or the stream is not what was cached), or whose
+/// idempotency key has a live record (a repeat, or a concurrent request with the key).
+async fn stale(
+    tx: &mut sqlx::PgConnection,
+    pending: &[Pending],
+) -> Result<HashSet<usize>, sqlx::Error> {
+    let checks: Vec<(i32, &Pending, &Verify)> = pending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i32::try_from(i).ok()?, p, p.verify.as_ref()?)))
+        .collect();
+    let stale: Vec<i32> = sqlx::query_scalar(
+        // Each check is a lookup by primary key: the aggregate's newest event, and the key.
+        "select c.i
+           from unnest($1::int[], $2::uuid[], $3::text[], $4::uuid[], $5::bigint[], $6::bytea[],
+                       $7::text[]) as c(i, tenant_id, aggregate_type, aggregate_id, sequence, hash, key)
+           left join lateral (
+                select e.sequence, e.hash from events e
+                 where e.tenant_id = c.tenant_id and e.aggregate_type = c.aggregate_type
+                   and e.aggregate_id = c.aggregate_id
+                 order by e.sequence desc limit 1) newest on true
+           left join lateral (
+                select 1 as live from idempotency_keys k
+                 where k.tenant_id = c.tenant_id and k.key = c.key
+                   and k.created_at > now() - make_interval(hours => $8)
+                 limit 1) held on true
+          where newest.sequence is distinct from c.sequence or newest.hash is distinct from c.hash
+             or held.live is not null",
+    )
+    .bind(checks.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(checks.iter().map(|c| c.1.tenant).collect::<Vec<_>>())
+    .bind(checks.iter().map(|c| c.2.aggregate_type).collect::<Vec<_>>())
+    .bind(checks.iter().map(|c| c.2.aggregate_id).collect::<Vec<_>>())
+    .bind(checks.iter().map(|c| c.2.sequence).collect::<Vec<_>>())
+    .bind(checks.iter().map(|c| c.2.hash.as_slice()).collect::<Vec<_>>())
+    .bind(
+        checks
+            .iter()
+            .map(|c| c.1.key.as_ref().map(IdempotencyKey::stored))
+            .collect::<Vec<_>>(),
+    )
+    .bind(idempotency::RETENTION_HOURS)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(stale
+        .into_iter()
+        .filter_map(|i| usize::try_from(i).ok())
+        .collect())
 }
 
 /// The batch's transaction: claims, heads, one insert, commit.
@@ -403,6 +480,33 @@ async fn transaction(
             return Err(Refused::Alone);
         }
         pending.retain(|p| !p.done.is_closed());
+    }
+    // Commands decided on a cached state: still the newest, and no live record under the key?
+    // The heads are held, so what this sees stays true until the commit.
+    if pending.iter().any(|p| p.verify.is_some()) {
+        let stale = stale(&mut tx, pending).await?;
+        if !stale.is_empty() {
+            let mut index = 0;
+            let (keep, aside): (Vec<Pending>, Vec<Pending>) =
+                std::mem::take(pending).into_iter().partition(|_| {
+                    index += 1;
+                    !stale.contains(&(index - 1))
+                });
+            if aside
+                .iter()
+                .any(|p| p.events.iter().any(|e| !e.unique_keys.is_empty()))
+            {
+                // Its claims are in this transaction: everyone runs alone instead.
+                *pending = keep;
+                pending.extend(aside);
+                return Err(Refused::Alone);
+            }
+            *pending = keep;
+            set_aside.extend(aside);
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
     }
     let mut heads: std::collections::HashMap<Uuid, (i64, Vec<u8>)> = heads
         .into_iter()

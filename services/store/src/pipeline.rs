@@ -29,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::group_commit::{GroupCommit, GroupCommitCounters, Outcome, Submission};
+use crate::group_commit::{GroupCommit, GroupCommitCounters, Outcome, Submission, Verify};
 use crate::idempotency::{
     self, Finished, IdempotencyKey, KeyError, KeyOrigin, Recorded, Reply, Started,
 };
@@ -583,6 +583,15 @@ impl Commands {
     /// of its own — it decided no events, releases a unique key, or its batch could not write
     /// it as decided (a conflict, a key held, a concurrent request with its key); nothing of
     /// it was written.
+    ///
+    /// When this process holds the aggregate's decided state (see [`DecidedCache`]), the
+    /// command is first decided on it without reading anything: no idempotency lookup, no
+    /// read of the stream's tail. The batch checks both under the tenant's head lock, where no
+    /// other writer can append (the newest event still the cached one, hash and all, and no
+    /// live record under the key), and sets the command aside to run alone if either fails. A
+    /// decision that is refused, decides nothing or claims a unique key is not trusted: the
+    /// command is decided again the usual way, so a repeat is answered from its record and a
+    /// refusal is never made on a stale state.
     async fn grouped<A, F, R>(
         &self,
         ctx: &CommandContext,
@@ -600,6 +609,26 @@ impl Commands {
             return Ok(None);
         };
         let key = ctx.idempotency.as_ref();
+        let trusted = self
+            .cache
+            .get::<A>(ctx.tenant, id)
+            .filter(|(loaded, _)| ctx.expected_version.is_none_or(|v| v == loaded.version));
+        if let Some((loaded, hash)) = trusted {
+            let verify = Verify {
+                aggregate_type: A::TYPE,
+                aggregate_id: id,
+                sequence: loaded.version,
+                hash,
+            };
+            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, make).await {
+                let no_claims = decided.1.iter().all(|e| e.unique_keys.is_empty());
+                if no_claims {
+                    return self
+                        .submit(group, ctx, id, decided, Some(verify), render)
+                        .await;
+                }
+            }
+        }
         if let Some(key) = key {
             match idempotency::lookup(self.store.pool(), ctx.tenant, key).await? {
                 Recorded::New => {}
@@ -612,7 +641,7 @@ impl Commands {
                 }
             }
         }
-        let (mut loaded, _) = {
+        let (loaded, _) = {
             let mut conn = self.store.pool().acquire().await?;
             self.load_in::<A>(&mut conn, ctx.tenant, id).await?
         };
@@ -623,6 +652,26 @@ impl Commands {
                 });
             }
         }
+        match self.decide::<A, _>(ctx, id, loaded, make).await? {
+            Some(decided) => self.submit(group, ctx, id, decided, None, render).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Decides a command on `loaded` for group commit: the state after it and its events, or
+    /// `None` when it must run alone (it decided nothing, or an event of it runs alone).
+    async fn decide<A, F>(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        mut loaded: Loaded<A>,
+        make: &F,
+    ) -> Result<Option<(Loaded<A>, Vec<NewEvent>)>, CommandError>
+    where
+        A: OmsAggregate,
+        A::Event: UniqueKeys,
+        F: Fn(Option<String>) -> A::Command,
+    {
         let services = DomainServices::new(
             Arc::new(TxLookups::over_pool(self.store.clone(), ctx.tenant)),
             self.clock.clone(),
@@ -638,14 +687,32 @@ impl Commands {
         if events.is_empty() || events.iter().any(NewEvent::runs_alone) {
             return Ok(None);
         }
+        Ok(Some((loaded, events)))
+    }
 
+    /// Hands a decided command to the group-commit writers and waits for its batch.
+    async fn submit<A, R>(
+        &self,
+        group: &GroupCommit,
+        ctx: &CommandContext,
+        id: Uuid,
+        (mut loaded, events): (Loaded<A>, Vec<NewEvent>),
+        verify: Option<Verify>,
+        render: &Arc<R>,
+    ) -> Result<Option<Executed>, CommandError>
+    where
+        A: OmsAggregate,
+        A::Event: UniqueKeys,
+        R: Fn(&Loaded<A>, i64) -> Reply + Send + Sync + 'static,
+    {
         let after = loaded.clone();
         let render = render.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
         let submission = Submission {
             tenant: ctx.tenant,
             events,
-            key: key.cloned(),
+            key: ctx.idempotency.clone(),
+            verify,
             render: Box::new(move |stored: &[StoredEvent]| {
                 let mut loaded = after;
                 let last = stored.last().expect("a submission has events");

@@ -136,3 +136,46 @@ async fn the_same_key_from_another_user_is_that_users_own_request() {
         bobs["id"]
     );
 }
+
+/// A command on an order this process has just written is decided on the state it cached,
+/// without looking its key up first: a repeat must still be answered from the record (not
+/// decided again: a second note), and the key with another body must still be 422 — on the
+/// same order, whose state is cached, and with nothing written either time.
+#[tokio::test]
+async fn a_repeat_on_an_order_whose_state_is_cached_is_replayed_not_decided_again() {
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let po = app.draft_po(&supplier, &product, "1000", "2.10").await;
+    let notes = format!("/api/v1/purchase-orders/{}/notes", id_of(&po));
+    // Warm: the order's state is now cached by the process.
+    app.post_ok(&notes, json!({"text": "warm"}), StatusCode::OK)
+        .await;
+    let send = |text: &str| {
+        app.request(Method::POST, &notes, &app.admin())
+            .header("idempotency-key", "note-once")
+            .json(&json!({ "text": text }))
+            .send()
+    };
+    let first = expect_json(send("once").await.unwrap(), StatusCode::OK).await;
+    let after_first = app.write_footprint().await;
+
+    let again = send("once").await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(expect_json(again, StatusCode::OK).await, first);
+    assert_eq!(app.write_footprint().await, after_first);
+
+    expect_problem(
+        send("another text").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(app.write_footprint().await, after_first);
+
+    let events: i64 = sqlx::query_scalar(
+        "select count(*) from events where event_type = 'PurchaseOrderNoteAdded'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 2, "the warm-up note and one 'once'");
+}
