@@ -620,14 +620,36 @@ async fn order_pair(client: &mut Client, tenant: &Tenant, n: usize) -> Option<()
     Some(())
 }
 
+/// How a long order is made long: what its events do to the order's document, and so to
+/// every command's answer (which is the whole document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// Notes: the document lists every one (999 notes: about 95 KB to render, record and send).
+    Notes,
+    /// Header changes of the draft: the document stays the size of a 10-event order's, so only
+    /// the length of the history differs.
+    HeaderChanges,
+}
+
+impl Growth {
+    /// Its name in the summary and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Growth::Notes => "notes",
+            Growth::HeaderChanges => "header changes",
+        }
+    }
+}
+
 /// Latency of a command on a purchase order that already has `events` events: the order is
-/// brought to size with untimed notes, then `samples` header changes are timed.
+/// brought to size with untimed commands (`growth`), then `samples` header changes are timed.
 pub async fn order_size_latency(
     http: &reqwest::Client,
     base: &str,
     tenant: &Tenant,
     events: usize,
     samples: usize,
+    growth: Growth,
 ) -> anyhow::Result<Value> {
     let po = post(
         http,
@@ -639,21 +661,38 @@ pub async fn order_size_latency(
     .await?;
     let id = po["id"].as_str().unwrap_or_default().to_string();
     let url = format!("{base}/api/v1/purchase-orders/{id}/notes");
+    let order_url = format!("{base}/api/v1/purchase-orders/{id}");
     let mut version = po["version"].as_i64().unwrap_or(1);
-    // One writer: concurrent notes on one order would only race each other.
+    // One writer: concurrent commands on one order would only race each other.
     while version < events as i64 {
-        let body = post(
-            http,
-            &url,
-            &tenant.token,
-            json!({"text": "a note to make the stream long"}),
-        )
-        .await?;
+        let body = match growth {
+            Growth::Notes => {
+                post(
+                    http,
+                    &url,
+                    &tenant.token,
+                    json!({"text": "a note to make the stream long"}),
+                )
+                .await?
+            }
+            Growth::HeaderChanges => {
+                let response = http
+                    .patch(&order_url)
+                    .bearer_auth(&tenant.token)
+                    .header("idempotency-key", Uuid::now_v7().to_string())
+                    .json(&json!({"notes": format!("untimed change {version}")}))
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                anyhow::ensure!(status.is_success(), "PATCH {order_url}: {status}: {text}");
+                serde_json::from_str(&text)?
+            }
+        };
         version = body["version"].as_i64().unwrap_or(version + 1);
     }
     // Timed: header changes (an order takes at most 1,000 notes, and any number of changes
     // while in draft), each a command that loads the order, decides and appends one event.
-    let order_url = format!("{base}/api/v1/purchase-orders/{id}");
     let mut latencies = Vec::with_capacity(samples);
     for n in 0..samples {
         let started = Instant::now();
@@ -671,7 +710,8 @@ pub async fn order_size_latency(
     }
     let p = Percentiles::of(latencies);
     Ok(
-        json!({"events": version, "samples": samples, "p50_ms": p.p50, "p99_ms": p.p99, "max_ms": p.max}),
+        json!({"events": version, "grown_with": growth.name(), "samples": samples,
+               "p50_ms": p.p50, "p99_ms": p.p99, "max_ms": p.max}),
     )
 }
 

@@ -199,18 +199,30 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
     summary.insert("at_half_max".into(), at_half.to_json());
 
     let mut sizes = Vec::new();
+    // The shortest order once; every longer one grown both ways, since a note lengthens the
+    // document every answer carries and a header change does not.
+    let shortest = options.order_events.iter().copied().min();
     for &events in &options.order_events {
-        eprintln!("bench: commands on an order of {events} events");
-        sizes.push(
-            client::order_size_latency(
-                &http,
-                &serve.base,
-                &tenants[0],
-                events,
-                options.order_samples,
-            )
-            .await?,
-        );
+        for growth in [client::Growth::HeaderChanges, client::Growth::Notes] {
+            if growth == client::Growth::Notes && Some(events) == shortest {
+                continue;
+            }
+            eprintln!(
+                "bench: commands on an order of {events} events ({})",
+                growth.name()
+            );
+            sizes.push(
+                client::order_size_latency(
+                    &http,
+                    &serve.base,
+                    &tenants[0],
+                    events,
+                    options.order_samples,
+                    growth,
+                )
+                .await?,
+            );
+        }
     }
     summary.insert("growth_order_events".into(), Value::Array(sizes));
     let mut server_errors = write.server_errors() + at_half.server_errors();
@@ -558,7 +570,7 @@ pub fn table(summary: &Value) -> String {
     let ms = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.1} ms"));
     let mut out = String::new();
     let mut row = |a: &str, b: String, c: String, d: String| {
-        out.push_str(&format!("| {a:<50} | {b:>20} | {c:>12} | {d:>13} |\n"));
+        out.push_str(&format!("| {a:<64} | {b:>20} | {c:>12} | {d:>13} |\n"));
     };
     row(
         "measured",
@@ -657,7 +669,11 @@ pub fn table(summary: &Value) -> String {
         .flatten()
     {
         row(
-            &format!("command on an order of {} events: p50, p99", g["events"]),
+            &format!(
+                "command on an order of {} events ({}): p50, p99",
+                g["events"],
+                g["grown_with"].as_str().unwrap_or("notes")
+            ),
             format!(
                 "{} / {}",
                 ms(g["p50_ms"].as_f64()),
