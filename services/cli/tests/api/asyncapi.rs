@@ -195,30 +195,12 @@ async fn every_kind_of_event(app: &TestApp) -> i64 {
     let po_id = id_of(&po);
     let base = format!("/api/v1/purchase-orders/{po_id}");
     let line = po["lines"][0]["line_id"].as_str().unwrap().to_string();
-    let added = app
-        .post_ok(
-            &format!("{base}/lines"),
-            json!({"product_id": product, "weight": "50", "price_per_unit": "1.005", "quantity": 3}),
-            StatusCode::CREATED,
-        )
-        .await;
-    let extra = added["lines"][1]["line_id"].as_str().unwrap().to_string();
-    expect_json(
-        app.patch(&format!("{base}/lines/{extra}"), json!({"weight": "60"}))
-            .await,
-        StatusCode::OK,
+    app.add_change_and_remove_a_line(
+        &base,
+        json!({"product_id": product, "weight": "50", "price_per_unit": "1.005", "quantity": 3}),
+        "60",
     )
     .await;
-    let removed = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("{base}/lines/{extra}"),
-            &app.admin(),
-        )
-        .send()
-        .await
-        .unwrap();
-    expect_json(removed, StatusCode::OK).await;
     expect_json(
         app.patch(&base, json!({"notes": "call before delivery\nback door"}))
             .await,
@@ -374,30 +356,12 @@ async fn every_kind_of_event(app: &TestApp) -> i64 {
         )
         .await;
     let base = format!("/api/v1/sales-orders/{}", id_of(&so));
-    let added = app
-        .post_ok(
-            &format!("{base}/lines"),
-            json!({"product_id": product, "weight": "5", "price_per_unit": "3"}),
-            StatusCode::CREATED,
-        )
-        .await;
-    let extra = added["lines"][1]["line_id"].as_str().unwrap().to_string();
-    expect_json(
-        app.patch(&format!("{base}/lines/{extra}"), json!({"weight": "6"}))
-            .await,
-        StatusCode::OK,
+    app.add_change_and_remove_a_line(
+        &base,
+        json!({"product_id": product, "weight": "5", "price_per_unit": "3"}),
+        "6",
     )
     .await;
-    let removed = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("{base}/lines/{extra}"),
-            &app.admin(),
-        )
-        .send()
-        .await
-        .unwrap();
-    expect_json(removed, StatusCode::OK).await;
     expect_json(
         app.patch(&base, json!({"customer_po_number": "MG-1"}))
             .await,

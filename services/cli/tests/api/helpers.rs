@@ -264,6 +264,34 @@ impl TestApp {
         (base, line)
     }
 
+    /// On the draft order at `base` (its path), adds `line`, changes its weight to `weight`
+    /// and deletes it again, each answered 2xx: an order's three line events in one call.
+    pub async fn add_change_and_remove_a_line(&self, base: &str, line: Value, weight: &str) {
+        let added = self
+            .post_ok(&format!("{base}/lines"), line, StatusCode::CREATED)
+            .await;
+        let extra = added["lines"][1]["line_id"].as_str().unwrap().to_string();
+        expect_json(
+            self.patch(
+                &format!("{base}/lines/{extra}"),
+                json!({ "weight": weight }),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        let removed = self
+            .request(
+                Method::DELETE,
+                &format!("{base}/lines/{extra}"),
+                &self.admin(),
+            )
+            .send()
+            .await
+            .unwrap();
+        expect_json(removed, StatusCode::OK).await;
+    }
+
     /// Creates a draft purchase order with one line of `weight` × `price`.
     pub async fn draft_po(
         &self,
