@@ -499,29 +499,7 @@ impl Relay {
             .begin()
             .await
             .map_err(|err| Stopped::database(err, 0))?;
-        // The checkpoint (locked; a tenant another relay holds is skipped) and the events
-        // after it, in one statement. Positions are gapless, so the checkpoint is the first
-        // event's position less one; no event means nothing to do, whichever the reason.
-        //
-        // The checkpoint is only how far publishing has got, and publishing again is harmless
-        // (JetStream drops a repeated Nats-Msg-Id within its duplicate window; the
-        // projectors skip positions they have): its commit need not wait for the WAL flush.
-        // A crash may lose the last few advances; the events after the older checkpoint are
-        // then published again and dropped as duplicates. Local to this transaction: the
-        // pool may be shared with the api, whose appends must stay synchronous.
-        let read: Result<Vec<StoredEvent>, sqlx::Error> = sqlx::query_as(
-            "with c as (
-                 select position, set_config('synchronous_commit', 'off', true)
-                   from relay_checkpoints where tenant_id = $1 for update skip locked)
-             select e.tenant_id, e.position, e.aggregate_type, e.aggregate_id, e.sequence,
-                    e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash
-               from c join events e on e.tenant_id = $1 and e.position > c.position
-              order by e.position limit $2",
-        )
-        .bind(tenant)
-        .bind(self.config.batch_size)
-        .fetch_all(&mut *tx)
-        .await;
+        let read = EventStore::lock_relay_batch(&mut tx, tenant, self.config.batch_size).await;
         let events = match read {
             Ok(events) => events,
             Err(err) => {
@@ -541,9 +519,6 @@ impl Relay {
         let Some(checkpoint) = events.first().map(|event| event.position - 1) else {
             return Ok(0);
         };
-        if events.is_empty() {
-            return Ok(0);
-        }
 
         // Publish the batch, then collect the acks in order; the checkpoint moves past the
         // longest acknowledged prefix. The body limit is read once per batch: the server's

@@ -23,7 +23,7 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
 use oms_domain::UniqueKeyChange;
 use rust_decimal::Decimal;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -642,8 +642,8 @@ impl EventStore {
     }
 
     /// The tenant's events with `after < position < before`, in position order, at most
-    /// `limit`, through any executor: the relay's batches, the projector's gap fills and
-    /// catch-ups, a rebuild's batches and the audit feed all read through this one statement.
+    /// `limit`, through any executor: the projector's gap fills and catch-ups, a rebuild's
+    /// batches and the audit feed all read through this one statement.
     pub async fn events_between<'e>(
         executor: impl sqlx::PgExecutor<'e>,
         tenant: Uuid,
@@ -660,6 +660,35 @@ impl EventStore {
         .bind(before)
         .bind(limit)
         .fetch_all(executor)
+        .await
+    }
+
+    /// A relay's next batch of the tenant, in one statement: its relay checkpoint locked until
+    /// `conn`'s transaction ends, and at most `limit` events after it, in position order. None
+    /// when there are none after it, or when another relay holds the checkpoint. Positions
+    /// are gapless, so the checkpoint is the first event's position less one.
+    ///
+    /// The transaction's commit does not wait for the WAL flush (`synchronous_commit` off,
+    /// for it alone: a pool may be shared with appends, which must stay synchronous). The
+    /// checkpoint only says how far publishing has got, and publishing again is harmless:
+    /// JetStream drops a repeated Nats-Msg-Id within its duplicate window, and the projectors
+    /// skip positions they have. A crash may lose the last few advances; the events after the
+    /// older checkpoint are then published again and dropped as duplicates.
+    pub async fn lock_relay_batch(
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        sqlx::query_as::<_, StoredEvent>(select_events!(
+            "where tenant_id = $1
+               and position > (select position from relay_checkpoints,
+                                      set_config('synchronous_commit', 'off', true)
+                                where tenant_id = $1 for update of relay_checkpoints skip locked)
+             order by position limit $2"
+        ))
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(conn)
         .await
     }
 
