@@ -7,18 +7,65 @@ use uuid::Uuid;
 
 use crate::Projection;
 
+/// Whether the commit of a transaction that moves a checkpoint waits for its WAL flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// As the server is configured: what a rebuild or an operator's command commits is there
+    /// after a crash once the commit has returned.
+    Flushed,
+    /// The commit returns before the flush (`synchronous_commit` off, for this transaction
+    /// only). For the projector: a read model and its checkpoint are committed together, so a
+    /// crash of Postgres loses both or neither, and what it lost is still in the event store.
+    /// The messages were acknowledged, but the sweeper finds the checkpoint behind the head
+    /// and applies the rest from the store. In exchange the projector does not wait for a
+    /// flush per tenant and projection.
+    Deferred,
+}
+
 /// Locks and returns the (projection, tenant) checkpoint, creating it at 0, and scopes the
-/// transaction to the tenant for row-level security. Held until the caller commits, so one
-/// writer at a time applies a tenant's events to a projection.
+/// transaction to the tenant for row-level security, with commits flushed as configured (see
+/// [`lock_with`]).
 pub async fn lock(
     conn: &mut PgConnection,
     projection: Projection,
     tenant: Uuid,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *conn)
-        .await?;
+    lock_with(conn, projection, tenant, Durability::Flushed).await
+}
+
+/// [`lock`], choosing whether the transaction's commit waits for its WAL flush. Held until
+/// the caller commits, so one writer at a time applies a tenant's events to a projection.
+///
+/// The row exists after a tenant's first event, so the lock is tried first and the row is
+/// only created when it is missing: one statement where there used to be two on every
+/// transaction of the projector.
+pub async fn lock_with(
+    conn: &mut PgConnection,
+    projection: Projection,
+    tenant: Uuid,
+    durability: Durability,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "select set_config('app.tenant_id', $1, true),
+                set_config('synchronous_commit',
+                           case when $2 then 'off' else current_setting('synchronous_commit') end,
+                           true)",
+    )
+    .bind(tenant.to_string())
+    .bind(durability == Durability::Deferred)
+    .execute(&mut *conn)
+    .await?;
+    let select = || {
+        sqlx::query_scalar(
+            "select position from read.checkpoints
+              where tenant_id = $1 and projection = $2 for update",
+        )
+        .bind(tenant)
+        .bind(projection.name())
+    };
+    if let Some(position) = select().fetch_optional(&mut *conn).await? {
+        return Ok(position);
+    }
     sqlx::query(
         "insert into read.checkpoints (tenant_id, projection) values ($1, $2)
          on conflict do nothing",
@@ -27,14 +74,7 @@ pub async fn lock(
     .bind(projection.name())
     .execute(&mut *conn)
     .await?;
-    sqlx::query_scalar(
-        "select position from read.checkpoints
-          where tenant_id = $1 and projection = $2 for update",
-    )
-    .bind(tenant)
-    .bind(projection.name())
-    .fetch_one(&mut *conn)
-    .await
+    select().fetch_one(&mut *conn).await
 }
 
 /// Moves a checkpoint locked by [`lock`] in the same transaction.

@@ -5,7 +5,8 @@
 //! split says which part a change must make cheaper. The service and the client are processes
 //! of the bench; Postgres's share is the CPU of the backends serving the run's database (found
 //! in `pg_stat_activity`), read from `/proc` — so it is only measured when Postgres runs on
-//! this machine, and the backends must outlive the run (a pool's connections do).
+//! this machine, and the backends must outlive the run (a pool's connections do). When the
+//! run goes through NATS (the whole pipeline), the nats-server's CPU is a share of its own.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -30,12 +31,18 @@ fn ticks(pid: u32) -> Option<u64> {
 pub struct Reading {
     service: u64,
     client: u64,
+    nats: Option<u64>,
     postgres: HashMap<u32, u64>,
 }
 
 /// Reads the service's (`service_pid`), this process's and the Postgres backends' CPU of
-/// `database` (through `admin_url`).
-pub async fn read(admin_url: &str, database: &str, service_pid: u32) -> Reading {
+/// `database` (through `admin_url`), and the nats-server's (`nats_pid`) when the run uses one.
+pub async fn read(
+    admin_url: &str,
+    database: &str,
+    service_pid: u32,
+    nats_pid: Option<u32>,
+) -> Reading {
     let backends: Vec<i32> = async {
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
             .await
@@ -51,6 +58,7 @@ pub async fn read(admin_url: &str, database: &str, service_pid: u32) -> Reading 
     Reading {
         service: ticks(service_pid).unwrap_or(0),
         client: ticks(std::process::id()).unwrap_or(0),
+        nats: nats_pid.and_then(ticks),
         postgres: backends
             .into_iter()
             .filter_map(|pid| {
@@ -62,7 +70,8 @@ pub async fn read(admin_url: &str, database: &str, service_pid: u32) -> Reading 
 }
 
 /// CPU milliseconds per command between two readings, for `commands` successful commands:
-/// `{service, postgres, client, total}` (null when nothing was measured).
+/// `{service, postgres, client, total}`, with `nats` when both readings have it (null when
+/// nothing was measured).
 pub fn per_command(before: &Reading, after: &Reading, commands: u64) -> Value {
     if commands == 0 || after.postgres.is_empty() {
         return Value::Null;
@@ -79,12 +88,20 @@ pub fn per_command(before: &Reading, after: &Reading, commands: u64) -> Value {
         .iter()
         .map(|(pid, now)| now.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
         .sum();
-    json!({
+    let nats = match (before.nats, after.nats) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
+    let mut split = json!({
         "service": ms(service),
         "postgres": ms(postgres),
         "client": ms(client),
-        "total": ms(service + postgres + client),
-    })
+        "total": ms(service + postgres + client + nats.unwrap_or(0)),
+    });
+    if let Some(nats) = nats {
+        split["nats"] = json!(ms(nats));
+    }
+    split
 }
 
 #[cfg(test)]
@@ -112,11 +129,13 @@ mod tests {
         let before = Reading {
             service: 100,
             client: 50,
+            nats: None,
             postgres: HashMap::from([(1, 200)]),
         };
         let after = Reading {
             service: 300,
             client: 60,
+            nats: None,
             postgres: HashMap::from([(1, 500), (2, 100)]),
         };
         // 1,000 commands: service 200 ticks = 2 s → 2 ms each; postgres 300 + 100 ticks.
@@ -125,6 +144,20 @@ mod tests {
         assert_eq!(split["postgres"], json!(4.0));
         assert_eq!(split["client"], json!(0.1));
         assert_eq!(split["total"], json!(6.1));
+        assert_eq!(split.get("nats"), None);
         assert_eq!(per_command(&before, &after, 0), Value::Null);
+    }
+
+    #[test]
+    fn the_nats_share_counts_in_the_total_when_both_readings_have_it() {
+        let reading = |service, nats, postgres| Reading {
+            service,
+            client: 0,
+            nats: Some(nats),
+            postgres: HashMap::from([(1, postgres)]),
+        };
+        let split = per_command(&reading(0, 40, 0), &reading(100, 90, 200), 1000);
+        assert_eq!(split["nats"], json!(0.5));
+        assert_eq!(split["total"], json!(3.5));
     }
 }

@@ -115,7 +115,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         .unwrap_or(options.tenants);
     let all_tenants = client::make_tenants(&http, &serve.base, &keys, most, "w", false).await?;
     let tenants = Arc::new(all_tenants[..options.tenants].to_vec());
-    let cpu_before = cpu::read(&options.database_url, &write_db.name, serve.pid()).await;
+    let cpu_before = cpu::read(&options.database_url, &write_db.name, serve.pid(), None).await;
     let write = mix(
         &http,
         &serve.base,
@@ -126,7 +126,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         None,
     )
     .await?;
-    let cpu_after = cpu::read(&options.database_url, &write_db.name, serve.pid()).await;
+    let cpu_after = cpu::read(&options.database_url, &write_db.name, serve.pid(), None).await;
     record_mix(&mut summary, "write_http", &write);
     summary["write_http"]["cpu_ms_per_command"] =
         cpu::per_command(&cpu_before, &cpu_after, write.commands());
@@ -242,7 +242,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         let tenants = Arc::new(
             client::make_tenants(&http, &server.base, &keys, options.tenants, "b", true).await?,
         );
-        let cpu_before = cpu::read(&options.database_url, &db.name, server.pid()).await;
+        let cpu_before = cpu::read(&options.database_url, &db.name, server.pid(), None).await;
         let stats = mix(
             &http,
             &server.base,
@@ -253,7 +253,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
             None,
         )
         .await?;
-        let cpu_after = cpu::read(&options.database_url, &db.name, server.pid()).await;
+        let cpu_after = cpu::read(&options.database_url, &db.name, server.pid(), None).await;
         record_mix(&mut summary, "postgres_es_http", &stats);
         summary["postgres_es_http"]["cpu_ms_per_command"] =
             cpu::per_command(&cpu_before, &cpu_after, stats.commands());
@@ -294,6 +294,13 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
             .await?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let watcher = tokio::spawn(client::watch_lag(pool.clone(), receiver));
+        let cpu_before = cpu::read(
+            &options.database_url,
+            &db.name,
+            serve.pid(),
+            Some(nats.pid()),
+        )
+        .await;
         let stats = mix(
             &http,
             &serve.base,
@@ -305,6 +312,13 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
         )
         .await?;
         let ended = Instant::now();
+        let cpu_after = cpu::read(
+            &options.database_url,
+            &db.name,
+            serve.pid(),
+            Some(nats.pid()),
+        )
+        .await;
         let backlog_at_end = client::backlog(&pool).await?;
         let mut drained = None;
         loop {
@@ -339,6 +353,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Value> {
             json!(drained.map(|d| round(d.as_secs_f64(), 3))),
         );
         summary.insert("pipeline_http".into(), stats.to_json());
+        // Commands, and the read side's work they caused while the run lasted (the backlog
+        // at the end is small and drained within a second).
+        summary["pipeline_http"]["cpu_ms_per_command"] =
+            cpu::per_command(&cpu_before, &cpu_after, stats.commands());
+        eprintln!(
+            "  CPU per command (ms): {}",
+            summary["pipeline_http"]["cpu_ms_per_command"]
+        );
         server_errors += stats.server_errors();
 
         // The lag at a steady 1,000 commands/s (or the maximum, when that is lower).

@@ -121,6 +121,11 @@ impl Nats {
         }
         Ok(nats)
     }
+
+    /// The process id: its CPU is part of what the whole pipeline costs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Nats {

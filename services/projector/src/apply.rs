@@ -3,7 +3,8 @@
 //! both straight from the event store. A message only says which (tenant, position) to apply
 //! up to; what is applied are the store's rows.
 
-use oms_projections::{checkpoints, EventRecord, Projection, ProjectionError};
+use oms_projections::checkpoints::{self, Durability};
+use oms_projections::{EventRecord, Projection, ProjectionError};
 use oms_store::{EventStore, StoredEvent};
 use uuid::Uuid;
 
@@ -131,7 +132,8 @@ pub async fn apply_deliveries(
         return Ok(delivered.iter().map(|_| refused()).collect());
     };
     let mut tx = store.pool().begin().await?;
-    let checkpoint = checkpoints::lock(&mut tx, projection, tenant).await?;
+    let checkpoint =
+        checkpoints::lock_with(&mut tx, projection, tenant, Durability::Deferred).await?;
     let events = if highest > checkpoint {
         // Positions are gapless, so the store has a position exactly when this read reaches it.
         EventStore::events_between(&mut *tx, tenant, checkpoint, highest + 1, i64::MAX).await?
@@ -252,7 +254,8 @@ pub async fn catch_up(
     let mut applied = 0;
     loop {
         let mut tx = store.pool().begin().await?;
-        let checkpoint = checkpoints::lock(&mut tx, projection, tenant).await?;
+        let checkpoint =
+            checkpoints::lock_with(&mut tx, projection, tenant, Durability::Deferred).await?;
         let events =
             EventStore::events_between(&mut *tx, tenant, checkpoint, i64::MAX, batch).await?;
         let Some(last) = events.last().map(|e| e.position) else {

@@ -7,7 +7,8 @@
 //! nothing done); read the store's events after the checkpoint up to the highest position the
 //! group names (one indexed range read: the events, and any gap between them), apply those rows
 //! as one batch (`Projection::apply_batch`: each aggregate loaded once, folded in memory,
-//! written once), move the checkpoint once; commit; then ack each message. Tenants' groups are
+//! written once), move the checkpoint once; commit (without waiting for the WAL flush:
+//! `checkpoints::Durability::Deferred` says why nothing is lost); then ack each message. Tenants' groups are
 //! applied side by side (`apply_concurrency`). A crash between commit and ack redelivers an event whose position is now at the
 //! checkpoint: skipped, no second effect. Several projector processes may share the consumers:
 //! the checkpoint row serialises them per tenant, and whoever gets a later event first fills
