@@ -17,8 +17,7 @@ use uuid::Uuid;
 
 use super::lots::LotRows;
 use super::{
-    delete_rows, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
-    row_text, Folded,
+    event_payload, grouped, json_array, load_many, payload_error, replace_rows, row_text, Folded,
 };
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
@@ -380,8 +379,7 @@ async fn apply_orders<A: OrderKind>(
                 claim_batch.extend(rows);
             }
         }
-        delete_rows(conn, A::TABLE, "id", tenant, &replaced).await?;
-        insert_orders(conn, A::TABLE, &rows).await?;
+        replace_orders(conn, A::TABLE, tenant, &replaced, &rows).await?;
         replace_rows(
             conn,
             A::LINES_TABLE,
@@ -434,6 +432,22 @@ pub(super) fn order_row<A: OrderKind>(
     }
 }
 
+/// Replaces, in one statement, the rows of the orders `ids` of `tenant` in `table` with `rows`
+/// (see [`insert_orders`] for how a row is made, and `apply::replace_rows` for why the delete
+/// and the insert can share a statement).
+pub(super) async fn replace_orders(
+    conn: &mut PgConnection,
+    table: &str,
+    tenant: Uuid,
+    ids: &[Uuid],
+    rows: &[OrderRow],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() && rows.is_empty() {
+        return Ok(());
+    }
+    write_orders(conn, table, Some((tenant, ids)), rows).await
+}
+
 /// Inserts the rows of orders into `table` (`purchase_orders` or `sales_orders`) in one
 /// statement.
 ///
@@ -449,25 +463,49 @@ pub(super) async fn insert_orders(
     if rows.is_empty() {
         return Ok(());
     }
+    write_orders(conn, table, None, rows).await
+}
+
+/// [`insert_orders`], first deleting the rows of `replaced` (a tenant and its orders' ids) in
+/// the same statement.
+async fn write_orders(
+    conn: &mut PgConnection,
+    table: &str,
+    replaced: Option<(Uuid, &[Uuid])>,
+    rows: &[OrderRow],
+) -> Result<(), sqlx::Error> {
     let documents: Vec<&str> = rows.iter().map(|r| r.document.as_str()).collect();
     let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
     let extras: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
     // The table name comes from the order kinds' constants, never from input.
-    sqlx::query(&format!(
-        "insert into read.{table} \
+    let (delete, after_delete) = match replaced {
+        Some(_) => (
+            format!(
+                "with gone as (delete from read.{table} \
+                                where tenant_id = $4 and id = any($5) returning 1) "
+            ),
+            " where (select count(*) from gone) >= 0",
+        ),
+        None => (String::new(), ""),
+    };
+    let sql = format!(
+        "{delete}insert into read.{table} \
          select r.* \
            from unnest($1::text[], $2::text[], $3::text[]) as u (document, state, extra), \
                 lateral (select u.document::jsonb as document offset 0) d, \
                 lateral jsonb_populate_record(null::read.{table}, \
                     d.document \
                     || jsonb_build_object('state', u.state::jsonb, 'document', d.document) \
-                    || u.extra::jsonb) r"
-    ))
-    .bind(&documents)
-    .bind(&states)
-    .bind(&extras)
-    .execute(&mut *conn)
-    .await?;
+                    || u.extra::jsonb) r{after_delete}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(&documents)
+        .bind(&states)
+        .bind(&extras);
+    if let Some((tenant, ids)) = replaced {
+        query = query.bind(tenant).bind(ids);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
