@@ -117,7 +117,26 @@ impl HistoryRows {
         order_type: &str,
         skip_existing: bool,
     ) -> Result<(), sqlx::Error> {
+        self.insert_with_states(conn, tenant, order_type, skip_existing, None)
+            .await
+    }
+
+    /// [`HistoryRows::insert`], and in the same statement (a data-modifying `with`: the two
+    /// tables do not depend on each other) what [`save_states`] writes for `states` (ids,
+    /// versions and states as JSON text): the projector's batch writes history in one round
+    /// trip.
+    async fn insert_with_states(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        order_type: &str,
+        skip_existing: bool,
+        states: Option<(&[Uuid], &[i64], &[String])>,
+    ) -> Result<(), sqlx::Error> {
         if self.order_id.is_empty() {
+            if let Some((ids, versions, states)) = states {
+                save_states(conn, tenant, order_type, ids, versions, states).await?;
+            }
             return Ok(());
         }
         let rows = std::mem::take(self);
@@ -126,30 +145,53 @@ impl HistoryRows {
         } else {
             ""
         };
-        sqlx::query(&format!(
-            "insert into read.order_history (tenant_id, order_type, order_id, position, sequence, \
-                 event_type, actor, actor_name, occurred_at, summary, changes) \
+        let with_states = if states.is_some() {
+            format!("with states as ({}) ", save_states_sql(12))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "{with_states}insert into read.order_history (tenant_id, order_type, order_id, \
+                 position, sequence, event_type, actor, actor_name, occurred_at, summary, changes) \
              select $1, $2, o, p, s, e, a, n, t, m, c::jsonb \
                from unnest($3::uuid[], $4::int8[], $5::int8[], $6::text[], $7::text[], \
                            $8::text[], $9::timestamptz[], $10::text[], $11::text[]) \
                     as r (o, p, s, e, a, n, t, m, c) \
              {on_conflict}"
-        ))
-        .bind(tenant)
-        .bind(order_type)
-        .bind(&rows.order_id)
-        .bind(&rows.position)
-        .bind(&rows.sequence)
-        .bind(&rows.event_type)
-        .bind(&rows.actor)
-        .bind(&rows.actor_name)
-        .bind(&rows.occurred_at)
-        .bind(&rows.summary)
-        .bind(&rows.changes)
-        .execute(&mut *conn)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(order_type)
+            .bind(&rows.order_id)
+            .bind(&rows.position)
+            .bind(&rows.sequence)
+            .bind(&rows.event_type)
+            .bind(&rows.actor)
+            .bind(&rows.actor_name)
+            .bind(&rows.occurred_at)
+            .bind(&rows.summary)
+            .bind(&rows.changes);
+        if let Some((ids, versions, states)) = states {
+            query = query.bind(ids).bind(versions).bind(states);
+        }
+        query.execute(&mut *conn).await?;
         Ok(())
     }
+}
+
+/// The upsert of the history projection's folds: `$1` the tenant, `$2` the order type, and
+/// the ids, versions and states (JSON text) as `$first`, `$first + 1` and `$first + 2`. One
+/// text for [`save_states`] (from 3) and for the statement that also inserts history rows
+/// (from 12).
+fn save_states_sql(first: usize) -> String {
+    let (ids, versions, states) = (first, first + 1, first + 2);
+    format!(
+        "insert into read.order_history_states (tenant_id, order_type, order_id, version, state) \
+         select $1, $2, o, v, s::jsonb \
+           from unnest(${ids}::uuid[], ${versions}::int8[], ${states}::text[]) as r (o, v, s) \
+         on conflict (tenant_id, order_id) \
+         do update set version = excluded.version, state = excluded.state"
+    )
 }
 
 /// Writes, in one statement, the projection's own fold of each order: (`ids`, `versions`,
@@ -165,24 +207,19 @@ pub(super) async fn save_states(
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "insert into read.order_history_states (tenant_id, order_type, order_id, version, state) \
-         select $1, $2, o, v, s::jsonb from unnest($3::uuid[], $4::int8[], $5::text[]) as r (o, v, s) \
-         on conflict (tenant_id, order_id) \
-         do update set version = excluded.version, state = excluded.state",
-    )
-    .bind(tenant)
-    .bind(order_type)
-    .bind(ids)
-    .bind(versions)
-    .bind(states)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(&save_states_sql(3))
+        .bind(tenant)
+        .bind(order_type)
+        .bind(ids)
+        .bind(versions)
+        .bind(states)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 /// Writes a history row per event of the batch and moves the projection's fold of each order,
-/// in two multi-row statements.
+/// in one statement.
 async fn apply_orders<A: Narrated>(
     conn: &mut PgConnection,
     events: &[EventRecord],
@@ -228,8 +265,14 @@ async fn apply_orders<A: Narrated>(
         if folded_ids.is_empty() {
             continue;
         }
-        rows.insert(conn, tenant, A::ORDER_TYPE, true).await?;
-        save_states(conn, tenant, A::ORDER_TYPE, &folded_ids, &versions, &states).await?;
+        rows.insert_with_states(
+            conn,
+            tenant,
+            A::ORDER_TYPE,
+            true,
+            Some((&folded_ids, &versions, &states)),
+        )
+        .await?;
     }
     Ok(())
 }
