@@ -216,13 +216,10 @@ async fn replace_rows(
     if ids.is_empty() && rows.is_empty() {
         return Ok(());
     }
-    // Table and column names come from the projections' own constants, never from input.
+    let (delete, after_delete) = deleting_first(table, key, 2, 3);
     sqlx::query(&format!(
-        "with gone as (delete from read.{table} where tenant_id = $2 and {key} = any($3) \
-                       returning 1) \
-         insert into read.{table} \
-         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb) \
-          where (select count(*) from gone) >= 0"
+        "{delete}insert into read.{table} \
+         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb){after_delete}"
     ))
     .bind(json_array(rows))
     .bind(tenant)
@@ -230,6 +227,21 @@ async fn replace_rows(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// What turns an `insert … select` into a replacement (see [`replace_rows`]): the text to put
+/// before it (a `with` deleting the rows of `table` whose `tenant_id` is `$tenant` and whose
+/// `key` is in `$ids`) and the condition to put after its `from` list, which makes the delete
+/// run to its end before the first row is inserted.
+fn deleting_first(table: &str, key: &str, tenant: usize, ids: usize) -> (String, &'static str) {
+    // Table and column names come from the projections' own constants, never from input.
+    (
+        format!(
+            "with gone as (delete from read.{table} \
+                            where tenant_id = ${tenant} and {key} = any(${ids}) returning 1) "
+        ),
+        " where (select count(*) from gone) >= 0",
+    )
 }
 
 /// Deletes, in one statement, the rows of `table` whose key is (`tenant`, `key` in `ids`).

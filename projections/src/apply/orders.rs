@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::lots::LotRows;
 use super::{
-    event_payload, grouped, json_array, load_many, payload_error, replace_rows, row_text, Folded,
+    deleting_first, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
+    row_text, Folded,
 };
 use crate::documents::{self, Stamp};
 use crate::{EventRecord, ProjectionError};
@@ -479,13 +480,7 @@ async fn write_orders(
     let extras: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
     // The table name comes from the order kinds' constants, never from input.
     let (delete, after_delete) = match replaced {
-        Some(_) => (
-            format!(
-                "with gone as (delete from read.{table} \
-                                where tenant_id = $4 and id = any($5) returning 1) "
-            ),
-            " where (select count(*) from gone) >= 0",
-        ),
+        Some(_) => deleting_first(table, "id", 4, 5),
         None => (String::new(), ""),
     };
     let sql = format!(
