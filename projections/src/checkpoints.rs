@@ -35,16 +35,27 @@ pub async fn lock(
 
 /// [`lock`], choosing whether the transaction's commit waits for its WAL flush. Held until
 /// the caller commits, so one writer at a time applies a tenant's events to a projection.
-///
-/// The row exists after a tenant's first event, so the lock is tried first and the row is
-/// only created when it is missing: one statement where there used to be two on every
-/// transaction of the projector.
 pub async fn lock_with(
     conn: &mut PgConnection,
     projection: Projection,
     tenant: Uuid,
     durability: Durability,
 ) -> Result<i64, sqlx::Error> {
+    Ok(lock_many(conn, &[projection], tenant, durability).await?[0])
+}
+
+/// Locks and returns the checkpoints of several projections of `tenant` (in the order of
+/// `projections`), as [`lock_with`] does one: the projector applies a tenant's events to
+/// every projection in one transaction, and locks their checkpoints in one statement.
+///
+/// The rows exist after a tenant's first event, so the lock is tried first and rows are
+/// only created when some are missing: one statement on every transaction of the projector.
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    projections: &[Projection],
+    tenant: Uuid,
+    durability: Durability,
+) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query(
         "select set_config('app.tenant_id', $1, true),
                 set_config('synchronous_commit',
@@ -55,26 +66,40 @@ pub async fn lock_with(
     .bind(durability == Durability::Deferred)
     .execute(&mut *conn)
     .await?;
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    // Locked in the projections' name order, whoever asks, so two writers of overlapping
+    // sets never wait for each other in a cycle.
     let select = || {
-        sqlx::query_scalar(
-            "select position from read.checkpoints
-              where tenant_id = $1 and projection = $2 for update",
+        sqlx::query_as::<_, (String, i64)>(
+            "select projection, position from read.checkpoints
+              where tenant_id = $1 and projection = any($2)
+              order by projection for update",
         )
         .bind(tenant)
-        .bind(projection.name())
+        .bind(&names)
     };
-    if let Some(position) = select().fetch_optional(&mut *conn).await? {
-        return Ok(position);
+    let mut rows = select().fetch_all(&mut *conn).await?;
+    if rows.len() < names.len() {
+        sqlx::query(
+            "insert into read.checkpoints (tenant_id, projection)
+             select $1, unnest($2::text[]) order by 2
+             on conflict do nothing",
+        )
+        .bind(tenant)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+        rows = select().fetch_all(&mut *conn).await?;
     }
-    sqlx::query(
-        "insert into read.checkpoints (tenant_id, projection) values ($1, $2)
-         on conflict do nothing",
-    )
-    .bind(tenant)
-    .bind(projection.name())
-    .execute(&mut *conn)
-    .await?;
-    select().fetch_one(&mut *conn).await
+    names
+        .iter()
+        .map(|name| {
+            rows.iter()
+                .find(|(projection, _)| projection == name)
+                .map(|(_, position)| *position)
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
 }
 
 /// Moves a checkpoint locked by [`lock`] in the same transaction.
@@ -84,13 +109,26 @@ pub async fn advance(
     tenant: Uuid,
     position: i64,
 ) -> Result<(), sqlx::Error> {
+    advance_many(conn, tenant, &[(projection, position)]).await
+}
+
+/// Moves several checkpoints of `tenant` locked by [`lock_many`] in the same transaction, in
+/// one statement.
+pub async fn advance_many(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    positions: &[(Projection, i64)],
+) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = positions.iter().map(|(p, _)| p.name()).collect();
+    let values: Vec<i64> = positions.iter().map(|(_, position)| *position).collect();
     sqlx::query(
-        "update read.checkpoints set position = $3, updated_at = now()
-          where tenant_id = $1 and projection = $2",
+        "update read.checkpoints c set position = v.position, updated_at = now()
+           from unnest($2::text[], $3::bigint[]) as v(projection, position)
+          where c.tenant_id = $1 and c.projection = v.projection",
     )
     .bind(tenant)
-    .bind(projection.name())
-    .bind(position)
+    .bind(&names)
+    .bind(&values)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -767,18 +767,21 @@ pub async fn watch_lag(
     }
 }
 
-/// Per tenant, the lowest position every read model has reached.
+/// Per tenant, the lowest position every read model has reached (a tenant missing from the
+/// answer has a read model that has applied nothing yet).
+///
+/// Polled every few milliseconds while the pipeline runs, on the same cores, so it is one
+/// scan of the checkpoints' few rows: a correlated subquery per tenant cost several times
+/// more and showed in the pipeline's Postgres CPU.
 pub async fn read_positions(
     pool: &sqlx::PgPool,
     projections: &[String],
 ) -> anyhow::Result<HashMap<Uuid, i64>> {
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-        "select h.tenant_id,
-                coalesce((select min(coalesce(c.position, 0))
-                            from unnest($1::text[]) as p(name)
-                            left join read.checkpoints c
-                              on c.tenant_id = h.tenant_id and c.projection = p.name), 0)
-           from tenant_heads h",
+        "select tenant_id, min(position) from read.checkpoints
+          where projection = any($1)
+          group by tenant_id
+         having count(*) = cardinality($1)",
     )
     .bind(projections)
     .fetch_all(pool)

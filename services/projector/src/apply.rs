@@ -99,24 +99,51 @@ pub async fn apply_delivered(
 
 /// Applies, for `projection`, what the event store holds up to the highest of the
 /// (`tenant`, position)s that several delivered messages name, in one transaction with the
-/// checkpoint: one range read of the store's rows after the checkpoint, one batch apply, one
-/// checkpoint move, one commit. Returns one [`Delivery`] per message, in the order given.
-///
-/// Each message keeps its own outcome: at or below the checkpoint (or a position already named
-/// earlier in `delivered`) it is a duplicate; a position the store does not have (beyond the
-/// tenant's head, a tenant that does not exist, a position below 1) is refused — and the
-/// store's rows are applied only up to the highest position that is not, so a forged position
-/// neither moves the checkpoint nor stops the others. Messages whose `tenant_id` is not
-/// `tenant` are refused too (the caller groups by tenant).
+/// checkpoint: [`apply_deliveries_to`] for one projection.
 pub async fn apply_deliveries(
     store: &EventStore,
     projection: Projection,
     tenant: Uuid,
     delivered: &[&StoredEvent],
 ) -> Result<Vec<Delivery>, ProjectorError> {
+    let mut per_projection = apply_deliveries_to(store, &[projection], tenant, delivered).await?;
+    Ok(per_projection.pop().unwrap_or_default())
+}
+
+/// Applies, for each of `projections`, what the event store holds up to the highest of the
+/// (`tenant`, position)s that several delivered messages name, all in one transaction with
+/// their checkpoints: one statement locks the checkpoints, one range read takes the store's
+/// rows after the lowest of them, each projection applies its part as one batch, one
+/// statement moves the checkpoints, one commit. Returns, per projection (in the order
+/// given), one [`Delivery`] per message, in the order given.
+///
+/// The projector applies a fetch to every projection at once: the fixed cost of a
+/// transaction (begin, lock, read, move, commit) is paid once per tenant group instead of
+/// once per projection, and the events are read once.
+///
+/// Each message keeps its own outcome per projection: at or below that projection's
+/// checkpoint (or a position already named earlier in `delivered`) it is a duplicate; a
+/// position the store does not have (beyond the tenant's head, a tenant that does not exist,
+/// a position below 1) is refused — and the store's rows are applied only up to the highest
+/// position that is not, so a forged position neither moves a checkpoint nor stops the
+/// others. Messages whose `tenant_id` is not `tenant` are refused too (the caller groups by
+/// tenant). If one projection fails, nothing is committed: the caller applies the
+/// projections one by one to keep the others moving.
+pub async fn apply_deliveries_to(
+    store: &EventStore,
+    projections: &[Projection],
+    tenant: Uuid,
+    delivered: &[&StoredEvent],
+) -> Result<Vec<Vec<Delivery>>, ProjectorError> {
     let refused = || Delivery {
         outcome: Outcome::Refused,
         disagreeing: Vec::new(),
+    };
+    let all_refused = || {
+        projections
+            .iter()
+            .map(|_| delivered.iter().map(|_| refused()).collect())
+            .collect()
     };
     // Positions start at 1; the one past the largest cannot be named in the range read below,
     // and no tenant reaches it.
@@ -129,79 +156,108 @@ pub async fn apply_deliveries(
         .map(|event| event.position)
         .max()
     else {
-        return Ok(delivered.iter().map(|_| refused()).collect());
+        return Ok(all_refused());
     };
+    if projections.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = store.pool().begin().await?;
-    let checkpoint =
-        checkpoints::lock_with(&mut tx, projection, tenant, Durability::Deferred).await?;
-    let events = if highest > checkpoint {
+    let checkpoints =
+        checkpoints::lock_many(&mut tx, projections, tenant, Durability::Deferred).await?;
+    let lowest = checkpoints.iter().copied().min().unwrap_or_default();
+    let events = if highest > lowest {
         // Positions are gapless, so the store has a position exactly when this read reaches it.
-        EventStore::events_between(&mut *tx, tenant, checkpoint, highest + 1, i64::MAX).await?
+        EventStore::events_between(&mut *tx, tenant, lowest, highest + 1, i64::MAX).await?
     } else {
         Vec::new()
     };
-    store.prepare(&mut *tx, &events).await?;
     let row_at = |position: i64| {
         events
             .binary_search_by_key(&position, |event| event.position)
             .ok()
             .map(|i| &events[i])
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut outcomes: Vec<Delivery> = delivered
-        .iter()
-        .map(|event| {
-            if !named(event) {
-                return refused();
-            }
-            if event.position <= checkpoint || !seen.insert(event.position) {
-                return Delivery {
-                    outcome: Outcome::Duplicate,
-                    disagreeing: Vec::new(),
-                };
-            }
-            match row_at(event.position) {
-                Some(stored) => Delivery {
-                    outcome: Outcome::Applied { gap_filled: 0 },
-                    disagreeing: disagreement(event, stored),
-                },
-                None => refused(),
-            }
-        })
-        .collect();
-    let through = delivered
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, delivery)| matches!(delivery.outcome, Outcome::Applied { .. }))
-        .map(|(event, _)| event.position)
-        .max();
-    let Some(through) = through else {
-        // Also undoes the checkpoint row `lock` may have inserted for an unknown tenant.
+    let mut outcomes = Vec::with_capacity(projections.len());
+    // (index in `projections`, projection, its checkpoint, the position it applies through)
+    let mut moves = Vec::new();
+    for (&projection, &checkpoint) in projections.iter().zip(&checkpoints) {
+        let mut seen = std::collections::HashSet::new();
+        let deliveries: Vec<Delivery> = delivered
+            .iter()
+            .map(|event| {
+                if !named(event) {
+                    return refused();
+                }
+                if event.position <= checkpoint || !seen.insert(event.position) {
+                    return Delivery {
+                        outcome: Outcome::Duplicate,
+                        disagreeing: Vec::new(),
+                    };
+                }
+                match row_at(event.position) {
+                    Some(stored) => Delivery {
+                        outcome: Outcome::Applied { gap_filled: 0 },
+                        disagreeing: disagreement(event, stored),
+                    },
+                    None => refused(),
+                }
+            })
+            .collect();
+        let through = delivered
+            .iter()
+            .zip(&deliveries)
+            .filter(|(_, delivery)| matches!(delivery.outcome, Outcome::Applied { .. }))
+            .map(|(event, _)| event.position)
+            .max();
+        if let Some(through) = through {
+            moves.push((outcomes.len(), projection, checkpoint, through));
+        }
+        outcomes.push(deliveries);
+    }
+    if moves.is_empty() {
+        // Also undoes the checkpoint rows `lock_many` may have inserted for an unknown tenant.
         tx.rollback().await?;
         return Ok(outcomes);
+    }
+    // Sorted by position: each projection's part is a slice of it.
+    let through = moves.iter().map(|&(_, _, _, through)| through).max();
+    let events = &events[..events.partition_point(|event| Some(event.position) <= through)];
+    store.prepare(&mut *tx, events).await?;
+    let records: Vec<EventRecord> = events.iter().map(|event| record(store, event)).collect();
+    let part = |checkpoint: i64, through: i64| {
+        let from = records.partition_point(|record| record.position <= checkpoint);
+        let to = records.partition_point(|record| record.position <= through);
+        &records[from..to]
     };
-    let records: Vec<EventRecord> = events
+    for &(_, projection, checkpoint, through) in &moves {
+        projection
+            .apply_batch(&mut tx, part(checkpoint, through))
+            .await?;
+    }
+    let positions: Vec<(Projection, i64)> = moves
         .iter()
-        .take_while(|event| event.position <= through)
-        .map(|event| record(store, event))
+        .map(|&(_, projection, _, through)| (projection, through))
         .collect();
-    projection.apply_batch(&mut tx, &records).await?;
-    checkpoints::advance(&mut tx, projection, tenant, through).await?;
+    checkpoints::advance_many(&mut tx, tenant, &positions).await?;
     tx.commit().await?;
     // The events applied that no message named were gaps filled from the store; they are
-    // counted on the first applied message.
-    let named_applied = outcomes
-        .iter()
-        .filter(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
-        .count()
-        .min(records.len());
-    if let Some(first) = outcomes
-        .iter_mut()
-        .find(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
-    {
-        first.outcome = Outcome::Applied {
-            gap_filled: u64::try_from(records.len() - named_applied).unwrap_or_default(),
-        };
+    // counted on each projection's first applied message.
+    for &(index, _, checkpoint, through) in &moves {
+        let deliveries = &mut outcomes[index];
+        let applied = part(checkpoint, through).len();
+        let named_applied = deliveries
+            .iter()
+            .filter(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
+            .count()
+            .min(applied);
+        if let Some(first) = deliveries
+            .iter_mut()
+            .find(|delivery| matches!(delivery.outcome, Outcome::Applied { .. }))
+        {
+            first.outcome = Outcome::Applied {
+                gap_filled: u64::try_from(applied - named_applied).unwrap_or_default(),
+            };
+        }
     }
     Ok(outcomes)
 }

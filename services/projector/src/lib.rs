@@ -21,8 +21,8 @@ mod projector;
 pub mod replay;
 
 pub use apply::{
-    apply_delivered, apply_deliveries, apply_event, catch_up, catch_up_all, record, Delivery,
-    Outcome, ProjectorError,
+    apply_delivered, apply_deliveries, apply_deliveries_to, apply_event, catch_up, catch_up_all,
+    record, Delivery, Outcome, ProjectorError,
 };
 pub use projector::{
     ProjectionLabel, Projector, ProjectorConfig, ProjectorMetrics, PAYLOAD_HEADER, PAYLOAD_OMITTED,

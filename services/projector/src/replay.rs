@@ -15,7 +15,7 @@ use oms_projections::apply::{Rebuild, CAPACITY};
 use oms_projections::Projection;
 use uuid::Uuid;
 
-use oms_projections::checkpoints;
+use oms_projections::checkpoints::{self, Durability};
 use oms_store::EventStore;
 
 use crate::apply::{record, ProjectorError};
@@ -55,8 +55,8 @@ pub async fn rebuild(
 /// once for all of them; `progress` is told how many events were applied (per projection)
 /// after each page.
 ///
-/// The checkpoints are locked first (in the projections' fixed order, as no other writer locks
-/// several) and the tenant's rows deleted; the pages go to a [`Rebuild`], which folds each
+/// The checkpoints are locked first (in one statement, in the same order as the projector
+/// locks them, so the two never deadlock) and the tenant's rows deleted; the pages go to a [`Rebuild`], which folds each
 /// order in memory across pages and writes its rows once; then the checkpoints move and the
 /// transaction commits. The projector waits for the commit and continues from the rebuilt
 /// positions; readers see the old rows until the commit and the new ones after it.
@@ -93,8 +93,8 @@ pub async fn rebuild_tenant_holding(
     )
     .execute(&mut *tx)
     .await?;
+    checkpoints::lock_many(&mut tx, &projections, tenant, Durability::Flushed).await?;
     for projection in &projections {
-        checkpoints::lock(&mut tx, *projection, tenant).await?;
         checkpoints::clear(&mut tx, *projection, tenant).await?;
     }
     let mut rebuild = Rebuild::with_capacity(tenant, &projections, capacity);

@@ -3,7 +3,7 @@
 //! store has, and a forged position neither moves it nor stops the others.
 
 use oms_projections::{checkpoints, Projection};
-use oms_projector::{apply_deliveries, Outcome};
+use oms_projector::{apply_deliveries, apply_deliveries_to, Outcome};
 use oms_store::{EventStore, NewEvent, StoredEvent};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
@@ -58,11 +58,15 @@ async fn stored(store: &EventStore, tenant: Uuid) -> Vec<StoredEvent> {
 }
 
 async fn checkpoint(store: &EventStore, tenant: Uuid) -> Option<i64> {
+    checkpoint_of(store, Projection::Orders, tenant).await
+}
+
+async fn checkpoint_of(store: &EventStore, projection: Projection, tenant: Uuid) -> Option<i64> {
     checkpoints::all(store.pool())
         .await
         .unwrap()
         .into_iter()
-        .find(|(t, p, _)| *t == tenant && *p == Projection::Orders)
+        .find(|(t, p, _)| *t == tenant && *p == projection)
         .map(|(_, _, position)| position)
 }
 
@@ -136,4 +140,84 @@ async fn each_message_of_a_batch_keeps_its_outcome_and_the_checkpoint_moves_once
         .unwrap();
     assert_eq!(outcomes[0].outcome, Outcome::Refused);
     assert_eq!(checkpoint(&store, ghost.tenant_id).await, None);
+}
+
+#[tokio::test]
+async fn projections_at_different_checkpoints_each_apply_their_own_part_in_one_transaction() {
+    let store = EventStore::new(fresh_database().await);
+    let tenant = oms_store::tenants::create(store.pool(), "Together", "together")
+        .await
+        .unwrap()
+        .id;
+    store
+        .append(tenant, (1..=5).map(note).collect())
+        .await
+        .unwrap();
+    let events = stored(&store, tenant).await;
+    // Orders has applied through 3 and reference data through 1; history has nothing yet.
+    apply_deliveries(&store, Projection::Orders, tenant, &[&events[2]])
+        .await
+        .unwrap();
+    apply_deliveries(&store, Projection::ReferenceData, tenant, &[&events[0]])
+        .await
+        .unwrap();
+
+    let mut beyond = events[4].clone();
+    beyond.position = 6;
+    let projections = [
+        Projection::ReferenceData,
+        Projection::Orders,
+        Projection::OrderHistory,
+    ];
+    let per_projection = apply_deliveries_to(
+        &store,
+        &projections,
+        tenant,
+        &[&events[4], &events[1], &beyond],
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<Vec<Outcome>> = per_projection
+        .iter()
+        .map(|deliveries| deliveries.iter().map(|d| d.outcome).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            // from 1: 5 and 2 named, 3 and 4 filled from the store
+            vec![
+                Outcome::Applied { gap_filled: 2 },
+                Outcome::Applied { gap_filled: 0 },
+                Outcome::Refused,
+            ],
+            // from 3: 5 named, 4 filled; 2 is below the checkpoint
+            vec![
+                Outcome::Applied { gap_filled: 1 },
+                Outcome::Duplicate,
+                Outcome::Refused,
+            ],
+            // from 0: 5 and 2 named, 1, 3 and 4 filled
+            vec![
+                Outcome::Applied { gap_filled: 3 },
+                Outcome::Applied { gap_filled: 0 },
+                Outcome::Refused,
+            ],
+        ]
+    );
+    for projection in projections {
+        assert_eq!(checkpoint_of(&store, projection, tenant).await, Some(5));
+    }
+
+    // Everything again: duplicates for all, nothing moves; a position beyond the head alone
+    // moves nothing either.
+    let again = apply_deliveries_to(&store, &projections, tenant, &[&events[4], &beyond])
+        .await
+        .unwrap();
+    for deliveries in &again {
+        assert_eq!(deliveries[0].outcome, Outcome::Duplicate);
+        assert_eq!(deliveries[1].outcome, Outcome::Refused);
+    }
+    for projection in projections {
+        assert_eq!(checkpoint_of(&store, projection, tenant).await, Some(5));
+    }
 }

@@ -201,10 +201,7 @@ async fn a_redelivered_event_after_commit_before_ack_has_no_second_effect() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let projector = stack.projector();
-    let consumer = projector
-        .consumer(oms_projections::Projection::Orders)
-        .await
-        .unwrap();
+    let consumer = projector.consumer().await.unwrap();
     // Take every message, apply it (commit), but do not ack: a crash after the commit.
     let mut batch = consumer
         .fetch()
@@ -267,10 +264,7 @@ async fn a_message_missing_from_the_stream_is_filled_from_the_event_store() {
     let stream = stack.jetstream.get_stream("OMS_EVENTS").await.unwrap();
     assert!(stream.delete_message(5).await.unwrap());
     let projector = stack.projector();
-    let consumer = projector
-        .consumer(oms_projections::Projection::OrderHistory)
-        .await
-        .unwrap();
+    let consumer = projector.consumer().await.unwrap();
     let mut batch = consumer
         .fetch()
         .max_messages(7)
