@@ -177,6 +177,14 @@ pub async fn apply_deliveries_to(
             .ok()
             .map(|i| &events[i])
     };
+    // Each message is compared with the store's row once, not once per projection.
+    let compared: Vec<Vec<&'static str>> = delivered
+        .iter()
+        .map(|event| match row_at(event.position) {
+            Some(stored) if named(event) => disagreement(event, stored),
+            _ => Vec::new(),
+        })
+        .collect();
     let mut outcomes = Vec::with_capacity(projections.len());
     // (index in `projections`, projection, its checkpoint, the position it applies through)
     let mut moves = Vec::new();
@@ -184,7 +192,8 @@ pub async fn apply_deliveries_to(
         let mut seen = std::collections::HashSet::new();
         let deliveries: Vec<Delivery> = delivered
             .iter()
-            .map(|event| {
+            .zip(&compared)
+            .map(|(event, compared)| {
                 if !named(event) {
                     return refused();
                 }
@@ -195,9 +204,9 @@ pub async fn apply_deliveries_to(
                     };
                 }
                 match row_at(event.position) {
-                    Some(stored) => Delivery {
+                    Some(_) => Delivery {
                         outcome: Outcome::Applied { gap_filled: 0 },
-                        disagreeing: disagreement(event, stored),
+                        disagreeing: compared.clone(),
                     },
                     None => refused(),
                 }

@@ -454,6 +454,7 @@ impl Projector {
                 "projector: a forged or corrupted message disagrees with the event store; the store's event is applied, not the message"
             );
         }
+        let by_reference = payload_omitted(message, delivered);
         let mut refused = false;
         for (projection, delivery) in deliveries {
             let label = ProjectorMetrics::label(*projection);
@@ -467,7 +468,7 @@ impl Projector {
                         .gap_filled
                         .get_or_create(&label)
                         .inc_by(gap_filled);
-                    if payload_omitted(message, delivered) {
+                    if by_reference {
                         self.metrics.by_reference.get_or_create(&label).inc();
                     }
                 }
