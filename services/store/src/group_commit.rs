@@ -13,6 +13,7 @@
 //!    nothing: see Verify)
 //!   submit ───────────────────────────────────▶  take what is waiting (up to MAX_BATCH)
 //!                                                begin
+//!                                                  take order/invoice numbers  one statement
 //!                                                  claim every unique key      one statement
 //!                                                  lock the tenants' heads     in tenant-id order
 //!                                                  check cached states, keys   one statement
@@ -39,6 +40,17 @@
 //! A command whose caller is gone (its request timed out) before the batch has its heads is
 //! dropped, as it would be alone.
 //!
+//! A command that takes a number from a series (a create, an invoice, a credit note) is
+//! decided with the series' stand-in (number 0, never handed out) and given its number here:
+//! the batch takes the numbers of each (tenant, series) in one statement, in the order the
+//! commands came, and puts each in place of its command's stand-in — in the claim and in the
+//! payload field that carries it ([`oms_domain::scope_field`]) — before claiming, and the
+//! response is rendered from the events as stored. The numbers are taken after the same
+//! savepoint as the claims, so a command set aside gives its number back and the series
+//! stays without gaps; a number a client already gave explicitly fails its claim, and that
+//! command runs alone, where the number is skipped (as a single command skips it).
+//!
+//! Number-series rows, then unique keys, then heads: the order a single command takes them in.
 //! Heads are locked in tenant-id order, so two batches never wait for each other in a cycle;
 //! a single-command transaction takes one head only. A connection lost at `COMMIT` is resolved
 //! through one of the batch's idempotency records (every command through the API has one): the
@@ -47,25 +59,32 @@
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
 use crate::idempotency::{self, IdempotencyKey, Reply};
-use crate::{hash, NewEvent, StoredEvent};
+use crate::{hash, NewEvent, NumberSeries, StoredEvent};
+use oms_domain::UniqueKeyChange;
 use prometheus_client::metrics::counter::Counter;
 
 /// The most commands one transaction carries.
 const MAX_BATCH: usize = 64;
 
+/// How often a batch takes numbers and claims its keys again (each try sets aside a command
+/// or skips a number a client gave) before its commands run alone instead.
+const MAX_CLAIM_TRIES: usize = 16;
+
 /// How many batches may be open at once. One batch waits for its WAL flush while the next is
 /// being written; more only contend for the same head rows.
 const WRITERS: usize = 2;
 
-/// How a submitted command's response is made, once its events' positions, time and hashes are
-/// known: given its events as stored (the last one's position is the tenant's after it).
-pub(crate) type Render = Box<dyn FnOnce(&[StoredEvent]) -> Reply + Send + Sync>;
+/// How a submitted command's response is made, once its events' positions, time, hashes and
+/// numbers are known: given its events as stored (the last one's position is the tenant's
+/// after it). `None` when the events do not fold into a state (a bug): the batch rolls back
+/// and its commands run alone.
+pub(crate) type Render = Box<dyn FnOnce(&[StoredEvent]) -> Option<Reply> + Send + Sync>;
 
 /// A command decided outside any transaction, ready to be written.
 pub(crate) struct Submission {
@@ -74,6 +93,9 @@ pub(crate) struct Submission {
     /// Its events, their sequences following the state it was decided on; at least one, and
     /// unique-key changes that are claims only.
     pub events: Vec<NewEvent>,
+    /// The series it takes a number from: its events hold the series' stand-in
+    /// ([`NumberSeries::format`] of 0) where the number goes.
+    pub number: Option<NumberSeries>,
     /// Where its response is recorded.
     pub key: Option<IdempotencyKey>,
     /// What the batch must check before writing a command decided on a cached state, without
@@ -236,15 +258,22 @@ async fn write(
     let mut claimed = HashSet::new();
     let (batch, later): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
         let first = &s.events[0];
+        // A stand-in number is no claim yet: each command gets a number of its own.
         let claims: Vec<(Uuid, String, String)> = s
             .events
             .iter()
             .flat_map(NewEvent::claims)
+            .filter(|&(scope, key)| {
+                s.number
+                    .is_none_or(|series| scope != series.scope || key != series.format(0))
+            })
             .map(|(scope, key)| (s.tenant, scope.to_string(), key.to_string()))
             .collect();
         // The pipeline sends such commands to run alone; this keeps a batch from ever writing
         // one that it cannot write as decided.
         if s.events.iter().any(NewEvent::runs_alone)
+            || s.number
+                .is_some_and(|series| stand_in(&s.events, series).is_none())
             || claims.iter().any(|claim| claimed.contains(claim))
             || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
             || s.key
@@ -265,6 +294,8 @@ async fn write(
         .map(|s| Pending {
             tenant: s.tenant,
             events: s.events,
+            number: s.number,
+            assigned: None,
             key: s.key,
             verify: s.verify,
             render: Some(s.render),
@@ -320,12 +351,165 @@ async fn write(
 struct Pending {
     tenant: Uuid,
     events: Vec<NewEvent>,
+    number: Option<NumberSeries>,
+    /// The number it is given in this try, and as text (replacing the stand-in once the
+    /// claims hold).
+    assigned: Option<(i64, String)>,
     key: Option<IdempotencyKey>,
     verify: Option<Verify>,
     render: Option<Render>,
     done: oneshot::Sender<Outcome>,
     stored: Vec<StoredEvent>,
     reply: Option<Reply>,
+}
+
+impl Pending {
+    /// The unique keys its events claim, as `(aggregate, scope, key)`, with the number it was
+    /// given in this try in place of its stand-in.
+    fn claims(&self) -> impl Iterator<Item = (Uuid, &'static str, &str)> {
+        let stand_in = self.number.map(|series| (series.scope, series.format(0)));
+        self.events.iter().flat_map(move |event| {
+            let stand_in = stand_in.clone();
+            event.claims().map(move |(scope, key)| {
+                let key = match (&stand_in, &self.assigned) {
+                    (Some((numbered, zero)), Some((_, assigned)))
+                        if scope == *numbered && key == zero =>
+                    {
+                        assigned.as_str()
+                    }
+                    _ => key,
+                };
+                (event.aggregate_id, scope, key)
+            })
+        })
+    }
+}
+
+/// Where a command's events hold the stand-in number of `series`: the event that claims it
+/// and the JSON pointer of the payload field that carries it
+/// ([`oms_domain::scope_field`] of the series' scope, in the event's variant). `None` unless
+/// exactly one event claims the stand-in and its payload has exactly one such field: a
+/// command the batch could not number exactly as a second decision would, which runs alone.
+fn stand_in(events: &[NewEvent], series: NumberSeries) -> Option<(usize, String)> {
+    let zero = series.format(0);
+    let field = oms_domain::scope_field(series.scope);
+    let mut found = events.iter().enumerate().filter(|(_, event)| {
+        event
+            .claims()
+            .any(|(scope, key)| scope == series.scope && key == zero)
+    });
+    let (at, event) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    let escape = |part: &str| part.replace('~', "~0").replace('/', "~1");
+    let mut slots = event
+        .payload
+        .as_object()?
+        .iter()
+        .filter(|(_, variant)| variant.get(field).and_then(Value::as_str) == Some(zero.as_str()))
+        .map(|(name, _)| format!("/{}/{}", escape(name), escape(field)));
+    let pointer = slots.next()?;
+    slots.next().is_none().then_some((at, pointer))
+}
+
+/// The numbers a batch gives, across its tries (see [`transaction`]).
+#[derive(Default)]
+struct Numbers {
+    /// Numbers a client gave explicitly, found by a failed claim: (tenant, series, number).
+    skip: HashSet<(Uuid, &'static str, i64)>,
+    /// The first number the series had for this batch, as the last try found it.
+    first: HashMap<(Uuid, &'static str), i64>,
+}
+
+impl Numbers {
+    /// Gives each numbered command of the batch its number: one statement moves the counter
+    /// of each (tenant, series) on by as many numbers as its commands take (locking its row to
+    /// commit, rows in (tenant, series) order), and the commands get the numbers in the order
+    /// they came, leaving out the numbers known to be taken.
+    async fn take(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        pending: &mut [Pending],
+    ) -> Result<(), sqlx::Error> {
+        let mut takers: BTreeMap<(Uuid, &'static str), usize> = BTreeMap::new();
+        for p in pending.iter() {
+            if let Some(series) = p.number {
+                *takers.entry((p.tenant, series.series)).or_default() += 1;
+            }
+        }
+        if takers.is_empty() {
+            return Ok(());
+        }
+        // How far each counter moves: from the first number as last seen, past the skipped
+        // ones, to the last number given.
+        let span = |at: &(Uuid, &'static str), first: Option<i64>| -> i64 {
+            let wanted = takers[at];
+            let Some(first) = first else {
+                return i64::try_from(wanted).unwrap_or(i64::MAX);
+            };
+            let mut n = first;
+            let mut given = 0;
+            while given < wanted {
+                if !self.skip.contains(&(at.0, at.1, n)) {
+                    given += 1;
+                }
+                n += 1;
+            }
+            n - first
+        };
+        let spans: Vec<i64> = takers
+            .keys()
+            .map(|at| span(at, self.first.get(at).copied()))
+            .collect();
+        let last: Vec<(Uuid, String, i64)> = sqlx::query_as(
+            "insert into number_series (tenant_id, series, last_value)
+             select * from unnest($1::uuid[], $2::text[], $3::bigint[]) order by 1, 2
+             on conflict (tenant_id, series)
+             do update set last_value = number_series.last_value + excluded.last_value
+             returning tenant_id, series, last_value",
+        )
+        .bind(takers.keys().map(|(tenant, _)| *tenant).collect::<Vec<_>>())
+        .bind(takers.keys().map(|(_, series)| *series).collect::<Vec<_>>())
+        .bind(&spans)
+        .fetch_all(&mut *tx)
+        .await?;
+        let last: HashMap<(Uuid, String), i64> = last
+            .into_iter()
+            .map(|(tenant, series, last)| ((tenant, series), last))
+            .collect();
+        let mut next = HashMap::new();
+        for (at, moved) in takers.keys().zip(&spans) {
+            let last = last
+                .get(&(at.0, at.1.to_string()))
+                .ok_or_else(|| sqlx::Error::Protocol("a series took no number".into()))?;
+            let first = last - moved + 1;
+            // Between two tries the row was not locked: if another writer took numbers
+            // meanwhile, the span may not fit; the batch then runs alone.
+            if span(at, Some(first)) != *moved {
+                return Err(sqlx::Error::Protocol(
+                    "a number series moved between two tries".into(),
+                ));
+            }
+            self.first.insert(*at, first);
+            next.insert(*at, first);
+        }
+        for p in pending.iter_mut() {
+            p.assigned = None;
+            if let Some(series) = p.number {
+                let n = next
+                    .get_mut(&(p.tenant, series.series))
+                    .expect("every series took its numbers");
+                while self.skip.contains(&(p.tenant, series.series, *n)) {
+                    *n += 1;
+                }
+                let number = series.format(u64::try_from(*n).unwrap_or_default());
+                p.assigned = Some((*n, number));
+                *n += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// After a lost `COMMIT` acknowledgement: whether the batch committed, learnt through the
@@ -401,23 +585,30 @@ async fn transaction(
 ) -> Result<(), Refused> {
     let mut tx = pool.begin().await?;
 
-    // Unique keys first, before any head is held (as a single command does). A key another
-    // aggregate holds refuses its command only: the claims roll back to a savepoint, that
-    // command is set aside (it runs alone after this batch, and is refused there), and the
-    // others claim again.
-    loop {
-        let mut claims: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
-        for p in pending.iter() {
-            for event in &p.events {
-                for (scope, key) in event.claims() {
-                    claims.push((p.tenant, scope, key, event.aggregate_id));
-                }
-            }
-        }
-        if claims.is_empty() {
+    // Numbers and unique keys first, before any head is held (as a single command does). A
+    // key another aggregate holds refuses its command only: the numbers and claims roll back
+    // to a savepoint, that command is set aside (it runs alone after this batch, and is
+    // refused there), and the others take numbers and claim again. An assigned number a
+    // client gave explicitly is skipped the same way: the next try leaves it out.
+    let mut numbers = Numbers::default();
+    let mut claims_hold = false;
+    for _ in 0..MAX_CLAIM_TRIES {
+        if pending
+            .iter()
+            .all(|p| p.events.iter().all(|e| e.claims().next().is_none()))
+        {
+            claims_hold = true;
             break;
         }
         sqlx::query("savepoint claims").execute(&mut *tx).await?;
+        numbers.take(&mut tx, pending).await?;
+        let claims: Vec<(Uuid, &str, &str, Uuid)> = pending
+            .iter()
+            .flat_map(|p| {
+                p.claims()
+                    .map(move |(aggregate, scope, key)| (p.tenant, scope, key, aggregate))
+            })
+            .collect();
         let claimed: Vec<(Uuid, String, String)> = sqlx::query_as(
             "insert into unique_keys (tenant_id, scope, key, aggregate_id)
              select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
@@ -433,23 +624,55 @@ async fn transaction(
         .fetch_all(&mut *tx)
         .await?;
         if claimed.len() == claims.len() {
+            claims_hold = true;
             break;
         }
         let claimed: HashSet<(Uuid, String, String)> = claimed.into_iter().collect();
         sqlx::query("rollback to savepoint claims")
             .execute(&mut *tx)
             .await?;
+        let held = |p: &Pending, scope: &str, key: &str| {
+            claimed.contains(&(p.tenant, scope.to_string(), key.to_string()))
+        };
+        for p in pending.iter() {
+            if let (Some(series), Some((n, key))) = (p.number, &p.assigned) {
+                if !held(p, series.scope, key) {
+                    numbers.skip.insert((p.tenant, series.series, *n));
+                }
+            }
+        }
         let (keep, refused): (Vec<Pending>, Vec<Pending>) =
             std::mem::take(pending).into_iter().partition(|p| {
-                p.events
-                    .iter()
-                    .flat_map(NewEvent::claims)
-                    .all(|(scope, key)| {
-                        claimed.contains(&(p.tenant, scope.to_string(), key.to_string()))
-                    })
+                p.claims().all(|(_, scope, key)| {
+                    held(p, scope, key)
+                        || p.number.is_some_and(|series| {
+                            scope == series.scope
+                                && p.assigned.as_ref().is_some_and(|(_, a)| a == key)
+                        })
+                })
             });
         *pending = keep;
         set_aside.extend(refused);
+    }
+    if !claims_hold {
+        return Err(Refused::Alone);
+    }
+    // The numbers hold: each goes where its command's stand-in is.
+    for p in pending.iter_mut() {
+        if let (Some(series), Some((_, assigned))) = (p.number, p.assigned.take()) {
+            let (at, pointer) = stand_in(&p.events, series).expect("checked before the batch");
+            let event = &mut p.events[at];
+            if let Some(slot) = event.payload.pointer_mut(&pointer) {
+                *slot = Value::String(assigned.clone());
+            }
+            for change in &mut event.unique_keys {
+                if let UniqueKeyChange::Claim { scope, key } = change {
+                    if *scope == series.scope && *key == series.format(0) {
+                        key.clone_from(&assigned);
+                    }
+                }
+            }
+        }
     }
 
     // The heads, in tenant-id order; held to commit.
@@ -539,7 +762,7 @@ async fn transaction(
             p.stored.push(row);
         }
         let render = p.render.take().expect("rendered once");
-        p.reply = Some(render(&p.stored));
+        p.reply = Some(render(&p.stored).ok_or(Refused::Alone)?);
     }
 
     // Every event, every record and every head in one statement.

@@ -511,10 +511,11 @@ impl Commands {
         R: Fn(&Loaded<A>, i64) -> Reply + Send + Sync + 'static,
     {
         let render = Arc::new(render);
-        // A command that takes a number holds the series' row from the number to commit, and
-        // decides again with it: it runs in a transaction of its own.
-        if number.is_none() && self.group().is_some() {
-            if let Some(executed) = self.grouped::<A, _, _>(ctx, id, &make, &render).await? {
+        if self.group().is_some() {
+            if let Some(executed) = self
+                .grouped::<A, _, _>(ctx, id, number, &make, &render)
+                .await?
+            {
                 return Ok(executed);
             }
         }
@@ -592,10 +593,15 @@ impl Commands {
     /// decision that is refused, decides nothing or claims a unique key is not trusted: the
     /// command is decided again the usual way, so a repeat is answered from its record and a
     /// refusal is never made on a stale state.
+    ///
+    /// A command that takes a number is decided with the series' stand-in; the batch gives it
+    /// its number (see `group_commit.rs`) and its response and cached state are made from its
+    /// events as stored.
     async fn grouped<A, F, R>(
         &self,
         ctx: &CommandContext,
         id: Uuid,
+        number: Option<NumberSeries>,
         make: &F,
         render: &Arc<R>,
     ) -> Result<Option<Executed>, CommandError>
@@ -612,6 +618,7 @@ impl Commands {
         let trusted = self
             .cache
             .get::<A>(ctx.tenant, id)
+            .filter(|_| number.is_none())
             .filter(|(loaded, _)| ctx.expected_version.is_none_or(|v| v == loaded.version));
         if let Some((loaded, hash)) = trusted {
             let verify = Verify {
@@ -620,11 +627,11 @@ impl Commands {
                 sequence: loaded.version,
                 hash,
             };
-            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, make).await {
+            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, None, make).await {
                 let no_claims = decided.1.iter().all(|e| e.unique_keys.is_empty());
                 if no_claims {
                     return self
-                        .submit(group, ctx, id, decided, Some(verify), render)
+                        .submit(group, ctx, id, decided, Some(verify), None, render)
                         .await;
                 }
             }
@@ -652,19 +659,26 @@ impl Commands {
                 });
             }
         }
-        match self.decide::<A, _>(ctx, id, loaded, make).await? {
-            Some(decided) => self.submit(group, ctx, id, decided, None, render).await,
+        // The state before, to fold the events as numbered into.
+        let numbered = number.map(|series| (series, loaded.clone()));
+        match self.decide::<A, _>(ctx, id, loaded, number, make).await? {
+            Some(decided) => {
+                self.submit(group, ctx, id, decided, None, numbered, render)
+                    .await
+            }
             None => Ok(None),
         }
     }
 
-    /// Decides a command on `loaded` for group commit: the state after it and its events, or
-    /// `None` when it must run alone (it decided nothing, or an event of it runs alone).
+    /// Decides a command on `loaded` for group commit (with `number`'s stand-in, when it takes
+    /// one): the state after it and its events, or `None` when it must run alone (it decided
+    /// nothing, or an event of it runs alone).
     async fn decide<A, F>(
         &self,
         ctx: &CommandContext,
         id: Uuid,
         mut loaded: Loaded<A>,
+        number: Option<NumberSeries>,
         make: &F,
     ) -> Result<Option<(Loaded<A>, Vec<NewEvent>)>, CommandError>
     where
@@ -680,7 +694,11 @@ impl Commands {
         let sink = EventSink::default();
         loaded
             .aggregate
-            .handle(make(None), &services, &sink)
+            .handle(
+                make(number.map(|series| series.format(0))),
+                &services,
+                &sink,
+            )
             .await?;
         let decided = sink.collect().await;
         let events = new_events::<A>(ctx, id, version, &decided)?;
@@ -690,14 +708,18 @@ impl Commands {
         Ok(Some((loaded, events)))
     }
 
-    /// Hands a decided command to the group-commit writers and waits for its batch.
+    /// Hands a decided command to the group-commit writers and waits for its batch. A
+    /// command that takes a number comes with its series and the state before it: its state
+    /// after is that state with its events as stored (numbered) folded in.
+    #[allow(clippy::too_many_arguments)]
     async fn submit<A, R>(
         &self,
         group: &GroupCommit,
         ctx: &CommandContext,
         id: Uuid,
-        (mut loaded, events): (Loaded<A>, Vec<NewEvent>),
+        (loaded, events): (Loaded<A>, Vec<NewEvent>),
         verify: Option<Verify>,
+        numbered: Option<(NumberSeries, Loaded<A>)>,
         render: &Arc<R>,
     ) -> Result<Option<Executed>, CommandError>
     where
@@ -705,19 +727,37 @@ impl Commands {
         A::Event: UniqueKeys,
         R: Fn(&Loaded<A>, i64) -> Reply + Send + Sync + 'static,
     {
-        let after = loaded.clone();
+        let number = numbered.as_ref().map(|(series, _)| *series);
+        let before = numbered.map(|(_, before)| before);
+        // The state after the events as stored.
+        let after = {
+            let store = self.store.clone();
+            move |stored: &[StoredEvent]| -> Option<Loaded<A>> {
+                let mut loaded = match &before {
+                    Some(before) => {
+                        let mut loaded = before.clone();
+                        store.fold_into(&mut loaded.aggregate, stored).ok()?;
+                        loaded
+                    }
+                    None => loaded.clone(),
+                };
+                stamp(&mut loaded, stored.last()?);
+                Some(loaded)
+            }
+        };
+        let after = Arc::new(after);
         let render = render.clone();
+        let rendered = after.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
         let submission = Submission {
             tenant: ctx.tenant,
             events,
+            number,
             key: ctx.idempotency.clone(),
             verify,
             render: Box::new(move |stored: &[StoredEvent]| {
-                let mut loaded = after;
-                let last = stored.last().expect("a submission has events");
-                stamp(&mut loaded, last);
-                render(&loaded, last.position)
+                let loaded = rendered(stored)?;
+                Some(render(&loaded, stored.last()?.position))
             }),
             done,
         };
@@ -727,8 +767,10 @@ impl Commands {
         match outcome.await {
             Ok(Outcome::Committed { reply, events }) => {
                 let last = events.last().expect("a committed command has events");
-                stamp(&mut loaded, last);
-                self.cache.put(ctx.tenant, &loaded, &last.hash);
+                match after(&events) {
+                    Some(loaded) => self.cache.put(ctx.tenant, &loaded, &last.hash),
+                    None => self.cache.forget(ctx.tenant, A::TYPE, id),
+                }
                 Ok(Some(Executed::Fresh {
                     reply,
                     position: last.position,

@@ -62,25 +62,6 @@ async fn parallel_creates_get_distinct_gapless_order_numbers() {
     assert_eq!(numbers, expected);
 }
 
-/// The value of an unlabelled counter on the operator listener's `/metrics`.
-async fn counter(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} is not on /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn commands_of_several_tenants_committed_together_keep_every_promise_and_a_refused_one_fails_alone(
 ) {
@@ -177,5 +158,207 @@ async fn commands_of_several_tenants_committed_together_keep_every_promise_and_a
         let report = store.verify_chain(*tenant).await.unwrap();
         assert!(report.ok, "tenant {t}: {report:?}");
         assert_eq!(report.head_position, expected);
+    }
+}
+
+#[tokio::test]
+async fn numbered_commands_committed_together_get_gapless_numbers_in_their_events_and_responses() {
+    // Arrange: two tenants. In the first, PO-000003 was given explicitly, and two sales orders
+    // are delivered, ready to be invoiced.
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let customer = app.customer().await;
+    let po = |number: Option<&str>| {
+        let mut body = json!({"supplier_id": supplier, "order_date": "2026-11-02",
+                              "lines": [{"product_id": product, "weight": "1", "price_per_unit": "1"}]});
+        if let Some(number) = number {
+            body["order_number"] = json!(number);
+        }
+        body
+    };
+    app.post_ok(
+        "/api/v1/purchase-orders",
+        po(Some("PO-000003")),
+        StatusCode::CREATED,
+    )
+    .await;
+    let so = json!({"customer_id": customer, "order_date": "2026-11-02",
+                    "lines": [{"product_id": product, "weight": "10", "price_per_unit": "2"}]});
+    let mut delivered = Vec::new();
+    for _ in 0..2 {
+        let (base, line) = app.confirmed_so(so.clone()).await;
+        app.post_ok(
+            &format!("{base}/ship"),
+            json!({"shipped_on": "2026-11-05", "lines": [{"line_id": line, "weight": "10"}]}),
+            StatusCode::OK,
+        )
+        .await;
+        app.post_ok(
+            &format!("{base}/deliver"),
+            json!({"delivered_on": "2026-11-06"}),
+            StatusCode::OK,
+        )
+        .await;
+        delivered.push(base);
+    }
+    let other = oms_store::tenants::create(&app.pool, "Other Meats", "other-meats")
+        .await
+        .unwrap()
+        .id;
+    let other_token = app.token_for(other, &[oms_api::auth::Role::Admin]);
+    let other_supplier = app
+        .request(Method::POST, "/api/v1/suppliers", &other_token)
+        .json(&json!({"name": "S", "code": "PRA"}))
+        .send()
+        .await
+        .unwrap();
+    let other_supplier = id_of(&expect_json(other_supplier, StatusCode::CREATED).await);
+    let other_product = app
+        .request(Method::POST, "/api/v1/products", &other_token)
+        .json(&json!({"code": "BF", "description": "Trim", "protein": "beef", "uom": "LB"}))
+        .send()
+        .await
+        .unwrap();
+    let other_product = id_of(&expect_json(other_product, StatusCode::CREATED).await);
+    let grouped_before = counter(&app, "oms_group_commit_commands_total").await;
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from tenant_heads where tenant_id = any($1) for update")
+        .bind([app.tenant, other])
+        .fetch_all(&mut *hold)
+        .await
+        .unwrap();
+
+    // Act: while the heads are held, five purchase orders and two sales orders per tenant,
+    // the two invoices, and one more purchase order asking for the taken PO-000003.
+    let mut tasks = Vec::new();
+    let mut send = |label: &'static str, request: reqwest::RequestBuilder| {
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                label,
+                status,
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }));
+    };
+    let other_po = json!({"supplier_id": other_supplier, "order_date": "2026-11-02",
+                          "lines": [{"product_id": other_product, "weight": "1", "price_per_unit": "1"}]});
+    for _ in 0..5 {
+        send(
+            "po",
+            app.request(Method::POST, "/api/v1/purchase-orders", &app.admin())
+                .json(&po(None)),
+        );
+        send(
+            "other po",
+            app.request(Method::POST, "/api/v1/purchase-orders", &other_token)
+                .json(&other_po),
+        );
+    }
+    for _ in 0..2 {
+        send(
+            "so",
+            app.request(Method::POST, "/api/v1/sales-orders", &app.admin())
+                .json(&so),
+        );
+    }
+    for base in &delivered {
+        send(
+            "invoice",
+            app.request(Method::POST, &format!("{base}/invoice"), &app.admin())
+                .json(&json!({"invoice_date": "2026-11-06", "due_date": "2026-12-06"})),
+        );
+    }
+    send(
+        "taken",
+        app.request(Method::POST, "/api/v1/purchase-orders", &app.admin())
+            .json(&po(Some("PO-000003"))),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    hold.rollback().await.unwrap();
+    let mut numbers: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for task in tasks {
+        let (label, status, body) = task.await.unwrap();
+        if label == "taken" {
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            continue;
+        }
+        assert!(status.is_success(), "{label}: {status} {body}");
+        let field = if label == "invoice" {
+            "invoice_number"
+        } else {
+            "order_number"
+        };
+        let number = body[field].as_str().unwrap().to_string();
+        // The response is the order as stored: its number is the one its events carry.
+        let path = if label.ends_with("po") {
+            "purchase-orders"
+        } else {
+            "sales-orders"
+        };
+        let token = if label == "other po" {
+            other_token.clone()
+        } else {
+            app.admin()
+        };
+        let read = app
+            .request(
+                Method::GET,
+                &format!("/api/v1/{path}/{}", id_of(&body)),
+                &token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            expect_json(read, StatusCode::OK).await[field],
+            number.as_str()
+        );
+        numbers.entry(label).or_default().push(number);
+    }
+
+    // Assert: every series is gapless per tenant and skipped the number given explicitly;
+    // the stand-in is nowhere; and the numbered commands were committed in shared
+    // transactions.
+    for list in numbers.values_mut() {
+        list.sort();
+    }
+    let series = |prefix: &str, range: &[u32]| -> Vec<String> {
+        range.iter().map(|n| format!("{prefix}-{n:06}")).collect()
+    };
+    assert_eq!(numbers["po"], series("PO", &[1, 2, 4, 5, 6]));
+    assert_eq!(numbers["other po"], series("PO", &[1, 2, 3, 4, 5]));
+    assert_eq!(numbers["so"], series("SO", &[3, 4]));
+    assert_eq!(numbers["invoice"], series("INV", &[1, 2]));
+    let stand_ins: i64 = sqlx::query_scalar(
+        "select (select count(*) from events where payload::text like '%-000000%')
+              + (select count(*) from unique_keys where key like '%-000000')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stand_ins, 0);
+    let stored: Vec<String> = sqlx::query_scalar(
+        "select payload->'Created'->>'order_number' from events
+          where tenant_id = $1 and event_type = 'PurchaseOrderCreated' order by position",
+    )
+    .bind(other)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let mut stored_sorted = stored.clone();
+    stored_sorted.sort();
+    assert_eq!(stored_sorted, series("PO", &[1, 2, 3, 4, 5]));
+    // Numbers follow positions: the order they were committed in.
+    assert_eq!(stored, stored_sorted);
+    let grouped = counter(&app, "oms_group_commit_commands_total").await - grouped_before;
+    assert!(
+        grouped >= 12.0,
+        "only {grouped} of the 15 numbered commands were committed in a batch"
+    );
+    let store = oms_store::EventStore::new(app.pool.clone());
+    for tenant in [app.tenant, other] {
+        assert!(store.verify_chain(tenant).await.unwrap().ok);
     }
 }

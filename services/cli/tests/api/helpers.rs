@@ -80,7 +80,9 @@ pub async fn spawn_api_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_configured(&database_url(&name), pool, configure).await
 }
 
-async fn spawn_app_configured(
+/// Starts the service over the database at `database_url` (reached also through `pool`) with
+/// one tenant and a configuration changed by `configure` (nothing projects).
+pub async fn spawn_app_configured(
     database_url: &str,
     pool: PgPool,
     configure: impl FnOnce(&mut Config),
@@ -690,4 +692,23 @@ pub fn nats_server_binary() -> std::path::PathBuf {
         .into_iter()
         .find(|p| p.is_file() && new_enough(p))
         .expect("a nats-server >= 2.10 is needed: run the tests with `make test`, or set OMS_NATS_SERVER_BIN")
+}
+
+/// The value of an unlabelled counter on the operator listener's `/metrics`.
+pub async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not on /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
 }

@@ -129,11 +129,14 @@ async fn relay(client: TcpStream, server: TcpStream, mode: Arc<AtomicU8>) {
 }
 
 /// The app over a fresh database reached through a `CommitCutter`, with a supplier and a
-/// product.
-async fn app_behind_cutter() -> (TestApp, CommitCutter, String, String) {
+/// product; commands are written by group commit or each in a transaction of its own.
+async fn app_behind_cutter(group_commit: bool) -> (TestApp, CommitCutter, String, String) {
     let cutter = CommitCutter::start().await;
     let (name, pool) = fresh_database(10).await;
-    let app = spawn_app_on(&cutter.database_url(&name), pool).await;
+    let app = spawn_app_configured(&cutter.database_url(&name), pool, |config| {
+        config.group_commit = group_commit;
+    })
+    .await;
     let (supplier, product) = app.reference_data().await;
     (app, cutter, supplier, product)
 }
@@ -158,7 +161,14 @@ async fn purchase_orders_created(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_command_whose_commit_was_not_acknowledged_is_answered_as_committed() {
-    let (app, cutter, supplier, product) = app_behind_cutter().await;
+    // Alone, and in a batch (resolved through the batch's idempotency record).
+    for group_commit in [false, true] {
+        not_acknowledged_is_answered_as_committed(group_commit).await;
+    }
+}
+
+async fn not_acknowledged_is_answered_as_committed(group_commit: bool) {
+    let (app, cutter, supplier, product) = app_behind_cutter(group_commit).await;
     assert_eq!(purchase_orders_created(&app).await, 0);
 
     let send = || {
@@ -191,7 +201,7 @@ async fn a_command_whose_commit_was_not_acknowledged_is_answered_as_committed() 
 
 #[tokio::test]
 async fn a_command_whose_commit_never_reached_postgres_is_503_and_wrote_nothing() {
-    let (app, cutter, supplier, product) = app_behind_cutter().await;
+    let (app, cutter, supplier, product) = app_behind_cutter(false).await;
     let before = app.write_footprint().await;
 
     cutter.arm(CUT_BEFORE_COMMIT);
@@ -216,6 +226,36 @@ async fn a_command_whose_commit_never_reached_postgres_is_503_and_wrote_nothing(
         .await;
     expect_json(retried, StatusCode::CREATED).await;
     assert_eq!(purchase_orders_created(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_never_reached_postgres_is_found_rolled_back_and_its_command_runs_alone_once(
+) {
+    let (app, cutter, supplier, product) = app_behind_cutter(true).await;
+
+    cutter.arm(CUT_BEFORE_COMMIT);
+    let response = app
+        .post(
+            "/api/v1/purchase-orders",
+            purchase_order(&supplier, &product),
+        )
+        .await;
+
+    // The batch's record says it did not commit: the command ran again in a transaction of
+    // its own, and was written once, with the first number.
+    assert!(cutter.fired(), "the connection was cut at COMMIT");
+    let created = expect_json(response, StatusCode::CREATED).await;
+    assert_eq!(created["order_number"], "PO-000001");
+    assert_eq!(purchase_orders_created(&app).await, 1);
+    let numbers: i64 = sqlx::query_scalar(
+        "select last_value from number_series where tenant_id = $1 and series = 'purchase_order'",
+    )
+    .bind(app.tenant)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(numbers, 1);
+    assert_eq!(counter(&app, "oms_group_commit_alone_total").await, 1.0);
 }
 
 #[tokio::test]
