@@ -13,8 +13,8 @@
 //!    nothing: see Verify)
 //!   submit ───────────────────────────────────▶  take what is waiting (up to MAX_BATCH)
 //!                                                begin
-//!                                                  take order/invoice numbers  one statement
-//!                                                  claim every unique key      one statement
+//!                                                  take order/invoice numbers, one statement
+//!                                                  claim every unique key
 //!                                                  lock the tenants' heads     in tenant-id order
 //!                                                  check cached states, keys   one statement
 //!                                                  positions, hashes, replies  in memory
@@ -32,7 +32,8 @@
 //! the state before the first one's events), or with an idempotency key or a unique key an
 //! earlier command of the batch has, waits for the batch and then runs alone, in a transaction
 //! of its own. A unique key another aggregate already holds sets its command aside the same
-//! way (the claims roll back to a savepoint and the others claim again). Anything else the
+//! way (the transaction rolls back and the others try again in a new one: a conflict is rare,
+//! so the common batch pays no savepoint for it). Anything else the
 //! batch cannot write exactly as decided — a sequence another writer took, a record a
 //! concurrent request with the same key wrote first, a deadlock, a failed statement — rolls
 //! the batch back and sends each of its commands to run alone, where a refusal is found and
@@ -42,13 +43,14 @@
 //!
 //! A command that takes a number from a series (a create, an invoice, a credit note) is
 //! decided with the series' stand-in (number 0, never handed out) and given its number here:
-//! the batch takes the numbers of each (tenant, series) in one statement, in the order the
-//! commands came, and puts each in place of its command's stand-in — in the claim and in the
-//! payload field that carries it ([`oms_domain::scope_field`]) — before claiming, and the
-//! response is rendered from the events as stored. The numbers are taken after the same
-//! savepoint as the claims, so a command set aside gives its number back and the series
-//! stays without gaps; a number a client already gave explicitly fails its claim, and that
-//! command runs alone, where the number is skipped (as a single command skips it).
+//! the statement that claims the batch's keys first moves each (tenant, series) counter on by
+//! as many numbers as its commands take and claims each command's number (given in the order
+//! the commands came); once the claims hold, each number goes in place of its command's
+//! stand-in — in the claim and in the payload field that carries it
+//! ([`oms_domain::scope_field`]) — and the response is rendered from the events as stored.
+//! The numbers are taken in the transaction that claims them, so a command set aside gives
+//! its number back and the series stays without gaps; a number a client already gave
+//! explicitly fails its claim, and the next try leaves it out (as a single command skips it).
 //!
 //! Number-series rows, then unique keys, then heads: the order a single command takes them in.
 //! Heads are locked in tenant-id order, so two batches never wait for each other in a cycle;
@@ -231,6 +233,9 @@ enum Refused {
     Alone,
     /// The connection was lost at `COMMIT`.
     Unacknowledged,
+    /// A claim failed: the transaction rolled back, the commands it refuses are set aside
+    /// (or the numbers it found taken are left out), and the rest try again.
+    Retry,
 }
 
 impl From<sqlx::Error> for Refused {
@@ -295,6 +300,7 @@ async fn write(
             tenant: s.tenant,
             events: s.events,
             number: s.number,
+            offset: None,
             assigned: None,
             key: s.key,
             verify: s.verify,
@@ -305,8 +311,16 @@ async fn write(
         })
         .collect();
     let mut set_aside = Vec::new();
-    let outcome = transaction(pool, &mut pending, &mut set_aside).await;
+    let mut numbers = Numbers::default();
+    let mut outcome = Err(Refused::Retry);
+    for _ in 0..MAX_CLAIM_TRIES {
+        outcome = transaction(pool, &mut pending, &mut set_aside, &mut numbers).await;
+        if !matches!(outcome, Err(Refused::Retry)) {
+            break;
+        }
+    }
     let outcome = match outcome {
+        Err(Refused::Retry) => Err(Refused::Alone),
         Err(Refused::Unacknowledged) => resolve(pool, &pending).await,
         other => other,
     };
@@ -324,7 +338,7 @@ async fn write(
                 });
             }
         }
-        Err(Refused::Alone) => {
+        Err(Refused::Alone | Refused::Retry) => {
             counters.alone.inc_by(pending.len() as u64);
             for p in pending {
                 let _ = p.done.send(Outcome::Alone);
@@ -352,6 +366,8 @@ struct Pending {
     tenant: Uuid,
     events: Vec<NewEvent>,
     number: Option<NumberSeries>,
+    /// Its number's place after its series' first number for this batch, in this try.
+    offset: Option<i64>,
     /// The number it is given in this try, and as text (replacing the stand-in once the
     /// claims hold).
     assigned: Option<(i64, String)>,
@@ -418,98 +434,209 @@ fn stand_in(events: &[NewEvent], series: NumberSeries) -> Option<(usize, String)
 struct Numbers {
     /// Numbers a client gave explicitly, found by a failed claim: (tenant, series, number).
     skip: HashSet<(Uuid, &'static str, i64)>,
-    /// The first number the series had for this batch, as the last try found it.
+    /// The first number each series had for this batch, as the last try found it.
     first: HashMap<(Uuid, &'static str), i64>,
 }
 
+/// How far one try moves a (tenant, series) counter.
+struct Span {
+    tenant: Uuid,
+    series: &'static str,
+    /// Numbers given and numbers left out as taken.
+    count: i64,
+}
+
 impl Numbers {
-    /// Gives each numbered command of the batch its number: one statement moves the counter
-    /// of each (tenant, series) on by as many numbers as its commands take (locking its row to
-    /// commit, rows in (tenant, series) order), and the commands get the numbers in the order
-    /// they came, leaving out the numbers known to be taken.
-    async fn take(
-        &mut self,
-        tx: &mut sqlx::PgConnection,
-        pending: &mut [Pending],
-    ) -> Result<(), sqlx::Error> {
-        let mut takers: BTreeMap<(Uuid, &'static str), usize> = BTreeMap::new();
-        for p in pending.iter() {
-            if let Some(series) = p.number {
-                *takers.entry((p.tenant, series.series)).or_default() += 1;
-            }
-        }
-        if takers.is_empty() {
-            return Ok(());
-        }
-        // How far each counter moves: from the first number as last seen, past the skipped
-        // ones, to the last number given.
-        let span = |at: &(Uuid, &'static str), first: Option<i64>| -> i64 {
-            let wanted = takers[at];
-            let Some(first) = first else {
-                return i64::try_from(wanted).unwrap_or(i64::MAX);
-            };
-            let mut n = first;
-            let mut given = 0;
-            while given < wanted {
-                if !self.skip.contains(&(at.0, at.1, n)) {
-                    given += 1;
+    /// Plans a try: each numbered command's place after its series' first number for this
+    /// batch (in the order the commands came, past the numbers known to be taken; the first
+    /// try knows none) as its `offset`, and how far each counter moves.
+    fn plan(&self, pending: &mut [Pending]) -> Vec<Span> {
+        let mut next: BTreeMap<(Uuid, &'static str), i64> = BTreeMap::new();
+        for p in pending.iter_mut() {
+            p.offset = None;
+            let Some(series) = p.number else { continue };
+            let at = (p.tenant, series.series);
+            let offset = next.entry(at).or_default();
+            if let Some(first) = self.first.get(&at) {
+                while self.skip.contains(&(at.0, at.1, first + *offset)) {
+                    *offset += 1;
                 }
-                n += 1;
             }
-            n - first
-        };
-        let spans: Vec<i64> = takers
-            .keys()
-            .map(|at| span(at, self.first.get(at).copied()))
-            .collect();
-        let last: Vec<(Uuid, String, i64)> = sqlx::query_as(
-            "insert into number_series (tenant_id, series, last_value)
-             select * from unnest($1::uuid[], $2::text[], $3::bigint[]) order by 1, 2
-             on conflict (tenant_id, series)
-             do update set last_value = number_series.last_value + excluded.last_value
-             returning tenant_id, series, last_value",
-        )
-        .bind(takers.keys().map(|(tenant, _)| *tenant).collect::<Vec<_>>())
-        .bind(takers.keys().map(|(_, series)| *series).collect::<Vec<_>>())
-        .bind(&spans)
-        .fetch_all(&mut *tx)
-        .await?;
-        let last: HashMap<(Uuid, String), i64> = last
-            .into_iter()
-            .map(|(tenant, series, last)| ((tenant, series), last))
-            .collect();
-        let mut next = HashMap::new();
-        for (at, moved) in takers.keys().zip(&spans) {
-            let last = last
-                .get(&(at.0, at.1.to_string()))
-                .ok_or_else(|| sqlx::Error::Protocol("a series took no number".into()))?;
-            let first = last - moved + 1;
-            // Between two tries the row was not locked: if another writer took numbers
-            // meanwhile, the span may not fit; the batch then runs alone.
-            if span(at, Some(first)) != *moved {
-                return Err(sqlx::Error::Protocol(
-                    "a number series moved between two tries".into(),
-                ));
+            p.offset = Some(*offset);
+            *offset += 1;
+        }
+        next.into_iter()
+            .map(|((tenant, series), count)| Span {
+                tenant,
+                series,
+                count,
+            })
+            .collect()
+    }
+
+    /// Gives each numbered command its number, from the counters as the claim statement moved
+    /// them (tenant, series, last value). Fails when a number in a counter's span would be
+    /// neither given nor known to be taken (the counter moved between two tries, its row
+    /// unlocked): a gap; the batch then runs alone.
+    fn settle(
+        &mut self,
+        pending: &mut [Pending],
+        spans: &[Span],
+        moved: &[(Uuid, String, i64)],
+    ) -> Result<(), sqlx::Error> {
+        let gap = || sqlx::Error::Protocol("a number series would have a gap".into());
+        for span in spans {
+            let last = moved
+                .iter()
+                .find(|(tenant, series, _)| *tenant == span.tenant && series == span.series)
+                .map(|(_, _, last)| *last)
+                .ok_or_else(gap)?;
+            let first = last - span.count + 1;
+            let given: HashSet<i64> = pending
+                .iter()
+                .filter(|p| {
+                    p.tenant == span.tenant && p.number.map(|s| s.series) == Some(span.series)
+                })
+                .filter_map(|p| p.offset)
+                .collect();
+            let covered = (0..span.count).all(|offset| {
+                given.contains(&offset)
+                    || self
+                        .skip
+                        .contains(&(span.tenant, span.series, first + offset))
+            });
+            if !covered {
+                return Err(gap());
             }
-            self.first.insert(*at, first);
-            next.insert(*at, first);
+            self.first.insert((span.tenant, span.series), first);
         }
         for p in pending.iter_mut() {
             p.assigned = None;
-            if let Some(series) = p.number {
-                let n = next
-                    .get_mut(&(p.tenant, series.series))
-                    .expect("every series took its numbers");
-                while self.skip.contains(&(p.tenant, series.series, *n)) {
-                    *n += 1;
-                }
-                let number = series.format(u64::try_from(*n).unwrap_or_default());
-                p.assigned = Some((*n, number));
-                *n += 1;
+            if let (Some(series), Some(offset)) = (p.number, p.offset) {
+                let n = self.first[&(p.tenant, series.series)] + offset;
+                p.assigned = Some((n, series.format(u64::try_from(n).unwrap_or_default())));
             }
         }
         Ok(())
     }
+}
+
+/// What one claim statement did.
+struct Claimed {
+    /// The counters it moved: (tenant, series, last value).
+    numbers: Vec<(Uuid, String, i64)>,
+    /// The keys it claimed (a key another aggregate holds is not among them).
+    keys: HashSet<(Uuid, String, String)>,
+}
+
+/// Moves the number counters by `spans` (rows in (tenant, series) order, locked to commit),
+/// and claims every unique key of the batch — a numbered command's number built in the same
+/// statement, in the format of [`NumberSeries::format`], from its counter and its `offset` —
+/// in one statement.
+async fn claim(
+    tx: &mut sqlx::PgConnection,
+    pending: &[Pending],
+    spans: &[Span],
+) -> Result<Claimed, sqlx::Error> {
+    // The claims that are not a stand-in number: (tenant, scope, key, aggregate).
+    let mut plain: Vec<(Uuid, &str, &str, Uuid)> = Vec::new();
+    // A numbered command's number: (tenant, series, scope, prefix, back from the counter's
+    // last value, aggregate).
+    let mut numbered: Vec<(Uuid, &str, &str, String, i64, Uuid)> = Vec::new();
+    for p in pending {
+        let stand_in = p.number.map(|series| (series, series.format(0)));
+        for event in &p.events {
+            for (scope, key) in event.claims() {
+                match (&stand_in, p.offset) {
+                    (Some((series, zero)), Some(offset))
+                        if scope == series.scope && key == zero =>
+                    {
+                        let count = spans
+                            .iter()
+                            .find(|s| s.tenant == p.tenant && s.series == series.series)
+                            .map_or(0, |s| s.count);
+                        numbered.push((
+                            p.tenant,
+                            series.series,
+                            scope,
+                            zero.strip_suffix("000000").unwrap_or(zero).to_string(),
+                            count - 1 - offset,
+                            event.aggregate_id,
+                        ));
+                    }
+                    _ => plain.push((p.tenant, scope, key, event.aggregate_id)),
+                }
+            }
+        }
+    }
+    let (number_tenants, number_series, number_last, tenants, scopes, keys): (
+        Vec<Uuid>,
+        Vec<String>,
+        Vec<i64>,
+        Vec<Uuid>,
+        Vec<String>,
+        Vec<String>,
+    ) = sqlx::query_as(
+        "with numbers as (
+             insert into number_series (tenant_id, series, last_value)
+             select * from unnest($1::uuid[], $2::text[], $3::bigint[]) order by 1, 2
+             on conflict (tenant_id, series)
+             do update set last_value = number_series.last_value + excluded.last_value
+             returning tenant_id, series, last_value
+         ),
+         wanted as (
+             select c.tenant_id, c.scope,
+                    c.prefix || lpad(v.n::text, greatest(6, length(v.n::text)), '0'),
+                    c.aggregate_id
+               from unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                           $9::uuid[]) as c(tenant_id, series, scope, prefix, back, aggregate_id)
+               join numbers n on n.tenant_id = c.tenant_id and n.series = c.series
+               cross join lateral (select n.last_value - c.back as n) v
+             union all
+             select * from unnest($10::uuid[], $11::text[], $12::text[], $13::uuid[])
+         ),
+         claimed as (
+             insert into unique_keys (tenant_id, scope, key, aggregate_id)
+             select * from wanted
+             on conflict (tenant_id, scope, key) do update
+                set aggregate_id = excluded.aggregate_id
+              where unique_keys.aggregate_id = excluded.aggregate_id
+             returning tenant_id, scope, key
+         )
+         select array(select tenant_id from numbers), array(select series from numbers),
+                array(select last_value from numbers),
+                array(select tenant_id from claimed), array(select scope from claimed),
+                array(select key from claimed)",
+    )
+    .bind(spans.iter().map(|s| s.tenant).collect::<Vec<_>>())
+    .bind(spans.iter().map(|s| s.series).collect::<Vec<_>>())
+    .bind(spans.iter().map(|s| s.count).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.3.as_str()).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.4).collect::<Vec<_>>())
+    .bind(numbered.iter().map(|c| c.5).collect::<Vec<_>>())
+    .bind(plain.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(plain.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(plain.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(plain.iter().map(|c| c.3).collect::<Vec<_>>())
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Claimed {
+        numbers: number_tenants
+            .into_iter()
+            .zip(number_series)
+            .zip(number_last)
+            .map(|((tenant, series), last)| (tenant, series, last))
+            .collect(),
+        keys: tenants
+            .into_iter()
+            .zip(scopes)
+            .zip(keys)
+            .map(|((tenant, scope), key)| (tenant, scope, key))
+            .collect(),
+    })
 }
 
 /// After a lost `COMMIT` acknowledgement: whether the batch committed, learnt through the
@@ -582,80 +709,56 @@ async fn transaction(
     pool: &PgPool,
     pending: &mut Vec<Pending>,
     set_aside: &mut Vec<Pending>,
+    numbers: &mut Numbers,
 ) -> Result<(), Refused> {
+    if pending.is_empty() {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
 
-    // Numbers and unique keys first, before any head is held (as a single command does). A
-    // key another aggregate holds refuses its command only: the numbers and claims roll back
-    // to a savepoint, that command is set aside (it runs alone after this batch, and is
-    // refused there), and the others take numbers and claim again. An assigned number a
-    // client gave explicitly is skipped the same way: the next try leaves it out.
-    let mut numbers = Numbers::default();
-    let mut claims_hold = false;
-    for _ in 0..MAX_CLAIM_TRIES {
-        if pending
-            .iter()
-            .all(|p| p.events.iter().all(|e| e.claims().next().is_none()))
-        {
-            claims_hold = true;
-            break;
-        }
-        sqlx::query("savepoint claims").execute(&mut *tx).await?;
-        numbers.take(&mut tx, pending).await?;
-        let claims: Vec<(Uuid, &str, &str, Uuid)> = pending
-            .iter()
-            .flat_map(|p| {
-                p.claims()
-                    .map(move |(aggregate, scope, key)| (p.tenant, scope, key, aggregate))
-            })
-            .collect();
-        let claimed: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "insert into unique_keys (tenant_id, scope, key, aggregate_id)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
-             on conflict (tenant_id, scope, key) do update
-                set aggregate_id = excluded.aggregate_id
-              where unique_keys.aggregate_id = excluded.aggregate_id
-             returning tenant_id, scope, key",
-        )
-        .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.2).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.3).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-        if claimed.len() == claims.len() {
-            claims_hold = true;
-            break;
-        }
-        let claimed: HashSet<(Uuid, String, String)> = claimed.into_iter().collect();
-        sqlx::query("rollback to savepoint claims")
-            .execute(&mut *tx)
-            .await?;
+    // Numbers and unique keys first, before any head is held (as a single command does), in
+    // one statement. A key another aggregate holds refuses its command only: the transaction
+    // rolls back, that command is set aside (it runs alone after this batch, and is refused
+    // there), and the others try again in a new one. An assigned number a client gave
+    // explicitly is left out the same way: the next try skips it. Such conflicts are rare, so
+    // the common batch pays no savepoint for them.
+    if pending.iter().any(|p| p.claims().next().is_some()) {
+        let spans = numbers.plan(pending);
+        let claimed = claim(&mut tx, pending, &spans).await?;
+        numbers.settle(pending, &spans, &claimed.numbers)?;
         let held = |p: &Pending, scope: &str, key: &str| {
-            claimed.contains(&(p.tenant, scope.to_string(), key.to_string()))
+            claimed
+                .keys
+                .contains(&(p.tenant, scope.to_string(), key.to_string()))
         };
-        for p in pending.iter() {
-            if let (Some(series), Some((n, key))) = (p.number, &p.assigned) {
-                if !held(p, series.scope, key) {
-                    numbers.skip.insert((p.tenant, series.series, *n));
+        let expected = pending.iter().map(|p| p.claims().count()).sum::<usize>();
+        let all_held = claimed.keys.len() == expected
+            && pending
+                .iter()
+                .all(|p| p.claims().all(|(_, scope, key)| held(p, scope, key)));
+        if !all_held {
+            tx.rollback().await?;
+            for p in pending.iter() {
+                if let (Some(series), Some((n, key))) = (p.number, &p.assigned) {
+                    if !held(p, series.scope, key) {
+                        numbers.skip.insert((p.tenant, series.series, *n));
+                    }
                 }
             }
+            let (keep, refused): (Vec<Pending>, Vec<Pending>) =
+                std::mem::take(pending).into_iter().partition(|p| {
+                    p.claims().all(|(_, scope, key)| {
+                        held(p, scope, key)
+                            || p.number.is_some_and(|series| {
+                                scope == series.scope
+                                    && p.assigned.as_ref().is_some_and(|(_, a)| a == key)
+                            })
+                    })
+                });
+            *pending = keep;
+            set_aside.extend(refused);
+            return Err(Refused::Retry);
         }
-        let (keep, refused): (Vec<Pending>, Vec<Pending>) =
-            std::mem::take(pending).into_iter().partition(|p| {
-                p.claims().all(|(_, scope, key)| {
-                    held(p, scope, key)
-                        || p.number.is_some_and(|series| {
-                            scope == series.scope
-                                && p.assigned.as_ref().is_some_and(|(_, a)| a == key)
-                        })
-                })
-            });
-        *pending = keep;
-        set_aside.extend(refused);
-    }
-    if !claims_hold {
-        return Err(Refused::Alone);
     }
     // The numbers hold: each goes where its command's stand-in is.
     for p in pending.iter_mut() {
