@@ -569,14 +569,7 @@ async fn claim(
             }
         }
     }
-    let (number_tenants, number_series, number_last, tenants, scopes, keys): (
-        Vec<Uuid>,
-        Vec<String>,
-        Vec<i64>,
-        Vec<Uuid>,
-        Vec<String>,
-        Vec<String>,
-    ) = sqlx::query_as(
+    let row: ClaimRow = sqlx::query_as(
         "with numbers as (
              insert into number_series (tenant_id, series, last_value)
              select * from unnest($1::uuid[], $2::text[], $3::bigint[]) order by 1, 2
@@ -603,10 +596,12 @@ async fn claim(
               where unique_keys.aggregate_id = excluded.aggregate_id
              returning tenant_id, scope, key
          )
-         select array(select tenant_id from numbers), array(select series from numbers),
-                array(select last_value from numbers),
-                array(select tenant_id from claimed), array(select scope from claimed),
-                array(select key from claimed)",
+         select array(select tenant_id from numbers) as number_tenants,
+                array(select series from numbers) as number_series,
+                array(select last_value from numbers) as number_last,
+                array(select tenant_id from claimed) as tenants,
+                array(select scope from claimed) as scopes,
+                array(select key from claimed) as keys",
     )
     .bind(spans.iter().map(|s| s.tenant).collect::<Vec<_>>())
     .bind(spans.iter().map(|s| s.series).collect::<Vec<_>>())
@@ -624,19 +619,33 @@ async fn claim(
     .fetch_one(&mut *tx)
     .await?;
     Ok(Claimed {
-        numbers: number_tenants
+        numbers: row
+            .number_tenants
             .into_iter()
-            .zip(number_series)
-            .zip(number_last)
+            .zip(row.number_series)
+            .zip(row.number_last)
             .map(|((tenant, series), last)| (tenant, series, last))
             .collect(),
-        keys: tenants
+        keys: row
+            .tenants
             .into_iter()
-            .zip(scopes)
-            .zip(keys)
+            .zip(row.scopes)
+            .zip(row.keys)
             .map(|((tenant, scope), key)| (tenant, scope, key))
             .collect(),
     })
+}
+
+/// The claim statement's answer, as parallel arrays: the counters it moved, the keys it
+/// claimed.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    number_tenants: Vec<Uuid>,
+    number_series: Vec<String>,
+    number_last: Vec<i64>,
+    tenants: Vec<Uuid>,
+    scopes: Vec<String>,
+    keys: Vec<String>,
 }
 
 /// After a lost `COMMIT` acknowledgement: whether the batch committed, learnt through the
