@@ -694,18 +694,23 @@ pub fn nats_server_binary() -> std::path::PathBuf {
         .expect("a nats-server >= 2.10 is needed: run the tests with `make test`, or set OMS_NATS_SERVER_BIN")
 }
 
-/// The value of an unlabelled counter on the operator listener's `/metrics`.
-pub async fn counter(app: &TestApp, name: &str) -> f64 {
-    let text = app
+/// The operator listener's `/metrics`, as text (answered 200).
+pub async fn metrics_text(app: &TestApp) -> String {
+    let response = app
         .client
         .get(format!("{}/metrics", app.metrics_address))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    text.lines()
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+/// The value of an unlabelled counter on the operator listener's `/metrics`.
+pub async fn counter(app: &TestApp, name: &str) -> f64 {
+    metrics_text(app)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("{name} is not on /metrics"))
         .trim()

@@ -272,14 +272,7 @@ async fn metrics_are_served_on_the_operator_listener_and_not_on_the_public_one()
     }
 
     // The operator's listener serves them, without authentication.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = metrics.text().await.unwrap();
+    let text = metrics_text(&app).await;
     assert!(
         text.contains(&format!(
             "oms_projection_lag_events{{tenant=\"{}\",projection=\"orders\"}}",

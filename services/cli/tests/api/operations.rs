@@ -56,13 +56,7 @@ async fn health_ready_metrics_openapi_and_docs_answer() {
 
     app.get("/api/v1/purchase-orders/00000000-0000-0000-0000-000000000000")
         .await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = metrics_text(&app).await;
     assert!(
         text.contains("oms_http_responses_total{status=\"404\"}"),
         "{text}"

@@ -143,15 +143,7 @@ async fn a_command_is_visible_in_the_list_the_document_and_the_history() {
         .unwrap();
 
     // The lag is visible per tenant, and nothing is behind.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(app).await;
     let tenant = app.tenant;
     assert!(
         metrics.contains(&format!("oms_relay_lag_events{{tenant=\"{tenant}\"}}")),
