@@ -529,7 +529,7 @@ impl EventStore {
              recorded as (
                  -- an expired record is replaced; a live one is left alone (no row returned)
                  insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
-                 select $1, $14, $15, $16, $17, $18 where $14::text is not null
+                 select $1, $14, $15, $16, $17::json, $18 where $14::text is not null
                  on conflict (tenant_id, key) do update
                     set request_hash = excluded.request_hash, status = excluded.status,
                         response = excluded.response, headers = excluded.headers,
@@ -560,7 +560,7 @@ impl EventStore {
         .bind(record.map(|(key, _)| key.stored()))
         .bind(record.map(|(key, _)| key.request_hash.clone()))
         .bind(record.map(|(_, reply)| i16::try_from(reply.status).unwrap_or(200)))
-        .bind(record.map(|(_, reply)| reply.body.clone()))
+        .bind(record.map(|(_, reply)| reply.body_text()))
         .bind(record.map(|(_, reply)| serde_json::to_value(&reply.headers).unwrap_or_default()))
         .bind(idempotency::RETENTION_HOURS)
         .bind(notify)

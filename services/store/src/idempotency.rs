@@ -110,6 +110,14 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
 }
 
+impl Reply {
+    /// The body as it is recorded: JSON text, which Postgres stores as sent (a `json` column)
+    /// instead of parsing it into `jsonb`.
+    pub(crate) fn body_text(&self) -> String {
+        self.body.to_string()
+    }
+}
+
 /// What a key's record says about a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recorded {
@@ -159,7 +167,7 @@ pub async fn record(
     // An expired record is replaced; a live one is left alone (no row returned).
     let inserted: Option<i32> = sqlx::query_scalar(
         "insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
-         values ($1, $2, $3, $4, $5, $6)
+         values ($1, $2, $3, $4, $5::json, $6)
          on conflict (tenant_id, key) do update
             set request_hash = excluded.request_hash, status = excluded.status,
                 response = excluded.response, headers = excluded.headers, created_at = now()
@@ -170,7 +178,7 @@ pub async fn record(
     .bind(key.stored())
     .bind(&key.request_hash)
     .bind(i16::try_from(reply.status).unwrap_or(200))
-    .bind(&reply.body)
+    .bind(reply.body_text())
     .bind(serde_json::to_value(&reply.headers).unwrap_or_default())
     .bind(RETENTION_HOURS)
     .fetch_optional(&mut **tx)
