@@ -273,7 +273,7 @@ where
             };
             Reply {
                 status: status.as_u16(),
-                body,
+                body: body.into(),
                 headers,
             }
         })

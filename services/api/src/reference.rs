@@ -61,7 +61,7 @@ fn reply<K: ReferenceKind>(
     }
     Reply {
         status: status.as_u16(),
-        body: view(loaded, Some(position)),
+        body: view(loaded, Some(position)).into(),
         headers,
     }
 }

@@ -11,7 +11,9 @@ use oms_store::Executed;
 /// Sends a recorded or fresh reply; a replay carries `Idempotent-Replayed: true`.
 pub fn send(reply: Reply, replayed: bool) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, Json(reply.body)).into_response();
+    // The body's text as recorded, not serialized again.
+    let content_type = [(header::CONTENT_TYPE, "application/json")];
+    let mut response = (status, content_type, reply.body.into_text()).into_response();
     let headers = response.headers_mut();
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (

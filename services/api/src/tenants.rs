@@ -92,7 +92,7 @@ pub async fn create(
         key.as_ref(),
         |tenant| Reply {
             status: StatusCode::CREATED.as_u16(),
-            body: serde_json::to_value(tenant).unwrap_or_default(),
+            body: serde_json::to_value(tenant).unwrap_or_default().into(),
             headers: vec![("location".into(), format!("/api/v1/tenants/{}", tenant.id))],
         },
     )

@@ -560,7 +560,7 @@ impl EventStore {
         .bind(record.map(|(key, _)| key.stored()))
         .bind(record.map(|(key, _)| key.request_hash.clone()))
         .bind(record.map(|(_, reply)| i16::try_from(reply.status).unwrap_or(200)))
-        .bind(record.map(|(_, reply)| reply.body_text()))
+        .bind(record.map(|(_, reply)| reply.body.text()))
         .bind(record.map(|(_, reply)| serde_json::to_value(&reply.headers).unwrap_or_default()))
         .bind(idempotency::RETENTION_HOURS)
         .bind(notify)

@@ -974,7 +974,7 @@ async fn transaction(
             .map(|r| i16::try_from(r.2.status).unwrap_or(200))
             .collect::<Vec<_>>(),
     )
-    .bind(records.iter().map(|r| r.2.body_text()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.2.body.text()).collect::<Vec<_>>())
     .bind(
         records
             .iter()

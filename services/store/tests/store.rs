@@ -470,7 +470,8 @@ async fn a_command_on_a_long_order_reads_only_the_events_after_the_cached_state(
     let render = |loaded: &Loaded<Reference<Supplier>>, position: i64| Reply {
         status: 200,
         body: json!({"version": loaded.version, "position": position,
-                     "state": serde_json::to_value(&loaded.aggregate).unwrap()}),
+                     "state": serde_json::to_value(&loaded.aggregate).unwrap()})
+        .into(),
         headers: Vec::new(),
     };
     let rename = |commands: &Commands, id: Uuid, name: String| {
@@ -629,7 +630,7 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
                     *rendered.lock().unwrap() = Some(loaded.aggregate.clone());
                     Reply {
                         status: 200,
-                        body: json!({}),
+                        body: json!({}).into(),
                         headers: Vec::new(),
                     }
                 },

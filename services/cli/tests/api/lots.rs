@@ -53,7 +53,7 @@ where
                 *rendered.lock().unwrap() = true;
                 Reply {
                     status: 200,
-                    body: json!({}),
+                    body: json!({}).into(),
                     headers: Vec::new(),
                 }
             },
