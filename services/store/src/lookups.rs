@@ -210,7 +210,7 @@ impl TxLookups {
         let query = sqlx::query_as::<_, StoredEvent>(crate::event_store::select_events!(
             "join unnest($2::text[], $3::uuid[]) as wanted(aggregate_type, aggregate_id)
                using (aggregate_type, aggregate_id)
-              where tenant_id = (select $1::uuid) and (aggregate_type <> $4 or sequence = 1)
+              where tenant_id = $1 and (aggregate_type <> $4 or sequence = 1)
               order by aggregate_type, aggregate_id, sequence"
         ))
         .bind(self.tenant)
