@@ -116,7 +116,7 @@ pub struct Reply {
 /// idempotency key (a `json` column, stored as sent) and the HTTP response carry the same
 /// bytes. A command's body is its order's whole document, about 95 KB for an order with a
 /// thousand notes, and serializing it twice was a visible part of such a command's cost.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Body {
     value: Value,
     text: OnceLock<String>,
