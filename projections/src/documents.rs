@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use oms_domain::purchase_order::PurchaseOrder;
 use oms_domain::reference::{Reference, ReferenceKind};
 use oms_domain::sales_order::SalesOrder;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 /// What every document carries besides the aggregate's own fields.
@@ -23,7 +24,7 @@ pub struct Stamp {
 
 /// Sets the stamp's fields of a document (replacing those it has): a document made with one
 /// stamp and stamped again equals the document made with the second.
-pub(crate) fn stamp(body: &mut Value, stamp: &Stamp) {
+fn stamp(body: &mut Value, stamp: &Stamp) {
     if let Value::Object(map) = body {
         map.insert("id".into(), json!(stamp.id));
         map.insert("version".into(), json!(stamp.version));
@@ -31,6 +32,148 @@ pub(crate) fn stamp(body: &mut Value, stamp: &Stamp) {
         map.insert("updated_at".into(), json!(stamp.updated_at));
     }
 }
+
+/// Where an order's document is written, field by field: as a JSON tree ([`purchase_order`],
+/// [`sales_order`]: what the API answers with and the orders rows hold), or as each field's
+/// JSON text ([`DocumentText`]: what history compares one event's document with the next by,
+/// without building and dropping a tree per event).
+pub(crate) trait Fields {
+    /// The fields of `value` (a struct: the order's header) as the document's own; none when
+    /// `None`. Written first: a later field of the same name replaces one of these.
+    fn flatten<T: Serialize>(&mut self, value: Option<&T>);
+    /// The field `key`.
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T);
+}
+
+/// The document written by `write` as a JSON tree, stamped.
+fn tree(at: &Stamp, write: impl FnOnce(&mut Tree)) -> Value {
+    let mut tree = Tree(Map::new());
+    write(&mut tree);
+    let mut body = Value::Object(tree.0);
+    stamp(&mut body, at);
+    body
+}
+
+/// [`Fields`] building a JSON object.
+struct Tree(Map<String, Value>);
+
+impl Fields for Tree {
+    fn flatten<T: Serialize>(&mut self, value: Option<&T>) {
+        if let Some(Value::Object(map)) = value.and_then(|v| serde_json::to_value(v).ok()) {
+            self.0.extend(map);
+        }
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.0.insert(key.into(), value);
+    }
+}
+
+/// An order's document (without its stamp) as the JSON text of each of its parts, in the
+/// order they are written: the flattened header's fields as one part, then one part per field.
+///
+/// History compares the document before an event with the one after it. Made as JSON trees,
+/// that was most of a rebuild's CPU (a tree of maps and strings allocated, compared and freed
+/// per event); as text the parts are written into buffers reused from event to event and
+/// compared as bytes, and only the parts that differ are parsed ([`DocumentText::changed`]).
+#[derive(Debug, Default)]
+pub(crate) struct DocumentText {
+    /// The parts' keys: `None` for the flattened header, then the fields' names.
+    keys: Vec<Option<&'static str>>,
+    /// The parts' JSON text, as `keys`.
+    parts: Vec<Vec<u8>>,
+    /// The next part to be written.
+    next: usize,
+}
+
+impl DocumentText {
+    /// Writes the document with `write` (the same fields in the same order each time),
+    /// replacing what this held.
+    pub(crate) fn write(&mut self, write: impl FnOnce(&mut Self)) {
+        self.next = 0;
+        write(self);
+        self.keys.truncate(self.next);
+        self.parts.truncate(self.next);
+    }
+
+    /// The buffer of the next part, `key`, emptied.
+    fn slot(&mut self, key: Option<&'static str>) -> &mut Vec<u8> {
+        let at = self.next;
+        self.next += 1;
+        if at == self.parts.len() {
+            self.keys.push(key);
+            self.parts.push(Vec::new());
+        } else if self.keys[at] != key {
+            self.keys[at] = key;
+        }
+        let part = &mut self.parts[at];
+        part.clear();
+        part
+    }
+
+    /// The parts of `self` (before) and `after` (the same fields of the same kind of order,
+    /// written after an event) whose text differs, as two JSON objects: the fields that may
+    /// have changed, each side's values, parsed. A field of the header that another part
+    /// replaces, or that the stamp replaces, is left out (it is not the document's).
+    pub(crate) fn changed(&self, after: &DocumentText) -> serde_json::Result<(Value, Value)> {
+        let (mut was, mut is) = (Map::new(), Map::new());
+        for (at, (key, part)) in after.keys.iter().zip(&after.parts).enumerate() {
+            let before = self
+                .parts
+                .get(at)
+                .filter(|_| self.keys.get(at) == Some(key));
+            if before == Some(part) {
+                continue;
+            }
+            let parse = |text: Option<&Vec<u8>>| match text {
+                Some(text) => serde_json::from_slice::<Value>(text),
+                None => Ok(Value::Null),
+            };
+            let (from, to) = (parse(before)?, parse(Some(part))?);
+            match key {
+                Some(key) => {
+                    was.insert((*key).into(), from);
+                    is.insert((*key).into(), to);
+                }
+                None => {
+                    let shadowed = |field: &String| {
+                        STAMP_FIELDS.contains(&field.as_str())
+                            || after.keys.iter().any(|k| k.is_some_and(|k| k == field))
+                    };
+                    for (side, header) in [(&mut was, from), (&mut is, to)] {
+                        if let Value::Object(header) = header {
+                            side.extend(header.into_iter().filter(|(f, _)| !shadowed(f)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok((Value::Object(was), Value::Object(is)))
+    }
+}
+
+impl Fields for DocumentText {
+    fn flatten<T: Serialize>(&mut self, value: Option<&T>) {
+        let part = self.slot(None);
+        let written = value.map(|value| serde_json::to_writer(&mut *part, value));
+        if !matches!(written, Some(Ok(()))) {
+            part.clear();
+            part.extend_from_slice(b"{}");
+        }
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        let part = self.slot(Some(key));
+        if serde_json::to_writer(&mut *part, value).is_err() {
+            part.clear();
+            part.extend_from_slice(b"null");
+        }
+    }
+}
+
+/// The fields [`stamp`] sets.
+const STAMP_FIELDS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
 
 /// A purchase order's document: the header's fields, then status, money, lines (with their
 /// lots), claims, receipts, payments and notes (as `order_notes`: `notes` is the header's
@@ -40,79 +183,64 @@ pub(crate) fn stamp(body: &mut Value, stamp: &Stamp) {
 /// `outstanding = amount_due − credits − amount_paid + refunds`; the refunds themselves are
 /// listed as `refund_records`, since `refunds` names the sum.
 pub fn purchase_order(order: &PurchaseOrder, at: &Stamp) -> Value {
-    let mut body = order
-        .header
-        .as_ref()
-        .and_then(|h| serde_json::to_value(h).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.insert("order_number".into(), json!(order.order_number));
-        map.insert("status".into(), json!(order.status));
-        map.insert("payment_status".into(), json!(order.payment_status()));
-        map.insert("lines".into(), json!(order.lines));
-        map.insert("total".into(), json!(order.total));
-        map.insert("received_total".into(), json!(order.received_total));
-        map.insert("amount_due".into(), json!(order.amount_due()));
-        map.insert("amount_paid".into(), json!(order.amount_paid));
-        map.insert("credits".into(), json!(order.credits));
-        map.insert("refunds".into(), json!(order.amount_refunded));
-        map.insert("outstanding".into(), json!(order.outstanding()));
-        map.insert("claims".into(), json!(order.claims));
-        map.insert("refund_records".into(), json!(order.refunds));
-        map.insert("receipts".into(), json!(order.receipts));
-        map.insert("payments".into(), json!(order.payments));
-        map.insert("order_notes".into(), json!(order.notes));
-        map.insert("cancel_reason".into(), json!(order.cancel_reason));
-        map.insert("reject_reason".into(), json!(order.last_reject_reason));
-    }
-    stamp(&mut body, at);
-    body
+    tree(at, |fields| purchase_order_fields(order, fields))
+}
+
+/// Writes a purchase order's document ([`purchase_order`]) to `fields`, without the stamp.
+pub(crate) fn purchase_order_fields(order: &PurchaseOrder, fields: &mut impl Fields) {
+    fields.flatten(order.header.as_ref());
+    fields.field("order_number", &order.order_number);
+    fields.field("status", &order.status);
+    fields.field("payment_status", &order.payment_status());
+    fields.field("lines", &order.lines);
+    fields.field("total", &order.total);
+    fields.field("received_total", &order.received_total);
+    fields.field("amount_due", &order.amount_due());
+    fields.field("amount_paid", &order.amount_paid);
+    fields.field("credits", &order.credits);
+    fields.field("refunds", &order.amount_refunded);
+    fields.field("outstanding", &order.outstanding());
+    fields.field("claims", &order.claims);
+    fields.field("refund_records", &order.refunds);
+    fields.field("receipts", &order.receipts);
+    fields.field("payments", &order.payments);
+    fields.field("order_notes", &order.notes);
+    fields.field("cancel_reason", &order.cancel_reason);
+    fields.field("reject_reason", &order.last_reject_reason);
 }
 
 /// A sales order's document: the header's fields, then status, money (as on purchase
 /// orders), lines (with their lots), claims, shipment, invoice, payments and notes.
 pub fn sales_order(order: &SalesOrder, at: &Stamp) -> Value {
-    let mut body = order
-        .header
-        .as_ref()
-        .and_then(|h| serde_json::to_value(h).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.insert("order_number".into(), json!(order.order_number));
-        map.insert("status".into(), json!(order.status));
-        map.insert("payment_status".into(), json!(order.payment_status()));
-        map.insert("lines".into(), json!(order.lines));
-        map.insert("total".into(), json!(order.total));
-        map.insert("shipment".into(), json!(order.shipment));
-        map.insert("shipped_total".into(), json!(order.shipped_total));
-        map.insert("delivered_on".into(), json!(order.delivered_on));
-        let invoice = order.invoice.as_ref();
-        map.insert(
-            "invoice_number".into(),
-            json!(invoice.map(|i| &i.invoice_number)),
-        );
-        map.insert(
-            "invoice_date".into(),
-            json!(invoice.map(|i| i.invoice_date)),
-        );
-        map.insert("due_date".into(), json!(invoice.map(|i| i.due_date)));
-        map.insert(
-            "invoiced_amount".into(),
-            json!(invoice.map(|i| &i.invoiced_amount)),
-        );
-        map.insert("amount_due".into(), json!(order.amount_due()));
-        map.insert("amount_paid".into(), json!(order.amount_paid));
-        map.insert("credits".into(), json!(order.credits));
-        map.insert("refunds".into(), json!(order.amount_refunded));
-        map.insert("outstanding".into(), json!(order.outstanding()));
-        map.insert("claims".into(), json!(order.claims));
-        map.insert("refund_records".into(), json!(order.refunds));
-        map.insert("payments".into(), json!(order.payments));
-        map.insert("order_notes".into(), json!(order.notes));
-        map.insert("cancel_reason".into(), json!(order.cancel_reason));
-    }
-    stamp(&mut body, at);
-    body
+    tree(at, |fields| sales_order_fields(order, fields))
+}
+
+/// Writes a sales order's document ([`sales_order`]) to `fields`, without the stamp.
+pub(crate) fn sales_order_fields(order: &SalesOrder, fields: &mut impl Fields) {
+    fields.flatten(order.header.as_ref());
+    fields.field("order_number", &order.order_number);
+    fields.field("status", &order.status);
+    fields.field("payment_status", &order.payment_status());
+    fields.field("lines", &order.lines);
+    fields.field("total", &order.total);
+    fields.field("shipment", &order.shipment);
+    fields.field("shipped_total", &order.shipped_total);
+    fields.field("delivered_on", &order.delivered_on);
+    let invoice = order.invoice.as_ref();
+    fields.field("invoice_number", &invoice.map(|i| &i.invoice_number));
+    fields.field("invoice_date", &invoice.map(|i| i.invoice_date));
+    fields.field("due_date", &invoice.map(|i| i.due_date));
+    fields.field("invoiced_amount", &invoice.map(|i| &i.invoiced_amount));
+    fields.field("amount_due", &order.amount_due());
+    fields.field("amount_paid", &order.amount_paid);
+    fields.field("credits", &order.credits);
+    fields.field("refunds", &order.amount_refunded);
+    fields.field("outstanding", &order.outstanding());
+    fields.field("claims", &order.claims);
+    fields.field("refund_records", &order.refunds);
+    fields.field("payments", &order.payments);
+    fields.field("order_notes", &order.notes);
+    fields.field("cancel_reason", &order.cancel_reason);
 }
 
 /// A reference item's document: its fields, `kind`, `active`.
@@ -131,4 +259,87 @@ pub fn reference<K: ReferenceKind>(reference: &Reference<K>, at: &Stamp) -> Valu
     }
     stamp(&mut body, at);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A document written by `fields`' order: a header, then `status` and `lines`.
+    fn write(header: &Value, status: &str, lines: &Value, fields: &mut impl Fields) {
+        fields.flatten(header.as_object());
+        fields.field("status", status);
+        fields.field("lines", lines);
+    }
+
+    /// The document as a tree (without the stamp) and as text.
+    fn both(header: &Value, status: &str, lines: &Value) -> (Value, DocumentText) {
+        let mut tree = Tree(Map::new());
+        write(header, status, lines, &mut tree);
+        let mut text = DocumentText::default();
+        text.write(|fields| write(header, status, lines, fields));
+        (Value::Object(tree.0), text)
+    }
+
+    #[test]
+    fn the_text_parts_that_differ_hold_every_field_whose_value_differs() {
+        let lines = json!([{"line_id": "a", "weight": "1"}]);
+        let (tree_before, before) = both(&json!({"notes": "x", "name": "n"}), "draft", &lines);
+        let (tree_after, after) = both(&json!({"notes": "y", "name": "n"}), "draft", &lines);
+        let (was, is) = before.changed(&after).unwrap();
+        // The header differs, so its fields are compared; status and lines are the same text.
+        assert_eq!(was, json!({"notes": "x", "name": "n"}));
+        assert_eq!(is, json!({"notes": "y", "name": "n"}));
+        for (key, value) in was.as_object().unwrap() {
+            assert_eq!(&tree_before[key], value);
+            assert_eq!(&tree_after[key], &is[key]);
+        }
+
+        let (_, submitted) = both(&json!({"notes": "y", "name": "n"}), "submitted", &lines);
+        let (was, is) = after.changed(&submitted).unwrap();
+        assert_eq!(was, json!({"status": "draft"}));
+        assert_eq!(is, json!({"status": "submitted"}));
+
+        let (was, is) = submitted.changed(&submitted).unwrap();
+        assert_eq!((was, is), (json!({}), json!({})));
+    }
+
+    #[test]
+    fn a_header_field_that_a_later_field_or_the_stamp_replaces_is_not_the_documents() {
+        let lines = json!([]);
+        let (tree, before) = both(
+            &json!({"status": "a", "id": 1, "name": "n"}),
+            "draft",
+            &lines,
+        );
+        let (_, after) = both(
+            &json!({"status": "b", "id": 2, "name": "m"}),
+            "draft",
+            &lines,
+        );
+        // The tree holds the field's status, not the header's.
+        assert_eq!(tree["status"], json!("draft"));
+        let (was, is) = before.changed(&after).unwrap();
+        assert_eq!(was, json!({"name": "n"}));
+        assert_eq!(is, json!({"name": "m"}));
+    }
+
+    #[test]
+    fn a_missing_header_is_an_empty_one_and_buffers_are_rewritten_in_place() {
+        let lines = json!([]);
+        let mut text = DocumentText::default();
+        text.write(|fields| {
+            fields.flatten::<Value>(None);
+            fields.field("status", "draft");
+            fields.field("lines", &lines);
+        });
+        let (_, created) = both(&json!({"name": "n"}), "draft", &lines);
+        let (was, is) = text.changed(&created).unwrap();
+        assert_eq!((was, is), (json!({}), json!({"name": "n"})));
+        // Written again with the same fields, a buffer holds only the new text.
+        text.write(|fields| write(&json!({"name": "n"}), "draft", &lines, fields));
+        assert_eq!(text.changed(&created).unwrap(), (json!({}), json!({})));
+    }
 }

@@ -2,7 +2,9 @@
 //! it, a short human summary and `changes` (`{field: {from, to}}` for every field it changed).
 //!
 //! `changes` comes from comparing the order's document before and after the event (so nothing
-//! the event changed can be missed): top-level fields by value, and the keyed lists by element
+//! the event changed can be missed; the documents are compared as each field's JSON text, see
+//! [`DocumentText`], and the fields that differ there are parsed and compared): top-level
+//! fields by value, and the keyed lists by element
 //! (`lines[<line_id>]`, `receipts[<receipt_id>]`, `payments[<payment_id>]`,
 //! `order_notes[<note_id>]`, `claims[<claim_id>]`, `refund_records[<refund_id>]`, each `{from: <element or null>, to: <element or null>}`). The
 //! `changes` maps that events carry are added on top (a line change's fields as
@@ -27,7 +29,7 @@ use uuid::Uuid;
 
 use super::orders::OrderKind;
 use super::{event_payload, grouped, load_many, payload_error, Folded};
-use crate::documents::Stamp;
+use crate::documents::DocumentText;
 use crate::{EventRecord, ProjectionError};
 
 /// Lists in documents whose elements are compared one by one, and their id field.
@@ -77,21 +79,24 @@ pub(super) struct HistoryRows {
 
 impl HistoryRows {
     /// Adds the row of `event` (of an order of kind `A`), which took the order from the state
-    /// whose document (with [`neutral_stamp`]) is `before` to `after`, whose document is
-    /// `after_document`: who did it, its summary and its `changes`.
+    /// whose document is `before` to `after`, whose document is `after_document`: who did it,
+    /// its summary and its `changes`.
     ///
     /// The one place a history row is made, for the projector and a rebuild alike.
     pub(super) fn push<A: Narrated>(
         &mut self,
         event: &EventRecord,
         payload: &A::Event,
-        before: &Value,
+        before: &DocumentText,
         after: &A,
-        after_document: &Value,
+        after_document: &DocumentText,
     ) -> Result<(), ProjectionError> {
         let (actor, actor_name) = actor_of(&event.metadata);
         let summary = A::summary(payload, after, actor_name.as_deref().unwrap_or(&actor));
-        let mut changes = document_changes(before, after_document);
+        let (was, is) = before
+            .changed(after_document)
+            .map_err(|e| payload_error(event, e))?;
+        let mut changes = document_changes(&was, &is);
         changes.extend(A::event_changes(payload));
         let changes = serde_json::to_string(&changes).map_err(|e| payload_error(event, e))?;
         self.order_id.push(event.aggregate_id);
@@ -240,7 +245,9 @@ async fn apply_orders<A: Narrated>(
         for (id, stream) in streams {
             let mut folded = Folded::<A>::start(stored.remove(&id), stream[0])?;
             // The document before each event is the one after the previous event.
-            let mut before = folded.state.document(&neutral_stamp(stream[0]));
+            let (mut before, mut after_document) =
+                (DocumentText::default(), DocumentText::default());
+            folded.state.document_text(&mut before);
             let mut last = None;
             for event in stream {
                 let payload: A::Event = event_payload(event)?;
@@ -252,9 +259,9 @@ async fn apply_orders<A: Narrated>(
                 if !after.created() {
                     return Err(payload_error(event, "the order has not been created"));
                 }
-                let after_document = after.document(&neutral_stamp(event));
+                after.document_text(&mut after_document);
                 rows.push(event, &payload, &before, after, &after_document)?;
-                before = after_document;
+                std::mem::swap(&mut before, &mut after_document);
                 last = Some(event);
             }
             let Some(event) = last else { continue };
@@ -275,17 +282,6 @@ async fn apply_orders<A: Narrated>(
         .await?;
     }
     Ok(())
-}
-
-/// The same stamp for the documents before and after, so that only the event's own changes
-/// differ.
-pub(super) fn neutral_stamp(event: &EventRecord) -> Stamp {
-    Stamp {
-        id: event.aggregate_id,
-        version: 0,
-        created_at: None,
-        updated_at: None,
-    }
 }
 
 /// The actor (metadata `actor`, else "unknown") and their display name (`actor_name`).

@@ -7,8 +7,8 @@
 //! rewrite its rows, and fold it twice (once for the orders projection, once for history).
 //!
 //! A [`Rebuild`] keeps the folds in memory from page to page instead. Each order is folded once
-//! for both projections; each event's document is made once (the document after one event is
-//! the one before the next); history rows are written page by page, without a conflict check
+//! for both projections; each event's document (as history compares it) is made once (the
+//! document after one event is the one before the next); history rows are written page by page, without a conflict check
 //! (the tenant's rows were deleted first); and an order's rows and history fold are written
 //! once, when the rebuild is done with it. Memory stays bounded: past [`CAPACITY`] orders of a
 //! kind in memory, those whose last event is oldest are written out and dropped, and an event
@@ -25,17 +25,16 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use oms_domain::purchase_order::PurchaseOrder;
 use oms_domain::sales_order::SalesOrder;
-use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::history::{neutral_stamp, save_states, HistoryRows, Narrated};
+use super::history::{save_states, HistoryRows, Narrated};
 use super::lots::LotRows;
 use super::orders::{
     claim_rows, insert_orders, line_rows_of, order_row, upsert_claims, ClaimTimes,
 };
 use super::{delete_rows, event_payload, insert_rows, load_many, payload_error, reference, Folded};
-use crate::documents::{self, Stamp};
+use crate::documents::{DocumentText, Stamp};
 use crate::{EventRecord, Projection, ProjectionError};
 
 /// The most orders of one kind a rebuild keeps folded in memory. An order held takes about
@@ -155,6 +154,9 @@ struct Folds<A> {
     /// Whether some orders were written out and dropped: an order not in memory may then have
     /// rows to fold from.
     evicted: bool,
+    /// The document after the event being applied, written here and then swapped with the
+    /// order's own (so its buffers pass from order to order instead of being allocated).
+    after: DocumentText,
 }
 
 impl<A> Default for Folds<A> {
@@ -162,6 +164,7 @@ impl<A> Default for Folds<A> {
         Folds {
             folds: HashMap::new(),
             evicted: false,
+            after: DocumentText::default(),
         }
     }
 }
@@ -170,9 +173,9 @@ impl<A> Default for Folds<A> {
 struct Fold<A> {
     /// Its state, event count and first event's time.
     folded: Folded<A>,
-    /// The document of its state with the [`neutral_stamp`] (kept when history is rebuilt:
-    /// the "before" of the next event's changes, and, stamped, the orders row's document).
-    document: Option<Value>,
+    /// The document of its state (kept when history is rebuilt: the "before" of the next
+    /// event's changes).
+    document: Option<DocumentText>,
     /// Its last event applied here: what the rows are stamped with (`None`: none yet, nothing
     /// to write).
     last: Option<Last>,
@@ -212,9 +215,7 @@ impl<A: Narrated> Folds<A> {
                 Entry::Occupied(fold) => fold.into_mut(),
                 Entry::Vacant(vacant) => {
                     let folded = Folded::<A>::start(None, event)?;
-                    let document = output
-                        .history
-                        .then(|| folded.state.document(&neutral_stamp(event)));
+                    let document = output.history.then(|| document_of(&folded.state));
                     vacant.insert(Fold {
                         folded,
                         document,
@@ -239,9 +240,9 @@ impl<A: Narrated> Folds<A> {
                     if !after.created() {
                         return Err(payload_error(event, "the order has not been created"));
                     }
-                    let after_document = after.document(&neutral_stamp(event));
-                    history.push(event, &payload, before, after, &after_document)?;
-                    *before = after_document;
+                    after.document_text(&mut self.after);
+                    history.push(event, &payload, before, after, &self.after)?;
+                    std::mem::swap(before, &mut self.after);
                 }
                 None => {
                     fold.folded.state.apply(payload);
@@ -302,9 +303,7 @@ impl<A: Narrated> Folds<A> {
         for (id, stored) in stored {
             let first = missing[&id];
             let folded = Folded::<A>::start(Some(stored), first)?;
-            let document = output
-                .history
-                .then(|| folded.state.document(&neutral_stamp(first)));
+            let document = output.history.then(|| document_of(&folded.state));
             self.folds.insert(
                 id,
                 Fold {
@@ -341,6 +340,13 @@ impl<A: Narrated> Folds<A> {
     }
 }
 
+/// The document of `state`, as history compares it.
+fn document_of<A: Narrated>(state: &A) -> DocumentText {
+    let mut document = DocumentText::default();
+    state.document_text(&mut document);
+    document
+}
+
 /// Writes the rows of `folds` (orders rows and lines, history's folds), a chunk of orders per
 /// statement; the rows of orders written before are replaced.
 async fn write<A: Narrated>(
@@ -374,13 +380,7 @@ async fn write<A: Narrated>(
                     created_at: Some(fold.folded.created_at.unwrap_or(last.recorded_at)),
                     updated_at: Some(last.recorded_at),
                 };
-                let document = match fold.document {
-                    Some(mut document) => {
-                        documents::stamp(&mut document, &stamp);
-                        document
-                    }
-                    None => state.document(&stamp),
-                };
+                let document = state.document(&stamp);
                 let lines = line_rows_of(tenant, id, state.lines_json())
                     .ok_or_else(|| failed("the order's lines are not a list".into()))?;
                 line_rows.extend(lines);
@@ -392,7 +392,7 @@ async fn write<A: Narrated>(
                     state,
                     tenant,
                     last.position,
-                    document.to_string(),
+                    document,
                     state_json,
                 ));
                 if output.history {
