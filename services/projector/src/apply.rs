@@ -42,18 +42,33 @@ pub enum ProjectorError {
 
 /// The event as the projections see it, upcast.
 pub fn record(store: &EventStore, event: &StoredEvent) -> EventRecord {
-    let upcast = store.upcast(event);
+    into_record(store, event.clone())
+}
+
+/// [`record`] of an event not needed afterwards: its payload and metadata are moved, not
+/// copied.
+pub fn into_record(store: &EventStore, event: StoredEvent) -> EventRecord {
+    let (tenant_id, position, aggregate_id, sequence, recorded_at) = (
+        event.tenant_id,
+        event.position,
+        event.aggregate_id,
+        event.sequence,
+        event.recorded_at,
+    );
+    // The row's type, whatever an upcaster makes of the serialised event's.
+    let aggregate_type = event.aggregate_type.clone();
+    let upcast = store.into_upcast(event);
     EventRecord {
-        tenant_id: event.tenant_id,
-        position: event.position,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id,
-        sequence: event.sequence,
+        tenant_id,
+        position,
+        aggregate_type,
+        aggregate_id,
+        sequence,
         event_type: upcast.event_type,
         event_version: upcast.event_version,
         payload: upcast.payload,
-        metadata: event.metadata.clone(),
-        recorded_at: event.recorded_at,
+        metadata: upcast.metadata,
+        recorded_at,
     }
 }
 
@@ -328,11 +343,15 @@ pub async fn catch_up(
             return Ok(applied);
         };
         store.prepare(&mut *tx, &events).await?;
-        let records: Vec<EventRecord> = events.iter().map(|event| record(store, event)).collect();
+        let count = u64::try_from(events.len()).unwrap_or_default();
+        let records: Vec<EventRecord> = events
+            .into_iter()
+            .map(|event| into_record(store, event))
+            .collect();
         projection.apply_batch(&mut tx, &records).await?;
         checkpoints::advance(&mut tx, projection, tenant, last).await?;
         tx.commit().await?;
-        applied += u64::try_from(events.len()).unwrap_or_default();
+        applied += count;
     }
 }
 

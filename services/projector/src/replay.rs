@@ -18,7 +18,7 @@ use uuid::Uuid;
 use oms_projections::checkpoints::{self, Durability};
 use oms_store::EventStore;
 
-use crate::apply::{record, ProjectorError};
+use crate::apply::{into_record, ProjectorError};
 
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +107,10 @@ pub async fn rebuild_tenant_holding(
             break;
         };
         store.prepare(&mut *tx, &events).await?;
-        let records: Vec<_> = events.iter().map(|event| record(store, event)).collect();
-        drop(events);
+        let records: Vec<_> = events
+            .into_iter()
+            .map(|event| into_record(store, event))
+            .collect();
         rebuild.apply(&mut tx, &records).await?;
         let count = u64::try_from(records.len()).unwrap_or_default();
         applied += count;

@@ -242,7 +242,13 @@ impl EventStore {
     /// Turns a stored row into cqrs-es's serialised form, with its personal fields
     /// decrypted (null once erased; see [`EventStore::prepare`]) and the upcasters applied.
     pub fn upcast(&self, event: &StoredEvent) -> SerializedEvent {
-        let mut payload = event.payload.clone();
+        self.into_upcast(event.clone())
+    }
+
+    /// [`EventStore::upcast`] of an event read only to be applied: its payload and metadata
+    /// are moved, not copied (a rebuild upcasts every event of a tenant once).
+    pub fn into_upcast(&self, event: StoredEvent) -> SerializedEvent {
+        let mut payload = event.payload;
         if is_personal(&event.aggregate_type) {
             self.keyring.open_payload(
                 event.tenant_id,
@@ -254,11 +260,11 @@ impl EventStore {
         let mut serialized = SerializedEvent::new(
             event.aggregate_id.to_string(),
             usize::try_from(event.sequence).unwrap_or_default(),
-            event.aggregate_type.clone(),
-            event.event_type.clone(),
-            event.event_version.clone(),
+            event.aggregate_type,
+            event.event_type,
+            event.event_version,
             payload,
-            event.metadata.clone(),
+            event.metadata,
         );
         for upcaster in self.upcasters.iter() {
             if upcaster.can_upcast(&serialized.event_type, &serialized.event_version) {
