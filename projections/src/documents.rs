@@ -104,7 +104,7 @@ impl DocumentText {
         if at == self.parts.len() {
             self.keys.push(key);
             self.parts.push(Vec::new());
-        } else if self.keys[at] != key {
+        } else {
             self.keys[at] = key;
         }
         let part = &mut self.parts[at];

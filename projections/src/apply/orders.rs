@@ -390,7 +390,7 @@ async fn apply_orders<A: OrderKind>(
                 claim_batch.extend(rows);
             }
         }
-        replace_orders(conn, A::TABLE, tenant, &replaced, &rows).await?;
+        replace_orders(conn, A::TABLE, tenant, &replaced, rows).await?;
         replace_rows(
             conn,
             A::LINES_TABLE,
@@ -444,10 +444,10 @@ pub(super) fn order_row<A: OrderKind>(
 /// delete and the insert can share a statement).
 pub(super) async fn replace_orders(
     conn: &mut PgConnection,
-    table: &'static str,
+    table: &str,
     tenant: Uuid,
     ids: &[Uuid],
-    rows: &[OrderRow],
+    rows: Vec<OrderRow>,
 ) -> Result<(), sqlx::Error> {
     if ids.is_empty() && rows.is_empty() {
         return Ok(());
@@ -467,8 +467,8 @@ pub(super) async fn replace_orders(
 /// into the merged object, and made up about half of a rebuild's Postgres time.
 pub(super) async fn insert_orders(
     conn: &mut PgConnection,
-    table: &'static str,
-    rows: &[OrderRow],
+    table: &str,
+    rows: Vec<OrderRow>,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -480,9 +480,9 @@ pub(super) async fn insert_orders(
 /// the same statement.
 async fn write_orders(
     conn: &mut PgConnection,
-    table: &'static str,
+    table: &str,
     replaced: Option<(Uuid, &[Uuid])>,
-    rows: &[OrderRow],
+    rows: Vec<OrderRow>,
 ) -> Result<(), sqlx::Error> {
     let columns = table_columns(conn, table).await?;
     let mut values: Vec<Vec<Option<String>>> = columns
@@ -491,10 +491,11 @@ async fn write_orders(
         .collect();
     for row in rows {
         let fields = row.document.as_object();
+        let mut state = Some(row.state);
         for (column, values) in columns.iter().zip(values.iter_mut()) {
             let value = match (row.extra.get(&column.name), column.name.as_str()) {
                 (Some(value), _) => column.text(value),
-                (None, "state") => Some(row.state.clone()),
+                (None, "state") => state.take(),
                 (None, "document") => Some(row.document.to_string()),
                 (None, name) => fields
                     .and_then(|f| f.get(name))
@@ -561,10 +562,7 @@ impl Column {
 /// (a small indexed read, next to writing a chunk of rows) rather than kept: the schema is the
 /// migrations', and the code must write what the table has when it is written, whichever
 /// migration that is.
-async fn table_columns(
-    conn: &mut PgConnection,
-    table: &'static str,
-) -> Result<Vec<Column>, sqlx::Error> {
+async fn table_columns(conn: &mut PgConnection, table: &str) -> Result<Vec<Column>, sqlx::Error> {
     let columns: Vec<(String, String)> = sqlx::query_as(
         "select attname::text, format_type(atttypid, atttypmod) from pg_attribute \
           where attrelid = $1::regclass and attnum > 0 and not attisdropped order by attnum",

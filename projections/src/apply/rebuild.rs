@@ -8,16 +8,17 @@
 //!
 //! A [`Rebuild`] keeps the folds in memory from page to page instead. Each order is folded once
 //! for both projections; each event's document (as history compares it) is made once (the
-//! document after one event is the one before the next); history rows are written page by page, without a conflict check
-//! (the tenant's rows were deleted first); and an order's rows and history fold are written
-//! once, when the rebuild is done with it. Memory stays bounded: past [`CAPACITY`] orders of a
-//! kind in memory, those whose last event is oldest are written out and dropped, and an event
-//! of one of them later is folded from what was written, as the projector would.
+//! document after one event is the one before the next); history rows are written page by page,
+//! without a conflict check (the tenant's rows were deleted first); and an order's rows and
+//! history fold are written once, when the rebuild is done with it. Memory stays bounded: past
+//! [`CAPACITY`] orders of a kind in memory, those whose last event is oldest are written out
+//! and dropped, and an event of one of them later is folded from what was written, as the
+//! projector would.
 //!
 //! The rows are made by the projector's own functions ([`super::orders::order_row`],
 //! [`super::history::HistoryRows::push`], [`super::lots::LotRows`], whose rows of lots come
-//! from each receipt or shipment event and are written with the page) from the same folds, so
-//! a rebuild writes exactly what the projector writes.
+//! from each receipt or shipment event and are written with the page) from the same folds, so a
+//! rebuild writes exactly what the projector writes.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -407,7 +408,7 @@ async fn write<A: Narrated>(
         if output.orders {
             delete_rows(conn, A::TABLE, "id", tenant, &stored).await?;
             delete_rows(conn, A::LINES_TABLE, "order_id", tenant, &stored).await?;
-            insert_orders(conn, A::TABLE, &rows).await?;
+            insert_orders(conn, A::TABLE, rows).await?;
             insert_rows(conn, A::LINES_TABLE, &line_rows).await?;
             upsert_claims(conn, &claims).await?;
         }
