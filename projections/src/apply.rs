@@ -6,9 +6,13 @@
 //! from the state after it. No business rule is repeated here, so a read model cannot disagree
 //! with its aggregate.
 //!
-//! Rows are written with `jsonb_populate_record(null::read.<table>, $1)` from a JSON object
-//! whose keys are the column names (the document's own fields plus a few extras): the typed
-//! columns are literally the document's values, and adding a column needs no code here.
+//! Rows are written from the document's own fields, so the typed columns are literally the
+//! document's values and adding a column needs no code here: an order's row binds each column
+//! of its table (read from the catalog) as the text of the document field of that name
+//! (`orders::write_orders`); the rows of lines, claims, lots and reference data are JSON
+//! objects whose keys are the column names, given to
+//! `jsonb_populate_recordset(null::read.<table>, $1)`; history's rows bind one typed array per
+//! column.
 //!
 //! Applying is idempotent per aggregate: an event whose sequence the row already has is
 //! skipped, and a sequence that skips ahead is refused ([`ProjectionError::Payload`]), so a

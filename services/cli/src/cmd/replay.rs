@@ -58,7 +58,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(args.jobs)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(&args.db.database_url)
+        .connect_with(oms_store::generic_plans(
+            args.db
+                .database_url
+                .parse()
+                .context("the database URL is not usable")?,
+        ))
         .await
         .context("cannot connect to the database")?;
     let store = super::data_keys::store(pool)?;
