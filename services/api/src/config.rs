@@ -128,9 +128,8 @@ impl Config {
     /// A pool that connects lazily: the service starts (and answers 503) while Postgres is
     /// down, and recovers by itself when it returns.
     ///
-    /// The role, the statement timeout and the plan cache mode ([`oms_store::generic_plans`])
-    /// are startup options of every connection (no extra round trip, and they hold for the
-    /// relay's LISTEN connection too). Migrations need the
+    /// The role and the statement timeout are startup options of every connection (no extra
+    /// round trip, and they hold for the relay's LISTEN connection too). Migrations need the
     /// login's own role (the owner): they do not go through this pool.
     pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
         let mut options: sqlx::postgres::PgConnectOptions = self.database_url.expose().parse()?;
@@ -159,6 +158,6 @@ impl Config {
         Ok(sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(self.acquire_timeout)
-            .connect_lazy_with(oms_store::generic_plans(options)))
+            .connect_lazy_with(options))
     }
 }

@@ -55,26 +55,6 @@ pub use pipeline::{
 /// The series a command may take a number from (defined by the domain, counted here).
 pub use oms_domain::NumberSeries;
 
-/// `options` with every connection told to run each prepared statement with the plan Postgres
-/// made for it once (`plan_cache_mode = force_generic_plan`), as a startup option: no extra
-/// round trip. The service's pool and `oms replay`'s are made with it.
-///
-/// Left to itself, Postgres plans a statement anew on each execution whenever the plan for the
-/// values at hand is estimated cheaper than the generic one, and for every read of `events` it
-/// is: the table is hash-partitioned by tenant, the generic plan's estimate counts all
-/// partitions and the custom one only the tenant's, so every aggregate load, reference check,
-/// projector read and rebuild batch was planned again, partition pruning included. The generic
-/// plan prunes the partitions when it runs and uses the same indexes. With pgbench, one
-/// client running the aggregate load alone: 3,455 and 3,286 statements/s planned each time,
-/// 4,728 and 5,083 with the generic plan. The service's other statements look rows up by
-/// tenant and key, or list one tenant's rows through indexes led by `tenant_id`, which the
-/// generic plan does as well.
-pub fn generic_plans(
-    options: sqlx::postgres::PgConnectOptions,
-) -> sqlx::postgres::PgConnectOptions {
-    options.options([("plan_cache_mode", "force_generic_plan")])
-}
-
 /// Whether a database error means "Postgres is unavailable" (a client should retry: 503)
 /// rather than a bug.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {

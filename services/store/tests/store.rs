@@ -7,7 +7,7 @@ mod common_db;
 use common_db::*;
 use oms_store::{AppendError, EventStore, NewEvent};
 use serde_json::json;
-use sqlx::{Connection, PgPool, Row};
+use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -384,38 +384,6 @@ async fn a_commands_reads_touch_one_partition_by_primary_key() {
         .filter(|word| word.starts_with("events_p") && !word.ends_with("_pkey"))
         .collect();
     assert_eq!(partitions.len(), 1, "one partition only:\n{plan}");
-
-    // The service's connections run every statement's generic plan (`generic_plans`): it
-    // keeps all partitions in the plan and prunes them when it runs, down to the same one.
-    let options = oms_store::generic_plans((*pool.connect_options()).clone());
-    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
-    let mode: String = sqlx::query_scalar("show plan_cache_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(mode, "force_generic_plan");
-    sqlx::raw_sql(
-        "prepare load (uuid, text, uuid) as select * from events \
-          where tenant_id = $1 and aggregate_type = $2 and aggregate_id = $3 order by sequence",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    let generic: Vec<String> = sqlx::raw_sql(&format!(
-        "explain (analyze, costs off, timing off, summary off) \
-         execute load ('{tenant}', 'purchase_order', '{}')",
-        Uuid::now_v7()
-    ))
-    .fetch_all(&mut conn)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| row.get(0))
-    .collect();
-    let generic = generic.join("\n");
-    assert!(generic.contains("Subplans Removed: 7"), "{generic}");
-    assert!(generic.contains("_pkey"), "{generic}");
-    assert!(!generic.contains("Seq Scan"), "{generic}");
 
     let head_plan: Vec<String> = sqlx::query_scalar(
         "explain update tenant_heads set position = position + 1 where tenant_id = $1",

@@ -58,12 +58,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(args.jobs)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect_with(oms_store::generic_plans(
-            args.db
-                .database_url
-                .parse()
-                .context("the database URL is not usable")?,
-        ))
+        .connect(&args.db.database_url)
         .await
         .context("cannot connect to the database")?;
     let store = super::data_keys::store(pool)?;
