@@ -1,6 +1,8 @@
 //! The JSON documents of orders and reference items: what the API answers with, for commands
 //! and queries alike, built from the aggregate's state.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use oms_domain::purchase_order::PurchaseOrder;
 use oms_domain::reference::{Reference, ReferenceKind};
@@ -67,6 +69,75 @@ impl Fields for Tree {
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
         let value = serde_json::to_value(value).unwrap_or(Value::Null);
         self.0.insert(key.into(), value);
+    }
+}
+
+/// An order's document, stamped, as each field's JSON text in the order written: what its row
+/// in the read model is written from (the `document` column, and the typed columns that are
+/// its fields), without building the document as a JSON tree and serialising the tree again.
+/// A field written again (a header field that a later field or the stamp replaces) is the
+/// later one's, as in the tree.
+#[derive(Debug, Default)]
+pub(crate) struct FieldTexts(Vec<(Cow<'static, str>, String)>);
+
+impl FieldTexts {
+    /// The document written by `write`, then stamped with `at`.
+    pub(crate) fn stamped(at: &Stamp, write: impl FnOnce(&mut Self)) -> Self {
+        let mut texts = FieldTexts(Vec::with_capacity(48));
+        write(&mut texts);
+        texts.field("id", &at.id);
+        texts.field("version", &at.version);
+        texts.field("created_at", &at.created_at);
+        texts.field("updated_at", &at.updated_at);
+        texts
+    }
+
+    /// The JSON text of the document's field `name`; `None` when it has no such field.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, text)| text.as_str())
+    }
+
+    /// The document as JSON text: each field once, with its last value.
+    pub(crate) fn document(&self) -> String {
+        let mut text = String::with_capacity(
+            self.0
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>()
+                + 2,
+        );
+        text.push('{');
+        for (at, (key, value)) in self.0.iter().enumerate() {
+            if self.0[at + 1..].iter().any(|(later, _)| later == key) {
+                continue;
+            }
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            text.push(':');
+            text.push_str(value);
+        }
+        text.push('}');
+        text
+    }
+}
+
+impl Fields for FieldTexts {
+    fn flatten<T: Serialize>(&mut self, value: Option<&T>) {
+        if let Some(Value::Object(map)) = value.and_then(|v| serde_json::to_value(v).ok()) {
+            self.0
+                .extend(map.into_iter().map(|(k, v)| (Cow::Owned(k), v.to_string())));
+        }
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+        self.0.push((Cow::Borrowed(key), text));
     }
 }
 
@@ -324,6 +395,39 @@ mod tests {
         let (was, is) = before.changed(&after).unwrap();
         assert_eq!(was, json!({"name": "n"}));
         assert_eq!(is, json!({"name": "m"}));
+    }
+
+    #[test]
+    fn field_texts_make_the_trees_document_and_its_fields() {
+        let at = Stamp {
+            id: Uuid::from_u128(7),
+            version: 3,
+            created_at: None,
+            updated_at: Some(DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap()),
+        };
+        // The header's status and id are replaced, by a later field and by the stamp.
+        let header = json!({"status": "a", "id": 1, "name": "n \"quoted\"", "weight": 1.5});
+        let lines = json!([{"line_id": "a", "weight": "1"}]);
+        let tree = tree(&at, |fields| write(&header, "draft", &lines, fields));
+        let texts = FieldTexts::stamped(&at, |fields| write(&header, "draft", &lines, fields));
+        let document: Value = serde_json::from_str(&texts.document()).unwrap();
+        assert_eq!(document, tree);
+        for (key, value) in tree.as_object().unwrap() {
+            let text = texts.get(key).unwrap();
+            assert_eq!(
+                &serde_json::from_str::<Value>(text).unwrap(),
+                value,
+                "{key}"
+            );
+        }
+        assert_eq!(texts.get("status"), Some("\"draft\""));
+        assert_eq!(
+            texts.get("id"),
+            Some("\"00000000-0000-0000-0000-000000000007\"")
+        );
+        assert_eq!(texts.get("missing"), None);
+        // Each field once in the text.
+        assert_eq!(texts.document().matches("\"status\"").count(), 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::{
     deleting_first, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
     row_text, Folded,
 };
-use crate::documents::{self, DocumentText, Stamp};
+use crate::documents::{self, DocumentText, FieldTexts, Stamp};
 use crate::{EventRecord, ProjectionError};
 
 /// What the order projections need of an order aggregate.
@@ -34,8 +34,8 @@ pub(super) trait OrderKind: Aggregate + Clone {
 
     /// Whether it has been created.
     fn created(&self) -> bool;
-    /// Its document (what the API answers with).
-    fn document(&self, stamp: &Stamp) -> Value;
+    /// Its document (what the API answers with), as its fields' JSON text.
+    fn document_texts(&self, stamp: &Stamp) -> FieldTexts;
     /// Its document, without the stamp, as history compares it (see [`DocumentText`]).
     fn document_text(&self, text: &mut DocumentText);
     /// Its lines' serde form, in order.
@@ -68,8 +68,10 @@ impl OrderKind for PurchaseOrder {
         self.exists() && self.header.is_some()
     }
 
-    fn document(&self, stamp: &Stamp) -> Value {
-        documents::purchase_order(self, stamp)
+    fn document_texts(&self, stamp: &Stamp) -> FieldTexts {
+        FieldTexts::stamped(stamp, |fields| {
+            documents::purchase_order_fields(self, fields)
+        })
     }
 
     fn document_text(&self, text: &mut DocumentText) {
@@ -152,8 +154,8 @@ impl OrderKind for SalesOrder {
         self.exists() && self.header.is_some()
     }
 
-    fn document(&self, stamp: &Stamp) -> Value {
-        documents::sales_order(self, stamp)
+    fn document_texts(&self, stamp: &Stamp) -> FieldTexts {
+        FieldTexts::stamped(stamp, |fields| documents::sales_order_fields(self, fields))
     }
 
     fn document_text(&self, text: &mut DocumentText) {
@@ -364,7 +366,7 @@ async fn apply_orders<A: OrderKind>(
                 created_at: Some(folded.created_at.unwrap_or(event.recorded_at)),
                 updated_at: Some(event.recorded_at),
             };
-            let document = folded.state.document(&stamp);
+            let document = folded.state.document_texts(&stamp);
             let state =
                 serde_json::to_string(&folded.state).map_err(|e| payload_error(event, e))?;
             replaced.push(id);
@@ -412,7 +414,7 @@ async fn apply_orders<A: OrderKind>(
 /// [`OrderKind::extra_columns`], which come before a document field of the same name.
 pub(super) struct OrderRow {
     /// The document.
-    document: Value,
+    document: FieldTexts,
     /// The state's JSON text.
     state: String,
     /// The other columns, by name.
@@ -425,7 +427,7 @@ pub(super) fn order_row<A: OrderKind>(
     order: &A,
     tenant: Uuid,
     last_position: i64,
-    document: Value,
+    document: FieldTexts,
     state: String,
 ) -> OrderRow {
     let mut extra = Map::new();
@@ -464,7 +466,9 @@ pub(super) async fn replace_orders(
 /// values. The columns and their types are read from the catalog ([`table_columns`]). The rows
 /// used to be sent as JSON and given to `jsonb_populate_record` after merging the document, the
 /// state and the extra fields into one object: that read each document twice and copied it
-/// into the merged object, and made up about half of a rebuild's Postgres time.
+/// into the merged object, and made up about half of a rebuild's Postgres time. The document
+/// comes as its fields' JSON text ([`FieldTexts`]), which gives both the `document` column and
+/// the fields' columns without a JSON tree of the document in between.
 pub(super) async fn insert_orders(
     conn: &mut PgConnection,
     table: &str,
@@ -490,16 +494,13 @@ async fn write_orders(
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
     for row in rows {
-        let fields = row.document.as_object();
         let mut state = Some(row.state);
         for (column, values) in columns.iter().zip(values.iter_mut()) {
             let value = match (row.extra.get(&column.name), column.name.as_str()) {
                 (Some(value), _) => column.text(value),
                 (None, "state") => state.take(),
-                (None, "document") => Some(row.document.to_string()),
-                (None, name) => fields
-                    .and_then(|f| f.get(name))
-                    .and_then(|v| column.text(v)),
+                (None, "document") => Some(row.document.document()),
+                (None, name) => row.document.get(name).and_then(|text| column.text_of(text)),
             };
             values.push(value);
         }
@@ -554,6 +555,17 @@ impl Column {
             Value::Null => None,
             Value::String(text) if !self.type_name.starts_with("json") => Some(text.clone()),
             other => Some(other.to_string()),
+        }
+    }
+
+    /// [`Column::text`] of a value given as its JSON text (a document's field as
+    /// [`FieldTexts`] holds it): the same text, without parsing anything but a string.
+    fn text_of(&self, json: &str) -> Option<String> {
+        match json {
+            "null" => None,
+            text if self.type_name.starts_with("json") => Some(text.to_owned()),
+            text if text.starts_with('"') => serde_json::from_str(text).ok(),
+            text => Some(text.to_owned()),
         }
     }
 }

@@ -381,7 +381,7 @@ async fn write<A: Narrated>(
                     created_at: Some(fold.folded.created_at.unwrap_or(last.recorded_at)),
                     updated_at: Some(last.recorded_at),
                 };
-                let document = state.document(&stamp);
+                let document = state.document_texts(&stamp);
                 let lines = line_rows_of(tenant, id, state.lines_json())
                     .ok_or_else(|| failed("the order's lines are not a list".into()))?;
                 line_rows.extend(lines);
