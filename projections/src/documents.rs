@@ -28,11 +28,19 @@ pub struct Stamp {
 /// stamp and stamped again equals the document made with the second.
 fn stamp(body: &mut Value, stamp: &Stamp) {
     if let Value::Object(map) = body {
-        map.insert("id".into(), json!(stamp.id));
-        map.insert("version".into(), json!(stamp.version));
-        map.insert("created_at".into(), json!(stamp.created_at));
-        map.insert("updated_at".into(), json!(stamp.updated_at));
+        let mut tree = Tree(std::mem::take(map));
+        stamp_fields(stamp, &mut tree);
+        *map = tree.0;
     }
+}
+
+/// Writes the stamp's fields (the names of [`STAMP_FIELDS`]) to `fields`, after the
+/// document's own: the one place the stamp is written, for the tree and for [`FieldTexts`].
+fn stamp_fields(stamp: &Stamp, fields: &mut impl Fields) {
+    fields.field("id", &stamp.id);
+    fields.field("version", &stamp.version);
+    fields.field("created_at", &stamp.created_at);
+    fields.field("updated_at", &stamp.updated_at);
 }
 
 /// Where an order's document is written, field by field: as a JSON tree ([`purchase_order`],
@@ -85,10 +93,7 @@ impl FieldTexts {
     pub(crate) fn stamped(at: &Stamp, write: impl FnOnce(&mut Self)) -> Self {
         let mut texts = FieldTexts(Vec::with_capacity(48));
         write(&mut texts);
-        texts.field("id", &at.id);
-        texts.field("version", &at.version);
-        texts.field("created_at", &at.created_at);
-        texts.field("updated_at", &at.updated_at);
+        stamp_fields(at, &mut texts);
         texts
     }
 
