@@ -5,6 +5,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How long a pooled connection may sit idle and still be handed out without a ping. sqlx
+/// pings each connection as it is put back, so one reused within this time was alive a
+/// moment ago; Postgres restarting in between breaks it, and the statement that meets it
+/// fails with the restart's other casualties (the client is answered 503 and may retry).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A value that must not be printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -158,6 +164,20 @@ impl Config {
         Ok(sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(self.acquire_timeout)
+            // sqlx pings a connection when it goes back to the pool and, by default, again
+            // before handing it out: two round trips per use, for every statement a command
+            // runs outside its batch. A connection just put back was checked then; only one
+            // that has sat idle for a while (long enough for Postgres to have restarted
+            // meanwhile) is checked again before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options))
     }
 }

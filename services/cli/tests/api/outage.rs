@@ -128,3 +128,35 @@ async fn postgres_down_gives_503_quickly_and_the_service_recovers() {
     // Nothing from the outage was half-written: exactly the one customer after it.
     assert_eq!(app.event_count().await, events_before + 1);
 }
+
+/// The service's pool does not ping a connection it reuses at once (sqlx checked it as it
+/// was put back), but one that sat idle past `PING_AFTER_IDLE` is checked before use: a
+/// connection Postgres closed meanwhile (a restart, an administrator's terminate) is
+/// replaced, not handed to a request to fail on.
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_replaced_before_use() {
+    let (name, admin) = fresh_database(2).await;
+    let mut config = oms_api::config::Config::local(database_url(&name), SECRET);
+    config.pool_size = 1;
+    let pool = config.pool().expect("a valid URL");
+    let pid = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+    };
+    let first = pid(pool.clone()).await.unwrap();
+    let terminated: bool = sqlx::query_scalar("select pg_terminate_backend($1, 5000)")
+        .bind(first)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(terminated, "the backend {first} was not terminated");
+    tokio::time::sleep(oms_api::config::PING_AFTER_IDLE + Duration::from_millis(200)).await;
+    let second = pid(pool.clone())
+        .await
+        .expect("the closed connection was handed out instead of replaced");
+    assert_ne!(
+        first, second,
+        "the same backend answered after it was terminated"
+    );
+}
