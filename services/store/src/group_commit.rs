@@ -120,9 +120,10 @@ pub(crate) struct Verify {
     pub aggregate_type: &'static str,
     /// The aggregate.
     pub aggregate_id: Uuid,
-    /// The sequence of its newest event.
+    /// The sequence of its newest event (0: it has none; a create decided on the empty
+    /// state).
     pub sequence: i64,
-    /// That event's hash.
+    /// That event's hash (empty when it has none).
     pub hash: Vec<u8>,
 }
 
@@ -663,8 +664,9 @@ async fn resolve(pool: &PgPool, pending: &[Pending]) -> Result<(), Refused> {
 }
 
 /// The indexes in `pending` of the commands decided on a cached state that is no longer the
-/// newest (another writer appended, or the stream is not what was cached), or whose
-/// idempotency key has a live record (a repeat, or a concurrent request with the key).
+/// newest (another writer appended, or the stream is not what was cached; for a create
+/// decided on the empty state, the id has an event), or whose idempotency key has a live
+/// record (a repeat, or a concurrent request with the key).
 async fn stale(
     tx: &mut sqlx::PgConnection,
     pending: &[Pending],
@@ -689,7 +691,8 @@ async fn stale(
                  where k.tenant_id = c.tenant_id and k.key = c.key
                    and k.created_at > now() - make_interval(hours => $8)
                  limit 1) held on true
-          where newest.sequence is distinct from c.sequence or newest.hash is distinct from c.hash
+          where coalesce(newest.sequence, 0) <> c.sequence
+             or coalesce(newest.hash, ''::bytea) <> c.hash
              or held.live is not null",
     )
     .bind(checks.iter().map(|c| c.0).collect::<Vec<_>>())

@@ -590,9 +590,12 @@ impl Commands {
     /// read of the stream's tail. The batch checks both under the tenant's head lock, where no
     /// other writer can append (the newest event still the cached one, hash and all, and no
     /// live record under the key), and sets the command aside to run alone if either fails. A
-    /// decision that is refused, decides nothing or claims a unique key is not trusted: the
-    /// command is decided again the usual way, so a repeat is answered from its record and a
-    /// refusal is never made on a stale state.
+    /// command that takes a number and whose aggregate the cache does not hold (a create, of
+    /// an id with no events yet) is decided the same way on the empty state: the batch checks
+    /// that the id still has no event. A decision that is refused, decides nothing or claims
+    /// a unique key other than its own number's stand-in is not trusted: the command is
+    /// decided again the usual way, so a repeat is answered from its record and a refusal is
+    /// never made on a stale state.
     ///
     /// A command that takes a number is decided with the series' stand-in; the batch gives it
     /// its number (see `group_commit.rs`) and its response and cached state are made from its
@@ -614,12 +617,38 @@ impl Commands {
         let Some(group) = self.group() else {
             return Ok(None);
         };
-        let key = ctx.idempotency.as_ref();
-        let trusted = self
-            .cache
-            .get::<A>(ctx.tenant, id)
-            .filter(|_| number.is_none())
-            .filter(|(loaded, _)| ctx.expected_version.is_none_or(|v| v == loaded.version));
+        // The command's idempotency key: a repeat is answered from its record.
+        let looked_up = || async {
+            let Some(key) = ctx.idempotency.as_ref() else {
+                return Ok(None);
+            };
+            match idempotency::lookup(self.store.pool(), ctx.tenant, key).await? {
+                Recorded::New => Ok(None),
+                Recorded::Replay(reply) => Ok(Some(Executed::Replayed(reply))),
+                Recorded::Mismatch => Err(match key.origin {
+                    KeyOrigin::RequestId => CommandError::RequestIdReused,
+                    KeyOrigin::Client => CommandError::IdempotencyMismatch,
+                }),
+            }
+        };
+        // A command that takes a number looks its key up first even when it is decided
+        // without reading: the batch takes its number before it checks the key, so a repeat
+        // found there would send every command of the batch to run alone (the number given
+        // back).
+        if number.is_some() {
+            if let Some(replayed) = looked_up().await? {
+                return Ok(Some(replayed));
+            }
+        }
+        let trusted = match self.cache.get::<A>(ctx.tenant, id) {
+            Some(cached) => Some(cached),
+            // A command that takes a number and whose aggregate this process has not seen is
+            // nearly always a create, of an id no event has yet: it is decided on the empty
+            // state, which the batch checks as it checks a cached one (no event under the id).
+            None if number.is_some() => Some((self.loaded::<A>(id, &[])?, Vec::new())),
+            None => None,
+        }
+        .filter(|(loaded, _)| ctx.expected_version.is_none_or(|v| v == loaded.version));
         if let Some((loaded, hash)) = trusted {
             let verify = Verify {
                 aggregate_type: A::TYPE,
@@ -627,25 +656,34 @@ impl Commands {
                 sequence: loaded.version,
                 hash,
             };
-            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, None, make).await {
-                let no_claims = decided.1.iter().all(|e| e.unique_keys.is_empty());
-                if no_claims {
+            let numbered = number.map(|series| (series, loaded.clone()));
+            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, number, make).await {
+                // The only claim trusted is the stand-in of the command's own number, which
+                // the batch replaces with a number it takes in the same statement: a key no
+                // one holds. Any other claim is decided again the usual way, because one the
+                // batch cannot make (a key another aggregate holds) sends every command of
+                // the batch to run alone.
+                let stand_in = number.map(|series| (series.scope, series.format(0)));
+                let claims_only_its_number =
+                    decided
+                        .1
+                        .iter()
+                        .flat_map(NewEvent::claims)
+                        .all(|(scope, key)| {
+                            stand_in
+                                .as_ref()
+                                .is_some_and(|(s, zero)| *s == scope && zero == key)
+                        });
+                if claims_only_its_number {
                     return self
-                        .submit(group, ctx, id, decided, Some(verify), None, render)
+                        .submit(group, ctx, id, decided, Some(verify), numbered, render)
                         .await;
                 }
             }
         }
-        if let Some(key) = key {
-            match idempotency::lookup(self.store.pool(), ctx.tenant, key).await? {
-                Recorded::New => {}
-                Recorded::Replay(reply) => return Ok(Some(Executed::Replayed(reply))),
-                Recorded::Mismatch => {
-                    return Err(match key.origin {
-                        KeyOrigin::RequestId => CommandError::RequestIdReused,
-                        KeyOrigin::Client => CommandError::IdempotencyMismatch,
-                    })
-                }
+        if number.is_none() {
+            if let Some(replayed) = looked_up().await? {
+                return Ok(Some(replayed));
             }
         }
         let (loaded, _) = {

@@ -923,3 +923,141 @@ async fn large_values_are_compressed_with_lz4_where_the_server_has_it() {
     .unwrap();
     assert_eq!(method.as_deref(), Some("lz4"));
 }
+
+/// A create that takes a number is decided on the empty state without reading its stream
+/// when this process holds nothing of its id (group commit checks the id still has no event
+/// under the tenant's head lock). On an id another process already created it is refused as
+/// when read (`AlreadyExists`), writes nothing, and gives its number back: the next create
+/// takes the next number, and the idempotency record of the first answers its repeat.
+#[tokio::test]
+async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_takes_no_number() {
+    use oms_domain::error::DomainError;
+    use oms_domain::purchase_order::{
+        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
+    };
+    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::services::SystemClock;
+    use oms_domain::values::OrderNumber;
+    use oms_domain::NumberSeries;
+    use oms_store::idempotency::{IdempotencyKey, Reply};
+    use oms_store::{Actor, CommandContext, CommandError, Commands, Executed};
+    use std::sync::Arc;
+
+    let (store, _pool, tenant) = store_with_tenant().await;
+    let ctx = CommandContext {
+        tenant,
+        actor: Actor {
+            subject: "test".into(),
+            name: None,
+        },
+        request_id: "r".into(),
+        correlation_id: "r".into(),
+        causation_id: None,
+        expected_version: None,
+        idempotency: None,
+    };
+    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
+        Reply {
+            status: 200,
+            body: json!({}).into(),
+            headers: Vec::new(),
+        }
+    }
+    // Two processes' pipelines over one store.
+    let one = Commands::new(store.clone(), Arc::new(SystemClock));
+    let other = Commands::new(store.clone(), Arc::new(SystemClock));
+    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
+    let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
+    one.execute::<Reference<Supplier>, _, _>(
+        &ctx,
+        supplier,
+        None,
+        |_| ReferenceCommand::Register(details.clone()),
+        render,
+    )
+    .await
+    .unwrap();
+    let details: Product = serde_json::from_value(
+        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    )
+    .unwrap();
+    one.execute::<Reference<Product>, _, _>(
+        &ctx,
+        product,
+        None,
+        |_| ReferenceCommand::Register(details.clone()),
+        render,
+    )
+    .await
+    .unwrap();
+    let create = |assigned: Option<String>| {
+        let header: PurchaseOrderHeader =
+            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
+                .unwrap();
+        PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
+            header,
+            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
+                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
+            .unwrap()],
+        })
+    };
+    let run = |commands: Commands, ctx: CommandContext, id: Uuid| async move {
+        commands
+            .execute::<PurchaseOrder, _, _>(
+                &ctx,
+                id,
+                Some(NumberSeries::PURCHASE_ORDER),
+                create,
+                render,
+            )
+            .await
+    };
+    let number_of = |id: Uuid| {
+        let store = store.clone();
+        async move {
+            let events = store
+                .load_stream(tenant, "purchase_order", id)
+                .await
+                .unwrap();
+            assert_eq!(events.len(), 1, "one event under {id}");
+            events[0].payload["Created"]["order_number"].clone()
+        }
+    };
+    let keyed = |key: &str| CommandContext {
+        idempotency: Some(IdempotencyKey::new(
+            key.into(),
+            "POST",
+            "/api/v1/purchase-orders",
+            b"{}",
+        )),
+        ..ctx.clone()
+    };
+
+    // One process creates the order.
+    let id = Uuid::now_v7();
+    let first = run(one.clone(), keyed("first"), id).await.unwrap();
+    assert!(matches!(first, Executed::Fresh { .. }), "{first:?}");
+    assert_eq!(number_of(id).await, json!("PO-000001"));
+
+    // The other holds nothing of it, decides the create on the empty state, and is refused
+    // as when read; nothing is written.
+    let refused = run(other.clone(), ctx.clone(), id).await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommandError::Domain(DomainError::AlreadyExists))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(number_of(id).await, json!("PO-000001"));
+
+    // No number was lost, and the first create's repeat is answered from its record.
+    let next = Uuid::now_v7();
+    run(other.clone(), ctx.clone(), next).await.unwrap();
+    assert_eq!(number_of(next).await, json!("PO-000002"));
+    let repeat = run(other.clone(), keyed("first"), Uuid::now_v7())
+        .await
+        .unwrap();
+    assert!(matches!(repeat, Executed::Replayed(_)), "{repeat:?}");
+}

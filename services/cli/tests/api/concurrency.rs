@@ -302,10 +302,16 @@ async fn numbered_commands_committed_together_get_gapless_numbers_in_their_event
         } else {
             app.admin()
         };
+        // Read at the command's position: the read model is filled by a loop beside the
+        // test, which may not have reached it yet.
         let read = app
             .request(
                 Method::GET,
-                &format!("/api/v1/{path}/{}", id_of(&body)),
+                &format!(
+                    "/api/v1/{path}/{}?min_position={}",
+                    id_of(&body),
+                    body["position"]
+                ),
                 &token,
             )
             .send()
