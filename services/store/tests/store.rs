@@ -11,6 +11,23 @@ use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// What the API would give a command of `tenant`: a test actor, no If-Match, no idempotency
+/// key.
+fn command_context(tenant: Uuid) -> oms_store::CommandContext {
+    oms_store::CommandContext {
+        tenant,
+        actor: oms_store::Actor {
+            subject: "test".into(),
+            name: None,
+        },
+        request_id: "r".into(),
+        correlation_id: "r".into(),
+        causation_id: None,
+        expected_version: None,
+        idempotency: None,
+    }
+}
+
 async fn store_with_tenant() -> (EventStore, PgPool, Uuid) {
     let (_, pool) = fresh_database(80).await;
     let tenant = oms_store::tenants::create(&pool, "Acme", "acme")
@@ -450,23 +467,12 @@ async fn a_command_on_a_long_order_reads_only_the_events_after_the_cached_state(
     use oms_domain::reference::{Reference, ReferenceCommand, Supplier};
     use oms_domain::services::SystemClock;
     use oms_store::idempotency::Reply;
-    use oms_store::{Actor, CommandContext, Commands, Executed, Loaded};
+    use oms_store::{Commands, Executed, Loaded};
     use std::sync::Arc;
     use std::time::Instant;
 
     let (store, pool, tenant) = store_with_tenant().await;
-    let ctx = CommandContext {
-        tenant,
-        actor: Actor {
-            subject: "test".into(),
-            name: None,
-        },
-        request_id: "r".into(),
-        correlation_id: "r".into(),
-        causation_id: None,
-        expected_version: None,
-        idempotency: None,
-    };
+    let ctx = command_context(tenant);
     let render = |loaded: &Loaded<Reference<Supplier>>, position: i64| Reply {
         status: 200,
         body: json!({"version": loaded.version, "position": position,
@@ -605,7 +611,7 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
     };
     use oms_domain::services::SystemClock;
     use oms_store::idempotency::Reply;
-    use oms_store::{Actor, CommandContext, CommandError, Commands, OmsAggregate};
+    use oms_store::{CommandContext, CommandError, Commands, OmsAggregate};
     use std::sync::Arc;
 
     async fn exec<A: OmsAggregate>(
@@ -642,18 +648,7 @@ async fn shipments_find_received_lots_and_purchase_claims_find_sales_claims_by_i
 
     let (store, _pool, tenant) = store_with_tenant().await;
     let commands = Commands::new(store.clone(), Arc::new(SystemClock));
-    let ctx = CommandContext {
-        tenant,
-        actor: Actor {
-            subject: "test".into(),
-            name: None,
-        },
-        request_id: "r".into(),
-        correlation_id: "r".into(),
-        causation_id: None,
-        expected_version: None,
-        idempotency: None,
-    };
+    let ctx = command_context(tenant);
     let (supplier, product, customer) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
     exec::<Reference<Supplier>>(
@@ -940,22 +935,11 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
     use oms_domain::values::OrderNumber;
     use oms_domain::NumberSeries;
     use oms_store::idempotency::{IdempotencyKey, Reply};
-    use oms_store::{Actor, CommandContext, CommandError, Commands, Executed};
+    use oms_store::{CommandContext, CommandError, Commands, Executed};
     use std::sync::Arc;
 
     let (store, _pool, tenant) = store_with_tenant().await;
-    let ctx = CommandContext {
-        tenant,
-        actor: Actor {
-            subject: "test".into(),
-            name: None,
-        },
-        request_id: "r".into(),
-        correlation_id: "r".into(),
-        causation_id: None,
-        expected_version: None,
-        idempotency: None,
-    };
+    let ctx = command_context(tenant);
     fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
         Reply {
             status: 200,
