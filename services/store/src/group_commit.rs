@@ -269,10 +269,7 @@ async fn write(
             .events
             .iter()
             .flat_map(NewEvent::claims)
-            .filter(|&(scope, key)| {
-                s.number
-                    .is_none_or(|series| scope != series.scope || key != series.format(0))
-            })
+            .filter(|&(scope, key)| !is_stand_in(s.number, scope, key))
             .map(|(scope, key)| (s.tenant, scope.to_string(), key.to_string()))
             .collect();
         // The pipeline sends such commands to run alone; this keeps a batch from ever writing
@@ -400,6 +397,12 @@ impl Pending {
             })
         })
     }
+}
+
+/// Whether the claim (`scope`, `key`) is the stand-in of the number a command takes from
+/// `series`: no claim yet, but the place the batch puts the number it gives.
+pub(crate) fn is_stand_in(series: Option<NumberSeries>, scope: &str, key: &str) -> bool {
+    series.is_some_and(|series| scope == series.scope && key == series.format(0))
 }
 
 /// Where a command's events hold the stand-in number of `series`: the event that claims it

@@ -29,7 +29,9 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::group_commit::{GroupCommit, GroupCommitCounters, Outcome, Submission, Verify};
+use crate::group_commit::{
+    is_stand_in, GroupCommit, GroupCommitCounters, Outcome, Submission, Verify,
+};
 use crate::idempotency::{
     self, Finished, IdempotencyKey, KeyError, KeyOrigin, Recorded, Reply, Started,
 };
@@ -663,17 +665,11 @@ impl Commands {
                 // one holds. Any other claim is decided again the usual way, because one the
                 // batch cannot make (a key another aggregate holds) sends every command of
                 // the batch to run alone.
-                let stand_in = number.map(|series| (series.scope, series.format(0)));
-                let claims_only_its_number =
-                    decided
-                        .1
-                        .iter()
-                        .flat_map(NewEvent::claims)
-                        .all(|(scope, key)| {
-                            stand_in
-                                .as_ref()
-                                .is_some_and(|(s, zero)| *s == scope && zero == key)
-                        });
+                let claims_only_its_number = decided
+                    .1
+                    .iter()
+                    .flat_map(NewEvent::claims)
+                    .all(|(scope, key)| is_stand_in(number, scope, key));
                 if claims_only_its_number {
                     return self
                         .submit(group, ctx, id, decided, Some(verify), numbered, render)
