@@ -109,13 +109,24 @@ pub(crate) struct Submission {
     pub done: oneshot::Sender<Outcome>,
 }
 
-/// The state a command was decided on without reading it: its aggregate's newest event as the
-/// deciding process last saw it. The batch writes the command only if, under the tenant's
-/// head lock (where no one else can append), that event is still the newest, hash and all,
-/// and no live record holds the command's idempotency key; otherwise the command is set aside
-/// and runs alone, reading what it needs.
+/// What a command was decided on without reading it: its aggregate's newest event as the
+/// deciding process last saw it, and the newest event of each aggregate its decision consulted
+/// (a reference that must be active, answered from the same cache). The batch writes the
+/// command only if, under the tenant's head lock (where no one else can append), each of those
+/// events is still the newest, hash and all, no earlier command of the batch writes one of
+/// those aggregates, and no live record holds the command's idempotency key; otherwise the
+/// command is set aside and runs alone, reading what it needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Verify {
+    /// The command's own aggregate.
+    pub aggregate: Newest,
+    /// The other aggregates its decision consulted (all of the command's tenant).
+    pub consulted: Vec<Newest>,
+}
+
+/// An aggregate's newest event as a decision saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Newest {
     /// The aggregate's type.
     pub aggregate_type: &'static str,
     /// The aggregate.
@@ -254,7 +265,8 @@ async fn write(
     counters: &GroupCommitCounters,
 ) {
     // A second command on an aggregate already in the batch was decided on the state before
-    // the first one's events: it runs alone after this batch has committed.
+    // the first one's events: it runs alone after this batch has committed. So does one that
+    // consulted an aggregate an earlier command of the batch writes.
     // So does a second command with the same idempotency key, or one claiming a unique key
     // that an earlier command of the batch claims: the one claim either wins or is refused
     // alone, and the batch stays whole. So does a command whose events run alone
@@ -279,6 +291,13 @@ async fn write(
                 .is_some_and(|series| stand_in(&s.events, series).is_none())
             || claims.iter().any(|claim| claimed.contains(claim))
             || seen.contains(&(s.tenant, first.aggregate_type.clone(), first.aggregate_id))
+            || s.verify.iter().flat_map(|v| &v.consulted).any(|consulted| {
+                seen.contains(&(
+                    s.tenant,
+                    consulted.aggregate_type.to_string(),
+                    consulted.aggregate_id,
+                ))
+            })
             || s.key
                 .as_ref()
                 .is_some_and(|key| keys.contains(&(s.tenant, key.stored())))
@@ -674,14 +693,24 @@ async fn stale(
     tx: &mut sqlx::PgConnection,
     pending: &[Pending],
 ) -> Result<HashSet<usize>, sqlx::Error> {
-    let checks: Vec<(i32, &Pending, &Verify)> = pending
+    // One row per aggregate to check; the key only with the command's own.
+    let checks: Vec<(i32, &Pending, &Newest, Option<String>)> = pending
         .iter()
         .enumerate()
         .filter_map(|(i, p)| Some((i32::try_from(i).ok()?, p, p.verify.as_ref()?)))
+        .flat_map(|(i, p, verify)| {
+            let key = p.key.as_ref().map(IdempotencyKey::stored);
+            std::iter::once((i, p, &verify.aggregate, key)).chain(
+                verify
+                    .consulted
+                    .iter()
+                    .map(move |newest| (i, p, newest, None)),
+            )
+        })
         .collect();
     let stale: Vec<i32> = sqlx::query_scalar(
         // Each check is a lookup by primary key: the aggregate's newest event, and the key.
-        "select c.i
+        "select distinct c.i
            from unnest($1::int[], $2::uuid[], $3::text[], $4::uuid[], $5::bigint[], $6::bytea[],
                        $7::text[]) as c(i, tenant_id, aggregate_type, aggregate_id, sequence, hash, key)
            left join lateral (
@@ -704,12 +733,7 @@ async fn stale(
     .bind(checks.iter().map(|c| c.2.aggregate_id).collect::<Vec<_>>())
     .bind(checks.iter().map(|c| c.2.sequence).collect::<Vec<_>>())
     .bind(checks.iter().map(|c| c.2.hash.as_slice()).collect::<Vec<_>>())
-    .bind(
-        checks
-            .iter()
-            .map(|c| c.1.key.as_ref().map(IdempotencyKey::stored))
-            .collect::<Vec<_>>(),
-    )
+    .bind(checks.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
     .bind(idempotency::RETENTION_HOURS)
     .fetch_all(&mut *tx)
     .await?;

@@ -27,6 +27,7 @@
 
 pub mod aggregates;
 pub mod audit;
+mod decided;
 mod event;
 mod event_store;
 pub mod group_commit;

@@ -5,7 +5,11 @@
 //! through the pool would need a second connection while the first waits on a tenant's
 //! number-series row: under load every connection could end up waiting for one more.) A
 //! command decided before any transaction is open (group commit) holds no connection while it
-//! decides, and its lookups go through the pool.
+//! decides, and its lookups go through the pool — or, for a decision the batch checks, are
+//! answered from the process's cache of decided states: the referenced aggregate's state as
+//! a committed transaction left it, whose newest event the batch checks is still the newest
+//! under the tenant's head lock (see `group_commit.rs`). A reference deactivated meanwhile,
+//! by this process or another, sets the command aside to run alone, where it is read again.
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -23,6 +27,9 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::decided::DecidedCache;
+use crate::group_commit::Newest;
+use crate::pipeline::Loaded;
 use crate::{EventStore, StoredEvent};
 
 /// A command's open transaction, shared between the pipeline and the lookups of `handle`.
@@ -41,6 +48,8 @@ pub struct TxLookups {
     tenant: Uuid,
     conn: Conn,
     answers: std::sync::Mutex<Answers>,
+    /// The newest event of each reference an answer was made from, for the batch to check.
+    consulted: std::sync::Mutex<Vec<Newest>>,
 }
 
 /// Where the lookups read.
@@ -48,8 +57,14 @@ enum Conn {
     /// The command's own transaction (a command that holds a number-series row).
     Tx(SharedTx),
     /// The pool: a command decided outside any transaction, written by group commit, holds
-    /// nothing another connection could wait for.
-    Pool,
+    /// nothing another connection could wait for. What is read goes into the cache of decided
+    /// states; with `trust`, a reference the cache holds is answered from it without reading.
+    Pool {
+        /// The process's decided states.
+        cache: Arc<DecidedCache>,
+        /// Answer from the cache (the batch checks what was consulted).
+        trust: bool,
+    },
 }
 
 impl TxLookups {
@@ -60,17 +75,88 @@ impl TxLookups {
             tenant,
             conn: Conn::Tx(tx),
             answers: std::sync::Mutex::new(HashMap::new()),
+            consulted: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// Lookups for `tenant` through the store's pool, for a command decided before any
-    /// transaction is open.
-    pub fn over_pool(store: EventStore, tenant: Uuid) -> Self {
+    /// transaction is open. What they read is kept in `cache`; with `trust`, they answer from
+    /// it, and the command's batch must check [`Self::consulted`].
+    pub(crate) fn over_pool(
+        store: EventStore,
+        tenant: Uuid,
+        cache: Arc<DecidedCache>,
+        trust: bool,
+    ) -> Self {
         Self {
             store,
             tenant,
-            conn: Conn::Pool,
+            conn: Conn::Pool { cache, trust },
             answers: std::sync::Mutex::new(HashMap::new()),
+            consulted: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The newest event of every reference the answers so far were made from (sequence 0 for
+    /// one that has none): the decision holds while each is still the newest.
+    pub(crate) fn consulted(&self) -> Vec<Newest> {
+        self.consulted
+            .lock()
+            .expect("the consulted list's lock is never poisoned")
+            .clone()
+    }
+
+    fn consult(
+        &self,
+        aggregate_type: &'static str,
+        aggregate_id: Uuid,
+        sequence: i64,
+        hash: &[u8],
+    ) {
+        self.consulted
+            .lock()
+            .expect("the consulted list's lock is never poisoned")
+            .push(Newest {
+                aggregate_type,
+                aggregate_id,
+                sequence,
+                hash: hash.to_vec(),
+            });
+    }
+
+    /// A reference's answer from the cache of decided states, when the lookups may trust it.
+    fn cached(&self, kind: ReferenceType, id: Uuid) -> Option<Option<ReferenceSummary>> {
+        let Conn::Pool { cache, trust: true } = &self.conn else {
+            return None;
+        };
+        fn active<K: ReferenceKind>(
+            cache: &DecidedCache,
+            tenant: Uuid,
+            id: Uuid,
+        ) -> Option<(bool, i64, Vec<u8>)>
+        where
+            Reference<K>: Aggregate + Clone,
+        {
+            let (loaded, hash) = cache.get::<Reference<K>>(tenant, id)?;
+            Some((loaded.aggregate.active, loaded.version, hash))
+        }
+        let (active, sequence, hash) = match kind {
+            ReferenceType::Supplier => active::<Supplier>(cache, self.tenant, id),
+            ReferenceType::Customer => active::<Customer>(cache, self.tenant, id),
+            ReferenceType::Product => active::<Product>(cache, self.tenant, id),
+            ReferenceType::Plant => active::<Plant>(cache, self.tenant, id),
+            ReferenceType::Carrier => active::<Carrier>(cache, self.tenant, id),
+        }?;
+        self.consult(kind.aggregate_type(), id, sequence, &hash);
+        Some(Some(ReferenceSummary { active }))
+    }
+
+    /// Whether the cache of decided states knows the purchase order exists. Existence, once
+    /// true, stays true (events are never deleted), so this needs no check by the batch.
+    fn known_purchase_order(&self, id: Uuid) -> bool {
+        match &self.conn {
+            Conn::Pool { cache, .. } => cache.holds(self.tenant, PURCHASE_ORDER_TYPE, id),
+            Conn::Tx(_) => false,
         }
     }
 
@@ -93,37 +179,52 @@ impl TxLookups {
             .insert((aggregate_type, id), answer);
     }
 
-    /// Folds one reference's events (the domain's own `apply` decides whether it is active).
+    /// Folds one reference's events (the domain's own `apply` decides whether it is active),
+    /// notes what the answer was made from and, read through the pool, keeps the state in the
+    /// cache of decided states.
     fn summary<K: ReferenceKind>(
         &self,
+        id: Uuid,
         events: &[StoredEvent],
     ) -> Result<Option<ReferenceSummary>, LookupError>
     where
-        Reference<K>: Aggregate,
+        Reference<K>: Aggregate + Clone,
     {
-        if events.is_empty() {
+        let Some(newest) = events.last() else {
+            self.consult(K::TYPE, id, 0, &[]);
             return Ok(None);
-        }
+        };
         let reference: Reference<K> = self
             .store
             .fold(events)
             .map_err(|err| LookupError(err.to_string()))?;
-        Ok(Some(ReferenceSummary {
-            active: reference.active,
-        }))
+        let active = reference.active;
+        self.consult(K::TYPE, id, newest.sequence, &newest.hash);
+        if let Conn::Pool { cache, .. } = &self.conn {
+            let loaded = Loaded {
+                id,
+                aggregate: reference,
+                version: newest.sequence,
+                created_at: events.first().map(|e| e.recorded_at),
+                updated_at: Some(newest.recorded_at),
+            };
+            cache.put(self.tenant, &loaded, &newest.hash);
+        }
+        Ok(Some(ReferenceSummary { active }))
     }
 
     fn summary_of(
         &self,
         kind: ReferenceType,
+        id: Uuid,
         events: &[StoredEvent],
     ) -> Result<Option<ReferenceSummary>, LookupError> {
         match kind {
-            ReferenceType::Supplier => self.summary::<Supplier>(events),
-            ReferenceType::Customer => self.summary::<Customer>(events),
-            ReferenceType::Product => self.summary::<Product>(events),
-            ReferenceType::Plant => self.summary::<Plant>(events),
-            ReferenceType::Carrier => self.summary::<Carrier>(events),
+            ReferenceType::Supplier => self.summary::<Supplier>(id, events),
+            ReferenceType::Customer => self.summary::<Customer>(id, events),
+            ReferenceType::Product => self.summary::<Product>(id, events),
+            ReferenceType::Plant => self.summary::<Plant>(id, events),
+            ReferenceType::Carrier => self.summary::<Carrier>(id, events),
         }
     }
 
@@ -168,7 +269,7 @@ impl TxLookups {
                     Err(err) => Err(err),
                 }
             }
-            Conn::Pool => match holder_query.fetch_optional(self.store.pool()).await {
+            Conn::Pool { .. } => match holder_query.fetch_optional(self.store.pool()).await {
                 Ok(Some(holder)) => match EventStore::load_stream_with(
                     self.store.pool(),
                     self.tenant,
@@ -217,9 +318,29 @@ impl TxLookups {
         .bind(wanted.iter().map(|(t, _)| *t).collect::<Vec<_>>())
         .bind(wanted.iter().map(|(_, id)| *id).collect::<Vec<_>>())
         .bind(PURCHASE_ORDER_TYPE);
+        // A supplier's or customer's personal fields are decrypted with data keys read with
+        // the events: this process may never have seen them (it restarted, or another one
+        // registered the reference).
         match &self.conn {
-            Conn::Tx(tx) => query.fetch_all(&mut **tx.lock().await).await,
-            Conn::Pool => query.fetch_all(self.store.pool()).await,
+            Conn::Tx(tx) => {
+                let mut tx = tx.lock().await;
+                match query.fetch_all(&mut **tx).await {
+                    Ok(events) => self
+                        .store
+                        .prepare(&mut **tx, &events)
+                        .await
+                        .map(|()| events),
+                    Err(err) => Err(err),
+                }
+            }
+            Conn::Pool { .. } => match query.fetch_all(self.store.pool()).await {
+                Ok(events) => self
+                    .store
+                    .prepare(self.store.pool(), &events)
+                    .await
+                    .map(|()| events),
+                Err(err) => Err(err),
+            },
         }
         .map_err(|err| LookupError(err.to_string()))
     }
@@ -236,8 +357,12 @@ impl Lookups for TxLookups {
         if let Some(answer) = self.remembered(aggregate_type, id) {
             return Ok(answer);
         }
+        if let Some(answer) = self.cached(kind, id) {
+            self.remember(aggregate_type, id, answer.clone());
+            return Ok(answer);
+        }
         let events = self.streams(&[(aggregate_type, id)]).await?;
-        let answer = self.summary_of(kind, &events)?;
+        let answer = self.summary_of(kind, id, &events)?;
         self.remember(aggregate_type, id, answer.clone());
         Ok(answer)
     }
@@ -246,13 +371,16 @@ impl Lookups for TxLookups {
         if let Some(answer) = self.remembered(PURCHASE_ORDER_TYPE, id) {
             return Ok(answer.is_some());
         }
+        if self.known_purchase_order(id) {
+            return Ok(true);
+        }
         let exists = match &self.conn {
             Conn::Tx(tx) => {
                 let mut tx = tx.lock().await;
                 EventStore::stream_exists_with(&mut **tx, self.tenant, PURCHASE_ORDER_TYPE, id)
                     .await
             }
-            Conn::Pool => {
+            Conn::Pool { .. } => {
                 EventStore::stream_exists_with(
                     self.store.pool(),
                     self.tenant,
@@ -276,6 +404,23 @@ impl Lookups for TxLookups {
         references: &[(ReferenceType, Uuid)],
         purchase_orders: &[Uuid],
     ) -> Result<(), LookupError> {
+        // What the cache answers is not read.
+        for (kind, id) in references {
+            if self.remembered(kind.aggregate_type(), *id).is_none() {
+                if let Some(answer) = self.cached(*kind, *id) {
+                    self.remember(kind.aggregate_type(), *id, answer);
+                }
+            }
+        }
+        for id in purchase_orders {
+            if self.known_purchase_order(*id) {
+                self.remember(
+                    PURCHASE_ORDER_TYPE,
+                    *id,
+                    Some(ReferenceSummary { active: true }),
+                );
+            }
+        }
         let mut wanted: Vec<(&'static str, Uuid)> = references
             .iter()
             .map(|(kind, id)| (kind.aggregate_type(), *id))
@@ -308,7 +453,7 @@ impl Lookups for TxLookups {
                     .find(|kind| kind.aggregate_type() == aggregate_type)
                     .copied()
                     .expect("a wanted reference type is one of the five");
-                self.summary_of(kind, &events)?
+                self.summary_of(kind, id, &events)?
             };
             self.remember(aggregate_type, id, answer);
         }

@@ -23,14 +23,13 @@ use oms_domain::services::{Clock, DomainServices};
 use oms_domain::{NumberSeries, UniqueKeys};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
-use std::any::Any;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::decided::DecidedCache;
 use crate::group_commit::{
-    is_stand_in, GroupCommit, GroupCommitCounters, Outcome, Submission, Verify,
+    is_stand_in, GroupCommit, GroupCommitCounters, Newest, Outcome, Submission, Verify,
 };
 use crate::idempotency::{
     self, Finished, IdempotencyKey, KeyError, KeyOrigin, Recorded, Reply, Started,
@@ -282,91 +281,6 @@ where
         });
     }
     Ok(new_events)
-}
-
-/// How many aggregates' decided states a process keeps (each a few kilobytes); past it, an
-/// arbitrary one makes room.
-const CACHED_AGGREGATES: usize = 10_000;
-
-/// The state each recently used aggregate was left in, so that a command reads only the
-/// events after it instead of its whole stream: a command on an order with 1,000 events then
-/// costs what one on an order with 10 does.
-///
-/// An entry is only ever a state some committed transaction saw or wrote, and it names the
-/// sequence and hash of its newest event. A command reads its aggregate's events from that
-/// sequence on, in its own transaction: the first row must be the cached newest event with the
-/// same hash, or the entry is ignored and the stream read whole. Newer events — written by a
-/// concurrent command or another process — are applied to a copy, each once (the cqrs-es 0.5
-/// double-apply trap is in its snapshot mode, which is not used). A state that is stale
-/// nonetheless cannot be written from: the append's primary key (tenant, aggregate, sequence)
-/// refuses a sequence another writer took.
-#[derive(Default)]
-struct DecidedCache {
-    entries: std::sync::Mutex<HashMap<(Uuid, &'static str, Uuid), CachedState>>,
-}
-
-struct CachedState {
-    /// A `Loaded<A>` of the aggregate type in the key.
-    loaded: Arc<dyn Any + Send + Sync>,
-    /// The hash of its newest event.
-    hash: Vec<u8>,
-}
-
-impl DecidedCache {
-    fn get<A: OmsAggregate>(&self, tenant: Uuid, id: Uuid) -> Option<(Loaded<A>, Vec<u8>)>
-    where
-        A::Event: UniqueKeys,
-    {
-        let entries = self
-            .entries
-            .lock()
-            .expect("the cache's lock is never poisoned");
-        let entry = entries.get(&(tenant, A::TYPE, id))?;
-        let loaded = entry.loaded.downcast_ref::<Loaded<A>>()?;
-        Some((loaded.clone(), entry.hash.clone()))
-    }
-
-    fn put<A: OmsAggregate>(&self, tenant: Uuid, loaded: &Loaded<A>, hash: &[u8])
-    where
-        A::Event: UniqueKeys,
-    {
-        if loaded.version == 0 {
-            return;
-        }
-        let mut entries = self
-            .entries
-            .lock()
-            .expect("the cache's lock is never poisoned");
-        let key = (tenant, A::TYPE, loaded.id);
-        if let Some(existing) = entries.get(&key) {
-            // Keep the newer of two states (two commands may finish out of order).
-            let newer = existing
-                .loaded
-                .downcast_ref::<Loaded<A>>()
-                .is_some_and(|cached| cached.version > loaded.version);
-            if newer {
-                return;
-            }
-        } else if entries.len() >= CACHED_AGGREGATES {
-            if let Some(evicted) = entries.keys().next().copied() {
-                entries.remove(&evicted);
-            }
-        }
-        entries.insert(
-            key,
-            CachedState {
-                loaded: Arc::new(loaded.clone()),
-                hash: hash.to_vec(),
-            },
-        );
-    }
-
-    fn forget(&self, tenant: Uuid, aggregate_type: &'static str, id: Uuid) {
-        self.entries
-            .lock()
-            .expect("the cache's lock is never poisoned")
-            .remove(&(tenant, aggregate_type, id));
-    }
 }
 
 /// Runs commands against the event store.
@@ -652,14 +566,17 @@ impl Commands {
         }
         .filter(|(loaded, _)| ctx.expected_version.is_none_or(|v| v == loaded.version));
         if let Some((loaded, hash)) = trusted {
-            let verify = Verify {
+            let aggregate = Newest {
                 aggregate_type: A::TYPE,
                 aggregate_id: id,
                 sequence: loaded.version,
                 hash,
             };
             let numbered = number.map(|series| (series, loaded.clone()));
-            if let Ok(Some(decided)) = self.decide::<A, _>(ctx, id, loaded, number, make).await {
+            if let Ok(Some((decided, consulted))) = self
+                .decide::<A, _>(ctx, id, loaded, number, make, true)
+                .await
+            {
                 // The only claim trusted is the stand-in of the command's own number, which
                 // the batch replaces with a number it takes in the same statement: a key no
                 // one holds. Any other claim is decided again the usual way, because one the
@@ -671,6 +588,10 @@ impl Commands {
                     .flat_map(NewEvent::claims)
                     .all(|(scope, key)| is_stand_in(number, scope, key));
                 if claims_only_its_number {
+                    let verify = Verify {
+                        aggregate,
+                        consulted,
+                    };
                     return self
                         .submit(group, ctx, id, decided, Some(verify), numbered, render)
                         .await;
@@ -695,8 +616,11 @@ impl Commands {
         }
         // The state before, to fold the events as numbered into.
         let numbered = number.map(|series| (series, loaded.clone()));
-        match self.decide::<A, _>(ctx, id, loaded, number, make).await? {
-            Some(decided) => {
+        match self
+            .decide::<A, _>(ctx, id, loaded, number, make, false)
+            .await?
+        {
+            Some((decided, _)) => {
                 self.submit(group, ctx, id, decided, None, numbered, render)
                     .await
             }
@@ -705,8 +629,11 @@ impl Commands {
     }
 
     /// Decides a command on `loaded` for group commit (with `number`'s stand-in, when it takes
-    /// one): the state after it and its events, or `None` when it must run alone (it decided
-    /// nothing, or an event of it runs alone).
+    /// one): the state after it and its events, and the newest event of each reference its
+    /// lookups were answered from; or `None` when it must run alone (it decided nothing, or an
+    /// event of it runs alone). With `trust`, the lookups answer from the cache of decided
+    /// states (the batch must check what they consulted); without, they read.
+    #[allow(clippy::type_complexity)]
     async fn decide<A, F>(
         &self,
         ctx: &CommandContext,
@@ -714,16 +641,20 @@ impl Commands {
         mut loaded: Loaded<A>,
         number: Option<NumberSeries>,
         make: &F,
-    ) -> Result<Option<(Loaded<A>, Vec<NewEvent>)>, CommandError>
+        trust: bool,
+    ) -> Result<Option<((Loaded<A>, Vec<NewEvent>), Vec<Newest>)>, CommandError>
     where
         A: OmsAggregate,
         A::Event: UniqueKeys,
         F: Fn(Option<String>) -> A::Command,
     {
-        let services = DomainServices::new(
-            Arc::new(TxLookups::over_pool(self.store.clone(), ctx.tenant)),
-            self.clock.clone(),
-        );
+        let lookups = Arc::new(TxLookups::over_pool(
+            self.store.clone(),
+            ctx.tenant,
+            self.cache.clone(),
+            trust,
+        ));
+        let services = DomainServices::new(lookups.clone(), self.clock.clone());
         let version = loaded.version;
         let sink = EventSink::default();
         loaded
@@ -739,7 +670,7 @@ impl Commands {
         if events.is_empty() || events.iter().any(NewEvent::runs_alone) {
             return Ok(None);
         }
-        Ok(Some((loaded, events)))
+        Ok(Some(((loaded, events), lookups.consulted())))
     }
 
     /// Hands a decided command to the group-commit writers and waits for its batch. A
@@ -783,6 +714,10 @@ impl Commands {
         let render = render.clone();
         let rendered = after.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
+        let consulted = verify
+            .as_ref()
+            .map(|verify| verify.consulted.clone())
+            .unwrap_or_default();
         let submission = Submission {
             tenant: ctx.tenant,
             events,
@@ -810,7 +745,14 @@ impl Commands {
                     position: last.position,
                 }))
             }
-            Ok(Outcome::Alone) | Err(_) => Ok(None),
+            Ok(Outcome::Alone) | Err(_) => {
+                // A consulted reference may have changed: the next decision reads it again.
+                for newest in consulted {
+                    self.cache
+                        .forget(ctx.tenant, newest.aggregate_type, newest.aggregate_id);
+                }
+                Ok(None)
+            }
             Ok(Outcome::InDoubt) => {
                 self.cache.forget(ctx.tenant, A::TYPE, id);
                 Err(CommandError::InDoubt)

@@ -1045,3 +1045,274 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
         .unwrap();
     assert!(matches!(repeat, Executed::Replayed(_)), "{repeat:?}");
 }
+
+/// A create is decided on the references' states this process cached (no read before its
+/// batch); the batch checks each one is still the newest under the tenant's head lock. A
+/// supplier another process deactivated meanwhile refuses the create as a read would: nothing
+/// is written, no number is taken, and the stale state is dropped, so the next create reads
+/// it instead of being set aside again.
+#[tokio::test]
+async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_refused_and_takes_no_number(
+) {
+    use oms_domain::error::DomainError;
+    use oms_domain::purchase_order::{
+        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
+    };
+    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::services::SystemClock;
+    use oms_domain::values::OrderNumber;
+    use oms_domain::NumberSeries;
+    use oms_store::idempotency::Reply;
+    use oms_store::{CommandError, Commands};
+    use std::sync::Arc;
+
+    let (store, _pool, tenant) = store_with_tenant().await;
+    let ctx = command_context(tenant);
+    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
+        Reply {
+            status: 200,
+            body: json!({}).into(),
+            headers: Vec::new(),
+        }
+    }
+    // Two processes' pipelines over one store.
+    let one = Commands::new(store.clone(), Arc::new(SystemClock));
+    let other = Commands::new(store.clone(), Arc::new(SystemClock));
+    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
+    let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
+    one.execute::<Reference<Supplier>, _, _>(
+        &ctx,
+        supplier,
+        None,
+        |_| ReferenceCommand::Register(details.clone()),
+        render,
+    )
+    .await
+    .unwrap();
+    let details: Product = serde_json::from_value(
+        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    )
+    .unwrap();
+    one.execute::<Reference<Product>, _, _>(
+        &ctx,
+        product,
+        None,
+        |_| ReferenceCommand::Register(details.clone()),
+        render,
+    )
+    .await
+    .unwrap();
+    let set_active = |active: bool| {
+        let other = other.clone();
+        let ctx = ctx.clone();
+        async move {
+            other
+                .execute::<Reference<Supplier>, _, _>(
+                    &ctx,
+                    supplier,
+                    None,
+                    |_| {
+                        ReferenceCommand::Update(
+                            serde_json::from_value(json!({"active": active})).unwrap(),
+                        )
+                    },
+                    render,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let create = |assigned: Option<String>| {
+        let header: PurchaseOrderHeader =
+            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
+                .unwrap();
+        PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
+            header,
+            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
+                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
+            .unwrap()],
+        })
+    };
+    let run = |id: Uuid| {
+        let one = one.clone();
+        let ctx = ctx.clone();
+        async move {
+            one.execute::<PurchaseOrder, _, _>(
+                &ctx,
+                id,
+                Some(NumberSeries::PURCHASE_ORDER),
+                create,
+                render,
+            )
+            .await
+        }
+    };
+    let events_of = |id: Uuid| {
+        let store = store.clone();
+        async move {
+            store
+                .load_stream(tenant, "purchase_order", id)
+                .await
+                .unwrap()
+        }
+    };
+    let set_aside = || one.group_commit_counters().alone.get();
+
+    // The first create reads the references it does not hold and keeps them.
+    let first = Uuid::now_v7();
+    run(first).await.unwrap();
+    assert_eq!(
+        events_of(first).await[0].payload["Created"]["order_number"],
+        json!("PO-000001")
+    );
+
+    // The other process deactivates the supplier; this one still holds it active, decides the
+    // create on that, and the batch finds the supplier's newest event is another one.
+    set_active(false).await;
+    let refused_id = Uuid::now_v7();
+    let refused = run(refused_id).await;
+    assert!(
+        matches!(&refused, Err(CommandError::Domain(DomainError::Invalid(errors)))
+            if format!("{errors:?}").contains("supplier is inactive")),
+        "{refused:?}"
+    );
+    assert!(events_of(refused_id).await.is_empty(), "nothing written");
+    assert_eq!(set_aside(), 1, "set aside by its batch once");
+
+    // The stale state was dropped: the next create reads the supplier and is refused before
+    // any batch.
+    let again = run(Uuid::now_v7()).await;
+    assert!(
+        matches!(again, Err(CommandError::Domain(DomainError::Invalid(_)))),
+        "{again:?}"
+    );
+    assert_eq!(set_aside(), 1, "not set aside again");
+
+    // Reactivated: the next create gets the number the refused ones did not take.
+    set_active(true).await;
+    let next = Uuid::now_v7();
+    run(next).await.unwrap();
+    assert_eq!(
+        events_of(next).await[0].payload["Created"]["order_number"],
+        json!("PO-000002")
+    );
+}
+
+/// A supplier with personal data, registered by another process (whose keyring holds its data
+/// key, this one's not yet), can be put on an order: the lookups read the data key with the
+/// events, alone in a create's transaction or through the pool. Read through the pool, the
+/// supplier is kept as its decided state with its personal fields decrypted: the next command
+/// on the supplier, decided on that state, answers with them as a fresh read would.
+#[tokio::test]
+async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kept_decrypted() {
+    use oms_domain::purchase_order::{
+        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
+    };
+    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::services::SystemClock;
+    use oms_domain::values::OrderNumber;
+    use oms_domain::NumberSeries;
+    use oms_store::idempotency::Reply;
+    use oms_store::Commands;
+    use std::sync::{Arc, Mutex};
+
+    let (store, pool, tenant) = store_with_tenant().await;
+    let ctx = command_context(tenant);
+    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
+        Reply {
+            status: 200,
+            body: json!({}).into(),
+            headers: Vec::new(),
+        }
+    }
+    // Two processes: each its own store, and so its own keyring.
+    let one = Commands::new(store.clone(), Arc::new(SystemClock));
+    let other = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock));
+    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
+    let details: Supplier =
+        serde_json::from_value(json!({"name": "Prairie Packers", "contact_name": "Ann Smith"}))
+            .unwrap();
+    other
+        .execute::<Reference<Supplier>, _, _>(
+            &ctx,
+            supplier,
+            None,
+            |_| ReferenceCommand::Register(details.clone()),
+            render,
+        )
+        .await
+        .unwrap();
+    let details: Product = serde_json::from_value(
+        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    )
+    .unwrap();
+    other
+        .execute::<Reference<Product>, _, _>(
+            &ctx,
+            product,
+            None,
+            |_| ReferenceCommand::Register(details.clone()),
+            render,
+        )
+        .await
+        .unwrap();
+
+    let create = |assigned: Option<String>| {
+        let header: PurchaseOrderHeader =
+            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
+                .unwrap();
+        PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
+            header,
+            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
+                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
+            .unwrap()],
+        })
+    };
+
+    // A third process, each command in a transaction of its own, looks the supplier up in
+    // its create's transaction.
+    let alone = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock))
+        .with_group_commit(false);
+    alone
+        .execute::<PurchaseOrder, _, _>(
+            &ctx,
+            Uuid::now_v7(),
+            Some(NumberSeries::PURCHASE_ORDER),
+            create,
+            render,
+        )
+        .await
+        .unwrap();
+
+    // This process's create looks the supplier up through the pool, and keeps it.
+    one.execute::<PurchaseOrder, _, _>(
+        &ctx,
+        Uuid::now_v7(),
+        Some(NumberSeries::PURCHASE_ORDER),
+        create,
+        render,
+    )
+    .await
+    .unwrap();
+
+    // Then renames it: the state it answers with still has the contact.
+    let seen = Arc::new(Mutex::new(String::new()));
+    let shown = seen.clone();
+    one.execute::<Reference<Supplier>, _, _>(
+        &ctx,
+        supplier,
+        None,
+        |_| ReferenceCommand::Update(serde_json::from_value(json!({"name": "Prairie"})).unwrap()),
+        move |loaded: &oms_store::Loaded<Reference<Supplier>>, _| {
+            *shown.lock().unwrap() = serde_json::to_string(&loaded.aggregate).unwrap();
+            render(loaded, 0)
+        },
+    )
+    .await
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains("Ann Smith"), "{seen}");
+    assert!(seen.contains("Prairie\""), "{seen}");
+}
