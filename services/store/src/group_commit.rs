@@ -16,8 +16,8 @@
 //!                                                  take order/invoice numbers, one statement
 //!                                                  claim every unique key
 //!                                                  lock the tenants' heads     in tenant-id order
-//!                                                  check cached states, keys   one statement
 //!                                                  positions, hashes, replies  in memory
+//!                                                  check cached states, keys;
 //!                                                  events + records + heads    one statement
 //!                                                commit
 //!   answer  ◀──────────────────────────────────  after the commit, never before
@@ -85,8 +85,9 @@ const WRITERS: usize = 2;
 /// How a submitted command's response is made, once its events' positions, time, hashes and
 /// numbers are known: given its events as stored (the last one's position is the tenant's
 /// after it). `None` when the events do not fold into a state (a bug): the batch rolls back
-/// and its commands run alone.
-pub(crate) type Render = Box<dyn FnOnce(&[StoredEvent]) -> Option<Reply> + Send + Sync>;
+/// and its commands run alone. Made again if a neighbour is set aside after it was made
+/// (the positions after it move).
+pub(crate) type Render = Box<dyn Fn(&[StoredEvent]) -> Option<Reply> + Send + Sync>;
 
 /// A command decided outside any transaction, ready to be written.
 pub(crate) struct Submission {
@@ -321,7 +322,8 @@ async fn write(
             assigned: None,
             key: s.key,
             verify: s.verify,
-            render: Some(s.render),
+            render: s.render,
+            claims_held: false,
             done: s.done,
             stored: Vec::new(),
             reply: None,
@@ -390,7 +392,9 @@ struct Pending {
     assigned: Option<(i64, String)>,
     key: Option<IdempotencyKey>,
     verify: Option<Verify>,
-    render: Option<Render>,
+    render: Render,
+    /// Whether its events claim unique keys (in this transaction, once claimed).
+    claims_held: bool,
     done: oneshot::Sender<Outcome>,
     stored: Vec<StoredEvent>,
     reply: Option<Reply>,
@@ -685,14 +689,35 @@ async fn resolve(pool: &PgPool, pending: &[Pending]) -> Result<(), Refused> {
     }
 }
 
-/// The indexes in `pending` of the commands decided on a cached state that is no longer the
-/// newest (another writer appended, or the stream is not what was cached; for a create
-/// decided on the empty state, the id has an event), or whose idempotency key has a live
-/// record (a repeat, or a concurrent request with the key).
-async fn stale(
+/// Writes the batch's events, records and heads in one statement, unless a command decided on
+/// a cached state finds it stale (another writer appended to its aggregate or to a reference
+/// it consulted, or the stream is not what was cached; for a create decided on the empty
+/// state, the id has an event) or its idempotency key has a live record (a repeat, or a
+/// concurrent request with the key): then it writes nothing and returns the indexes in
+/// `pending` of those commands.
+async fn insert(
     tx: &mut sqlx::PgConnection,
     pending: &[Pending],
-) -> Result<HashSet<usize>, sqlx::Error> {
+    heads: HashMap<Uuid, (i64, Vec<u8>)>,
+) -> Result<HashSet<usize>, Refused> {
+    let rows = pending.iter().flat_map(|p| p.stored.iter());
+    let records: Vec<(&Pending, &IdempotencyKey, &Reply)> = pending
+        .iter()
+        .filter_map(|p| Some((p, p.key.as_ref()?, p.reply.as_ref()?)))
+        .collect();
+    let (head_tenants, head_positions, head_hashes): (Vec<Uuid>, Vec<i64>, Vec<Vec<u8>>) = heads
+        .into_iter()
+        .map(|(tenant, (position, hash))| (tenant, position, hash))
+        .fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |(mut t, mut p, mut h), (tenant, position, hash)| {
+                t.push(tenant);
+                p.push(position);
+                h.push(hash);
+                (t, p, h)
+            },
+        );
+    let event_count = pending.iter().map(|p| p.stored.len()).sum::<usize>();
     // One row per aggregate to check; the key only with the command's own.
     let checks: Vec<(i32, &Pending, &Newest, Option<String>)> = pending
         .iter()
@@ -708,39 +733,143 @@ async fn stale(
             )
         })
         .collect();
-    let stale: Vec<i32> = sqlx::query_scalar(
-        // Each check is a lookup by primary key: the aggregate's newest event, and the key.
-        "select distinct c.i
-           from unnest($1::int[], $2::uuid[], $3::text[], $4::uuid[], $5::bigint[], $6::bytea[],
-                       $7::text[]) as c(i, tenant_id, aggregate_type, aggregate_id, sequence, hash, key)
-           left join lateral (
-                select e.sequence, e.hash from events e
-                 where e.tenant_id = c.tenant_id and e.aggregate_type = c.aggregate_type
-                   and e.aggregate_id = c.aggregate_id
-                 order by e.sequence desc limit 1) newest on true
-           left join lateral (
-                select 1 as live from idempotency_keys k
-                 where k.tenant_id = c.tenant_id and k.key = c.key
-                   and k.created_at > now() - make_interval(hours => $8)
-                 limit 1) held on true
-          where coalesce(newest.sequence, 0) <> c.sequence
-             or coalesce(newest.hash, ''::bytea) <> c.hash
-             or held.live is not null",
+    let result: Result<(i64, i64, i64, Vec<i32>), sqlx::Error> = sqlx::query_as(
+        "with stale as (
+             -- Each check is a lookup by primary key: the aggregate's newest event, and the key.
+             select distinct c.i
+               from unnest($22::int[], $23::uuid[], $24::text[], $25::uuid[], $26::bigint[],
+                           $27::bytea[], $28::text[])
+                 as c(i, tenant_id, aggregate_type, aggregate_id, sequence, hash, key)
+               left join lateral (
+                    select e.sequence, e.hash from events e
+                     where e.tenant_id = c.tenant_id and e.aggregate_type = c.aggregate_type
+                       and e.aggregate_id = c.aggregate_id
+                     order by e.sequence desc limit 1) newest on true
+               left join lateral (
+                    select 1 as live from idempotency_keys k
+                     where k.tenant_id = c.tenant_id and k.key = c.key
+                       and k.created_at > now() - make_interval(hours => $18)
+                     limit 1) held on true
+              where coalesce(newest.sequence, 0) <> c.sequence
+                 or coalesce(newest.hash, ''::bytea) <> c.hash
+                 or held.live is not null
+         ),
+         inserted as (
+             insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
+                                 event_type, event_version, payload, metadata, recorded_at, hash)
+             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[],
+                                  $6::text[], $7::text[], $8::jsonb[], $9::jsonb[],
+                                  $10::timestamptz[], $11::bytea[])
+              where not exists (select from stale)
+             returning 1
+         ),
+         recorded as (
+             -- an expired record is replaced; a live one is left alone (no row returned)
+             insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
+             select tenant_id, key, request_hash, status, response::json, headers
+               from unnest($12::uuid[], $13::text[], $14::bytea[], $15::smallint[],
+                           $16::text[], $17::jsonb[])
+                 as r(tenant_id, key, request_hash, status, response, headers)
+              where not exists (select from stale)
+             on conflict (tenant_id, key) do update
+                set request_hash = excluded.request_hash, status = excluded.status,
+                    response = excluded.response, headers = excluded.headers,
+                    created_at = now()
+              where idempotency_keys.created_at <= now() - make_interval(hours => $18)
+             returning 1
+         ),
+         moved as (
+             update tenant_heads h set position = m.position, hash = m.hash
+               from unnest($19::uuid[], $20::bigint[], $21::bytea[]) as m(tenant_id, position, hash)
+              where h.tenant_id = m.tenant_id and not exists (select from stale)
+             returning 1
+         )
+         select (select count(*) from inserted), (select count(*) from recorded),
+                (select count(*) from moved), array(select i from stale)",
     )
+    .bind(rows.clone().map(|e| e.tenant_id).collect::<Vec<_>>())
+    .bind(rows.clone().map(|e| e.position).collect::<Vec<_>>())
+    .bind(
+        rows.clone()
+            .map(|e| e.aggregate_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.clone().map(|e| e.aggregate_id).collect::<Vec<_>>())
+    .bind(rows.clone().map(|e| e.sequence).collect::<Vec<_>>())
+    .bind(
+        rows.clone()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.clone()
+            .map(|e| e.event_version.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.clone().map(|e| &e.payload).collect::<Vec<&Value>>())
+    .bind(rows.clone().map(|e| &e.metadata).collect::<Vec<&Value>>())
+    .bind(rows.clone().map(|e| e.recorded_at).collect::<Vec<_>>())
+    .bind(rows.map(|e| e.hash.as_slice()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.0.tenant).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.1.stored()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| r.1.request_hash.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| i16::try_from(r.2.status).unwrap_or(200))
+            .collect::<Vec<_>>(),
+    )
+    .bind(records.iter().map(|r| r.2.body.text()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| serde_json::to_value(&r.2.headers).unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(idempotency::RETENTION_HOURS)
+    .bind(&head_tenants)
+    .bind(&head_positions)
+    .bind(&head_hashes)
     .bind(checks.iter().map(|c| c.0).collect::<Vec<_>>())
     .bind(checks.iter().map(|c| c.1.tenant).collect::<Vec<_>>())
-    .bind(checks.iter().map(|c| c.2.aggregate_type).collect::<Vec<_>>())
+    .bind(
+        checks
+            .iter()
+            .map(|c| c.2.aggregate_type)
+            .collect::<Vec<_>>(),
+    )
     .bind(checks.iter().map(|c| c.2.aggregate_id).collect::<Vec<_>>())
     .bind(checks.iter().map(|c| c.2.sequence).collect::<Vec<_>>())
-    .bind(checks.iter().map(|c| c.2.hash.as_slice()).collect::<Vec<_>>())
+    .bind(
+        checks
+            .iter()
+            .map(|c| c.2.hash.as_slice())
+            .collect::<Vec<_>>(),
+    )
     .bind(checks.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
-    .bind(idempotency::RETENTION_HOURS)
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(stale
-        .into_iter()
-        .filter_map(|i| usize::try_from(i).ok())
-        .collect())
+    .fetch_one(&mut *tx)
+    .await;
+    let (inserted, recorded, moved, stale) = result?;
+    if !stale.is_empty() {
+        return Ok(stale
+            .into_iter()
+            .filter_map(|i| usize::try_from(i).ok())
+            .collect());
+    }
+    let as_expected = usize::try_from(inserted).ok() == Some(event_count)
+        && usize::try_from(recorded).ok() == Some(records.len())
+        && usize::try_from(moved).ok() == Some(head_tenants.len());
+    if !as_expected {
+        // A record a concurrent request with the same key wrote first: roll back (dropping the
+        // transaction does) and let each command find its own answer alone.
+        return Err(Refused::Alone);
+    }
+    Ok(HashSet::new())
 }
 
 /// How a batch's transaction begins: in the same round trip, its statements are told to use
@@ -855,49 +984,20 @@ async fn transaction(
         }
         pending.retain(|p| !p.done.is_closed());
     }
-    // Commands decided on a cached state: still the newest, and no live record under the key?
-    // The heads are held, so what this sees stays true until the commit.
-    if pending.iter().any(|p| p.verify.is_some()) {
-        let stale = stale(&mut tx, pending).await?;
-        if !stale.is_empty() {
-            let mut index = 0;
-            let (keep, aside): (Vec<Pending>, Vec<Pending>) =
-                std::mem::take(pending).into_iter().partition(|_| {
-                    index += 1;
-                    !stale.contains(&(index - 1))
-                });
-            if aside
-                .iter()
-                .any(|p| p.events.iter().any(|e| !e.unique_keys.is_empty()))
-            {
-                // Its claims are in this transaction: everyone runs alone instead.
-                *pending = keep;
-                pending.extend(aside);
-                return Err(Refused::Alone);
-            }
-            *pending = keep;
-            set_aside.extend(aside);
-            if pending.is_empty() {
-                return Ok(());
-            }
-        }
-    }
-    let mut heads: std::collections::HashMap<Uuid, (i64, Vec<u8>)> = heads
+    let heads: HashMap<Uuid, (i64, Vec<u8>)> = heads
         .into_iter()
         .map(|(tenant, position, hash)| (tenant, (position, hash)))
         .collect();
 
-    // Positions, hashes and responses, in the order the commands came.
+    // The rows as stored, their positions and hashes to come.
     let recorded_at = hash::to_stored_precision(Utc::now());
     for p in pending.iter_mut() {
-        let head = heads
-            .get_mut(&p.tenant)
-            .expect("every tenant's head is locked");
-        for event in std::mem::take(&mut p.events) {
-            head.0 += 1;
-            let mut row = StoredEvent {
+        p.claims_held = p.events.iter().any(|e| !e.unique_keys.is_empty());
+        p.stored = std::mem::take(&mut p.events)
+            .into_iter()
+            .map(|event| StoredEvent {
                 tenant_id: p.tenant,
-                position: head.0,
+                position: 0,
                 aggregate_type: event.aggregate_type,
                 aggregate_id: event.aggregate_id,
                 sequence: event.sequence,
@@ -907,124 +1007,50 @@ async fn transaction(
                 metadata: event.metadata,
                 recorded_at,
                 hash: Vec::new(),
-            };
-            row.hash = hash::chain_hash(&head.1, &row).to_vec();
-            head.1.clone_from(&row.hash);
-            p.stored.push(row);
-        }
-        let render = p.render.take().expect("rendered once");
-        p.reply = Some(render(&p.stored).ok_or(Refused::Alone)?);
+            })
+            .collect();
     }
-
-    // Every event, every record and every head in one statement.
-    let rows = pending.iter().flat_map(|p| p.stored.iter());
-    let records: Vec<(&Pending, &IdempotencyKey, &Reply)> = pending
-        .iter()
-        .filter_map(|p| Some((p, p.key.as_ref()?, p.reply.as_ref()?)))
-        .collect();
-    let (head_tenants, head_positions, head_hashes): (Vec<Uuid>, Vec<i64>, Vec<Vec<u8>>) = heads
-        .into_iter()
-        .map(|(tenant, (position, hash))| (tenant, position, hash))
-        .fold(
-            (Vec::new(), Vec::new(), Vec::new()),
-            |(mut t, mut p, mut h), (tenant, position, hash)| {
-                t.push(tenant);
-                p.push(position);
-                h.push(hash);
-                (t, p, h)
-            },
-        );
-    let event_count = pending.iter().map(|p| p.stored.len()).sum::<usize>();
-    let result: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as(
-        "with inserted as (
-             insert into events (tenant_id, position, aggregate_type, aggregate_id, sequence,
-                                 event_type, event_version, payload, metadata, recorded_at, hash)
-             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[],
-                                  $6::text[], $7::text[], $8::jsonb[], $9::jsonb[],
-                                  $10::timestamptz[], $11::bytea[])
-             returning 1
-         ),
-         recorded as (
-             -- an expired record is replaced; a live one is left alone (no row returned)
-             insert into idempotency_keys (tenant_id, key, request_hash, status, response, headers)
-             select tenant_id, key, request_hash, status, response::json, headers
-               from unnest($12::uuid[], $13::text[], $14::bytea[], $15::smallint[],
-                           $16::text[], $17::jsonb[])
-                 as r(tenant_id, key, request_hash, status, response, headers)
-             on conflict (tenant_id, key) do update
-                set request_hash = excluded.request_hash, status = excluded.status,
-                    response = excluded.response, headers = excluded.headers,
-                    created_at = now()
-              where idempotency_keys.created_at <= now() - make_interval(hours => $18)
-             returning 1
-         ),
-         moved as (
-             update tenant_heads h set position = m.position, hash = m.hash
-               from unnest($19::uuid[], $20::bigint[], $21::bytea[]) as m(tenant_id, position, hash)
-              where h.tenant_id = m.tenant_id
-             returning 1
-         )
-         select (select count(*) from inserted), (select count(*) from recorded),
-                (select count(*) from moved)",
-    )
-    .bind(rows.clone().map(|e| e.tenant_id).collect::<Vec<_>>())
-    .bind(rows.clone().map(|e| e.position).collect::<Vec<_>>())
-    .bind(
-        rows.clone()
-            .map(|e| e.aggregate_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.clone().map(|e| e.aggregate_id).collect::<Vec<_>>())
-    .bind(rows.clone().map(|e| e.sequence).collect::<Vec<_>>())
-    .bind(
-        rows.clone()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.clone()
-            .map(|e| e.event_version.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.clone().map(|e| &e.payload).collect::<Vec<&Value>>())
-    .bind(rows.clone().map(|e| &e.metadata).collect::<Vec<&Value>>())
-    .bind(rows.clone().map(|e| e.recorded_at).collect::<Vec<_>>())
-    .bind(rows.map(|e| e.hash.as_slice()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.0.tenant).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.1.stored()).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| r.1.request_hash.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| i16::try_from(r.2.status).unwrap_or(200))
-            .collect::<Vec<_>>(),
-    )
-    .bind(records.iter().map(|r| r.2.body.text()).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| serde_json::to_value(&r.2.headers).unwrap_or_default())
-            .collect::<Vec<_>>(),
-    )
-    .bind(idempotency::RETENTION_HOURS)
-    .bind(&head_tenants)
-    .bind(&head_positions)
-    .bind(&head_hashes)
-    .fetch_one(&mut *tx)
-    .await;
-    let (inserted, recorded, moved) = result?;
-    let as_expected = usize::try_from(inserted).ok() == Some(event_count)
-        && usize::try_from(recorded).ok() == Some(records.len())
-        && usize::try_from(moved).ok() == Some(head_tenants.len());
-    if !as_expected {
-        // A record a concurrent request with the same key wrote first: roll back (dropping the
-        // transaction does) and let each command find its own answer alone.
-        return Err(Refused::Alone);
+    loop {
+        // Positions, hashes and responses, in the order the commands came.
+        let mut moved_heads = heads.clone();
+        for p in pending.iter_mut() {
+            let head = moved_heads
+                .get_mut(&p.tenant)
+                .expect("every tenant's head is locked");
+            for row in &mut p.stored {
+                head.0 += 1;
+                row.position = head.0;
+                row.hash = hash::chain_hash(&head.1, row).to_vec();
+                head.1.clone_from(&row.hash);
+            }
+            p.reply = Some((p.render)(&p.stored).ok_or(Refused::Alone)?);
+        }
+        // Every event, record and head in one statement, which first checks the commands
+        // decided on a cached state (see [`Verify`]) and writes nothing if one is stale. The
+        // heads are held, so what it sees stays true until the commit; and the check is in
+        // the same statement as the writes, so it costs the batch no round trip of its own
+        // while it holds the heads.
+        let stale = insert(&mut tx, pending, moved_heads).await?;
+        if stale.is_empty() {
+            break;
+        }
+        let mut index = 0;
+        let (keep, aside): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(pending).into_iter().partition(|_| {
+                index += 1;
+                !stale.contains(&(index - 1))
+            });
+        if aside.iter().any(|p| p.claims_held) {
+            // Its claims are in this transaction: everyone runs alone instead.
+            *pending = keep;
+            pending.extend(aside);
+            return Err(Refused::Alone);
+        }
+        *pending = keep;
+        set_aside.extend(aside);
+        if pending.is_empty() {
+            return Ok(());
+        }
     }
     match tx.commit().await {
         Ok(()) => Ok(()),

@@ -368,3 +368,128 @@ async fn numbered_commands_committed_together_get_gapless_numbers_in_their_event
         assert!(store.verify_chain(tenant).await.unwrap().ok);
     }
 }
+
+#[tokio::test]
+async fn a_command_on_a_stale_cached_state_is_set_aside_and_its_batch_commits_the_rest_gapless() {
+    use oms_domain::purchase_order::{PurchaseOrder, PurchaseOrderCommand};
+    use oms_domain::services::SystemClock;
+    use oms_store::idempotency::Reply;
+    use std::sync::Arc;
+
+    // Arrange: six draft orders this service holds the decided states of; another process
+    // then adds a note to the first, so that this service's state of it is stale.
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let mut orders = Vec::new();
+    for _ in 0..6 {
+        orders.push(id_of(&app.draft_po(&supplier, &product, "10", "1").await));
+    }
+    let other = oms_store::Commands::new(
+        oms_store::EventStore::new(app.pool.clone()),
+        Arc::new(SystemClock),
+    );
+    let ctx = oms_store::CommandContext {
+        tenant: app.tenant,
+        actor: oms_store::Actor {
+            subject: "other-process".into(),
+            name: None,
+        },
+        request_id: "other".into(),
+        correlation_id: "other".into(),
+        causation_id: None,
+        expected_version: None,
+        idempotency: None,
+    };
+    other
+        .execute::<PurchaseOrder, _, _>(
+            &ctx,
+            orders[0].parse().unwrap(),
+            None,
+            |_| PurchaseOrderCommand::AddNote {
+                note_id: uuid::Uuid::now_v7(),
+                text: serde_json::from_value(json!("added elsewhere")).unwrap(),
+            },
+            |_, _| Reply {
+                status: 200,
+                body: json!({}).into(),
+                headers: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let events_before = app.event_count().await;
+    let alone_before = counter(&app, "oms_group_commit_alone_total").await;
+
+    // Act: the tenant's head is held while the six submits queue, the stale one among the
+    // others, so that they are written in shared transactions once it lets go.
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from tenant_heads where tenant_id = $1 for update")
+        .bind(app.tenant)
+        .fetch_all(&mut *hold)
+        .await
+        .unwrap();
+    let token = app.admin();
+    let mut tasks = Vec::new();
+    // The stale one fourth: the two writers each take one and wait for the head, and the
+    // next batch holds it between two others, whose positions move when it is set aside.
+    for n in [1, 2, 3, 0, 4, 5] {
+        let order = &orders[n];
+        let request = app.request(
+            Method::POST,
+            &format!("/api/v1/purchase-orders/{order}/submit"),
+            &token,
+        );
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (n, expect_json(response, StatusCode::OK).await)
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    hold.rollback().await.unwrap();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+
+    // Assert: every submit succeeded; the stale one (alone, after reading the note) answers
+    // with the note's version; only it was set aside.
+    for (n, answer) in &answers {
+        assert_eq!(answer["status"], "submitted", "order {n}: {answer}");
+        let version = if *n == 0 { 3 } else { 2 };
+        assert_eq!(answer["version"], version, "order {n}: {answer}");
+    }
+    let alone = counter(&app, "oms_group_commit_alone_total").await - alone_before;
+    assert_eq!(alone, 1.0, "only the stale command ran alone");
+    // Positions follow on without a gap, each answer's position is its own event's, and the
+    // chain verifies.
+    let positions: Vec<i64> = sqlx::query_scalar(
+        "select position from events where tenant_id = $1 and position > $2 order by position",
+    )
+    .bind(app.tenant)
+    .bind(events_before)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        positions,
+        (events_before + 1..=events_before + 6).collect::<Vec<i64>>()
+    );
+    for (n, answer) in &answers {
+        let at: i64 = sqlx::query_scalar(
+            "select position from events
+              where tenant_id = $1 and aggregate_id = $2 and event_type = 'PurchaseOrderSubmitted'",
+        )
+        .bind(app.tenant)
+        .bind(orders[*n].parse::<uuid::Uuid>().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(answer["position"], at, "order {n}: {answer}");
+    }
+    let report = oms_store::EventStore::new(app.pool.clone())
+        .verify_chain(app.tenant)
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+}
