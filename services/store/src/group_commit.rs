@@ -197,19 +197,14 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writers on `pool`; `committed` is called after each commit (to wake the
-    /// relay).
-    pub fn start(
-        pool: PgPool,
-        committed: Arc<dyn Fn() + Send + Sync>,
-        counters: GroupCommitCounters,
-    ) -> Self {
+    /// Starts the writers on `pool`. Each batch wakes the relay itself: its statement
+    /// notifies `oms_events`, which Postgres delivers when the batch commits.
+    pub fn start(pool: PgPool, counters: GroupCommitCounters) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..WRITERS {
             let waiting = waiting.clone();
             let pool = pool.clone();
-            let committed = committed.clone();
             let counters = counters.clone();
             tokio::spawn(async move {
                 loop {
@@ -227,7 +222,7 @@ impl GroupCommit {
                         }
                         batch
                     };
-                    write(&pool, batch, committed.as_ref(), &counters).await;
+                    write(&pool, batch, &counters).await;
                 }
             });
         }
@@ -259,12 +254,7 @@ impl From<sqlx::Error> for Refused {
 }
 
 /// Writes one batch and answers each of its commands.
-async fn write(
-    pool: &PgPool,
-    batch: Vec<Submission>,
-    committed: &(dyn Fn() + Send + Sync),
-    counters: &GroupCommitCounters,
-) {
+async fn write(pool: &PgPool, batch: Vec<Submission>, counters: &GroupCommitCounters) {
     // A second command on an aggregate already in the batch was decided on the state before
     // the first one's events: it runs alone after this batch has committed. So does one that
     // consulted an aggregate an earlier command of the batch writes.
@@ -346,7 +336,6 @@ async fn write(
     match outcome {
         Ok(()) if pending.is_empty() => {}
         Ok(()) => {
-            committed();
             counters.batches.inc();
             counters.commands.inc_by(pending.len() as u64);
             for p in pending {
@@ -733,7 +722,7 @@ async fn insert(
             )
         })
         .collect();
-    let result: Result<(i64, i64, i64, Vec<i32>), sqlx::Error> = sqlx::query_as(
+    let result: Result<(i64, i64, i64, Vec<i32>, i64), sqlx::Error> = sqlx::query_as(
         "with stale as (
              -- Each check is a lookup by primary key: the aggregate's newest event, and the key.
              select distinct c.i
@@ -778,6 +767,10 @@ async fn insert(
               where idempotency_keys.created_at <= now() - make_interval(hours => $18)
              returning 1
          ),
+         -- The relay's wake-up: Postgres delivers it at the commit, and only then; the
+         -- payload is empty (any login may LISTEN, analysts too, and must learn nothing of
+         -- who wrote when).
+         woken as (select pg_notify('oms_events', '') where not exists (select from stale)),
          moved as (
              update tenant_heads h set position = m.position, hash = m.hash
                from unnest($19::uuid[], $20::bigint[], $21::bytea[]) as m(tenant_id, position, hash)
@@ -785,7 +778,8 @@ async fn insert(
              returning 1
          )
          select (select count(*) from inserted), (select count(*) from recorded),
-                (select count(*) from moved), array(select i from stale)",
+                (select count(*) from moved), array(select i from stale),
+                (select count(*) from woken)",
     )
     .bind(rows.clone().map(|e| e.tenant_id).collect::<Vec<_>>())
     .bind(rows.clone().map(|e| e.position).collect::<Vec<_>>())
@@ -854,7 +848,7 @@ async fn insert(
     .bind(checks.iter().map(|c| c.3.as_deref()).collect::<Vec<_>>())
     .fetch_one(&mut *tx)
     .await;
-    let (inserted, recorded, moved, stale) = result?;
+    let (inserted, recorded, moved, stale, _woken) = result?;
     if !stale.is_empty() {
         return Ok(stale
             .into_iter()

@@ -347,14 +347,8 @@ impl Commands {
     fn group(&self) -> Option<&GroupCommit> {
         self.group
             .get_or_init(|| {
-                self.grouped.then(|| {
-                    let store = self.store.clone();
-                    GroupCommit::start(
-                        self.store.pool().clone(),
-                        Arc::new(move || store.notify_relay()),
-                        self.counters.clone(),
-                    )
-                })
+                self.grouped
+                    .then(|| GroupCommit::start(self.store.pool().clone(), self.counters.clone()))
             })
             .as_ref()
     }
