@@ -919,6 +919,72 @@ async fn large_values_are_compressed_with_lz4_where_the_server_has_it() {
     assert_eq!(method.as_deref(), Some("lz4"));
 }
 
+/// A response the pipeline tests do not look at.
+fn no_reply<A>(_: &oms_store::Loaded<A>, _: i64) -> oms_store::idempotency::Reply {
+    oms_store::idempotency::Reply {
+        status: 200,
+        body: json!({}).into(),
+        headers: Vec::new(),
+    }
+}
+
+/// Registers a supplier (`supplier`: its details) and a product through `commands`; their ids.
+async fn register_supplier_and_product(
+    commands: &oms_store::Commands,
+    ctx: &oms_store::CommandContext,
+    supplier: serde_json::Value,
+) -> (Uuid, Uuid) {
+    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    let (supplier_id, product_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let details: Supplier = serde_json::from_value(supplier).unwrap();
+    commands
+        .execute::<Reference<Supplier>, _, _>(
+            ctx,
+            supplier_id,
+            None,
+            |_| ReferenceCommand::Register(details.clone()),
+            no_reply,
+        )
+        .await
+        .unwrap();
+    let details: Product = serde_json::from_value(
+        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    )
+    .unwrap();
+    commands
+        .execute::<Reference<Product>, _, _>(
+            ctx,
+            product_id,
+            None,
+            |_| ReferenceCommand::Register(details.clone()),
+            no_reply,
+        )
+        .await
+        .unwrap();
+    (supplier_id, product_id)
+}
+
+/// A purchase order's create from `supplier`, one line of `product`, with the number given.
+fn purchase_order_create(
+    supplier: Uuid,
+    product: Uuid,
+) -> impl Fn(Option<String>) -> oms_domain::purchase_order::PurchaseOrderCommand + Copy {
+    use oms_domain::purchase_order::{NewPurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader};
+    move |assigned: Option<String>| {
+        let header: PurchaseOrderHeader =
+            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
+                .unwrap();
+        PurchaseOrderCommand::Create(NewPurchaseOrder {
+            order_number: oms_domain::values::OrderNumber::parse(&assigned.expect("a number"))
+                .unwrap(),
+            header,
+            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
+                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
+            .unwrap()],
+        })
+    }
+}
+
 /// A create that takes a number is decided on the empty state without reading its stream
 /// when this process holds nothing of its id (group commit checks the id still has no event
 /// under the tenant's head lock). On an id another process already created it is refused as
@@ -927,65 +993,21 @@ async fn large_values_are_compressed_with_lz4_where_the_server_has_it() {
 #[tokio::test]
 async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_takes_no_number() {
     use oms_domain::error::DomainError;
-    use oms_domain::purchase_order::{
-        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
-    };
-    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::purchase_order::PurchaseOrder;
     use oms_domain::services::SystemClock;
-    use oms_domain::values::OrderNumber;
     use oms_domain::NumberSeries;
-    use oms_store::idempotency::{IdempotencyKey, Reply};
+    use oms_store::idempotency::IdempotencyKey;
     use oms_store::{CommandContext, CommandError, Commands, Executed};
     use std::sync::Arc;
 
     let (store, _pool, tenant) = store_with_tenant().await;
     let ctx = command_context(tenant);
-    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
-        Reply {
-            status: 200,
-            body: json!({}).into(),
-            headers: Vec::new(),
-        }
-    }
     // Two processes' pipelines over one store.
     let one = Commands::new(store.clone(), Arc::new(SystemClock));
     let other = Commands::new(store.clone(), Arc::new(SystemClock));
-    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
-    let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
-    one.execute::<Reference<Supplier>, _, _>(
-        &ctx,
-        supplier,
-        None,
-        |_| ReferenceCommand::Register(details.clone()),
-        render,
-    )
-    .await
-    .unwrap();
-    let details: Product = serde_json::from_value(
-        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
-    )
-    .unwrap();
-    one.execute::<Reference<Product>, _, _>(
-        &ctx,
-        product,
-        None,
-        |_| ReferenceCommand::Register(details.clone()),
-        render,
-    )
-    .await
-    .unwrap();
-    let create = |assigned: Option<String>| {
-        let header: PurchaseOrderHeader =
-            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
-                .unwrap();
-        PurchaseOrderCommand::Create(NewPurchaseOrder {
-            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
-            header,
-            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
-                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
-            .unwrap()],
-        })
-    };
+    let (supplier, product) =
+        register_supplier_and_product(&one, &ctx, json!({"name": "Prairie Packers"})).await;
+    let create = purchase_order_create(supplier, product);
     let run = |commands: Commands, ctx: CommandContext, id: Uuid| async move {
         commands
             .execute::<PurchaseOrder, _, _>(
@@ -993,7 +1015,7 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
                 id,
                 Some(NumberSeries::PURCHASE_ORDER),
                 create,
-                render,
+                no_reply,
             )
             .await
     };
@@ -1055,53 +1077,20 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
 async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_refused_and_takes_no_number(
 ) {
     use oms_domain::error::DomainError;
-    use oms_domain::purchase_order::{
-        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
-    };
-    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::purchase_order::PurchaseOrder;
+    use oms_domain::reference::{Reference, ReferenceCommand, Supplier};
     use oms_domain::services::SystemClock;
-    use oms_domain::values::OrderNumber;
     use oms_domain::NumberSeries;
-    use oms_store::idempotency::Reply;
     use oms_store::{CommandError, Commands};
     use std::sync::Arc;
 
     let (store, _pool, tenant) = store_with_tenant().await;
     let ctx = command_context(tenant);
-    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
-        Reply {
-            status: 200,
-            body: json!({}).into(),
-            headers: Vec::new(),
-        }
-    }
     // Two processes' pipelines over one store.
     let one = Commands::new(store.clone(), Arc::new(SystemClock));
     let other = Commands::new(store.clone(), Arc::new(SystemClock));
-    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
-    let details: Supplier = serde_json::from_value(json!({"name": "Prairie Packers"})).unwrap();
-    one.execute::<Reference<Supplier>, _, _>(
-        &ctx,
-        supplier,
-        None,
-        |_| ReferenceCommand::Register(details.clone()),
-        render,
-    )
-    .await
-    .unwrap();
-    let details: Product = serde_json::from_value(
-        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
-    )
-    .unwrap();
-    one.execute::<Reference<Product>, _, _>(
-        &ctx,
-        product,
-        None,
-        |_| ReferenceCommand::Register(details.clone()),
-        render,
-    )
-    .await
-    .unwrap();
+    let (supplier, product) =
+        register_supplier_and_product(&one, &ctx, json!({"name": "Prairie Packers"})).await;
     let set_active = |active: bool| {
         let other = other.clone();
         let ctx = ctx.clone();
@@ -1116,24 +1105,13 @@ async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_r
                             serde_json::from_value(json!({"active": active})).unwrap(),
                         )
                     },
-                    render,
+                    no_reply,
                 )
                 .await
                 .unwrap();
         }
     };
-    let create = |assigned: Option<String>| {
-        let header: PurchaseOrderHeader =
-            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
-                .unwrap();
-        PurchaseOrderCommand::Create(NewPurchaseOrder {
-            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
-            header,
-            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
-                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
-            .unwrap()],
-        })
-    };
+    let create = purchase_order_create(supplier, product);
     let run = |id: Uuid| {
         let one = one.clone();
         let ctx = ctx.clone();
@@ -1143,7 +1121,7 @@ async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_r
                 id,
                 Some(NumberSeries::PURCHASE_ORDER),
                 create,
-                render,
+                no_reply,
             )
             .await
         }
@@ -1206,70 +1184,25 @@ async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_r
 /// on the supplier, decided on that state, answers with them as a fresh read would.
 #[tokio::test]
 async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kept_decrypted() {
-    use oms_domain::purchase_order::{
-        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
-    };
-    use oms_domain::reference::{Product, Reference, ReferenceCommand, Supplier};
+    use oms_domain::purchase_order::PurchaseOrder;
+    use oms_domain::reference::{Reference, ReferenceCommand, Supplier};
     use oms_domain::services::SystemClock;
-    use oms_domain::values::OrderNumber;
     use oms_domain::NumberSeries;
-    use oms_store::idempotency::Reply;
     use oms_store::Commands;
     use std::sync::{Arc, Mutex};
 
     let (store, pool, tenant) = store_with_tenant().await;
     let ctx = command_context(tenant);
-    fn render<A>(_: &oms_store::Loaded<A>, _: i64) -> Reply {
-        Reply {
-            status: 200,
-            body: json!({}).into(),
-            headers: Vec::new(),
-        }
-    }
     // Two processes: each its own store, and so its own keyring.
     let one = Commands::new(store.clone(), Arc::new(SystemClock));
     let other = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock));
-    let (supplier, product) = (Uuid::now_v7(), Uuid::now_v7());
-    let details: Supplier =
-        serde_json::from_value(json!({"name": "Prairie Packers", "contact_name": "Ann Smith"}))
-            .unwrap();
-    other
-        .execute::<Reference<Supplier>, _, _>(
-            &ctx,
-            supplier,
-            None,
-            |_| ReferenceCommand::Register(details.clone()),
-            render,
-        )
-        .await
-        .unwrap();
-    let details: Product = serde_json::from_value(
-        json!({"code": "TRIM81", "description": "81/19 trim", "protein": "beef"}),
+    let (supplier, product) = register_supplier_and_product(
+        &other,
+        &ctx,
+        json!({"name": "Prairie Packers", "contact_name": "Ann Smith"}),
     )
-    .unwrap();
-    other
-        .execute::<Reference<Product>, _, _>(
-            &ctx,
-            product,
-            None,
-            |_| ReferenceCommand::Register(details.clone()),
-            render,
-        )
-        .await
-        .unwrap();
-
-    let create = |assigned: Option<String>| {
-        let header: PurchaseOrderHeader =
-            serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
-                .unwrap();
-        PurchaseOrderCommand::Create(NewPurchaseOrder {
-            order_number: OrderNumber::parse(&assigned.expect("a number")).unwrap(),
-            header,
-            lines: vec![serde_json::from_value(json!({"line_id": Uuid::now_v7(),
-                "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
-            .unwrap()],
-        })
-    };
+    .await;
+    let create = purchase_order_create(supplier, product);
 
     // A third process, each command in a transaction of its own, looks the supplier up in
     // its create's transaction.
@@ -1281,7 +1214,7 @@ async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kep
             Uuid::now_v7(),
             Some(NumberSeries::PURCHASE_ORDER),
             create,
-            render,
+            no_reply,
         )
         .await
         .unwrap();
@@ -1292,7 +1225,7 @@ async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kep
         Uuid::now_v7(),
         Some(NumberSeries::PURCHASE_ORDER),
         create,
-        render,
+        no_reply,
     )
     .await
     .unwrap();
@@ -1307,7 +1240,7 @@ async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kep
         |_| ReferenceCommand::Update(serde_json::from_value(json!({"name": "Prairie"})).unwrap()),
         move |loaded: &oms_store::Loaded<Reference<Supplier>>, _| {
             *shown.lock().unwrap() = serde_json::to_string(&loaded.aggregate).unwrap();
-            render(loaded, 0)
+            no_reply(loaded, 0)
         },
     )
     .await

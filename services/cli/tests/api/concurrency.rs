@@ -493,3 +493,79 @@ async fn a_command_on_a_stale_cached_state_is_set_aside_and_its_batch_commits_th
         .unwrap();
     assert!(report.ok, "{report:?}");
 }
+
+#[tokio::test]
+async fn a_create_after_its_supplier_is_deactivated_in_the_same_batch_is_refused() {
+    // Arrange: a supplier and a product this service holds the decided states of, and two
+    // draft orders to submit.
+    let app = spawn_app().await;
+    let (supplier, product) = app.reference_data().await;
+    let fillers = [
+        id_of(&app.draft_po(&supplier, &product, "10", "1").await),
+        id_of(&app.draft_po(&supplier, &product, "10", "1").await),
+    ];
+    let orders_before: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'PurchaseOrderCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+
+    // Act: the tenant's head is held; two submits occupy the two writers, then the supplier
+    // is deactivated and a create naming it is decided (on the cached supplier, still
+    // active), both queued for the same batch, the deactivation first.
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from tenant_heads where tenant_id = $1 for update")
+        .bind(app.tenant)
+        .fetch_all(&mut *hold)
+        .await
+        .unwrap();
+    let token = app.admin();
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    let mut submits = Vec::new();
+    for order in &fillers {
+        let request = app.request(
+            Method::POST,
+            &format!("/api/v1/purchase-orders/{order}/submit"),
+            &token,
+        );
+        submits.push(tokio::spawn(async move {
+            request.send().await.unwrap().status()
+        }));
+        pause().await;
+    }
+    let deactivate = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/suppliers/{supplier}"),
+            &token,
+        )
+        .json(&json!({"active": false}));
+    let deactivated = tokio::spawn(async move { deactivate.send().await.unwrap().status() });
+    pause().await;
+    let create = app
+        .request(Method::POST, "/api/v1/purchase-orders", &token)
+        .json(&json!({"supplier_id": supplier, "order_date": "2026-11-02",
+                      "lines": [{"product_id": product, "weight": "1", "price_per_unit": "1"}]}));
+    let created = tokio::spawn(async move {
+        let response = create.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    });
+    pause().await;
+    hold.rollback().await.unwrap();
+
+    // Assert: the deactivation committed first, so the create is refused as a read would
+    // refuse it, and no order was created.
+    for submit in submits {
+        assert_eq!(submit.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(deactivated.await.unwrap(), StatusCode::OK);
+    let (status, body) = created.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("supplier is inactive"), "{body}");
+    let orders_after: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'PurchaseOrderCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(orders_after, orders_before);
+}
