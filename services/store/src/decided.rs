@@ -66,15 +66,31 @@ impl DecidedCache {
             .expect("the cache's lock is never poisoned")
     }
 
-    /// The cached state of `id` and the hash of its newest event.
+    /// A copy of the cached state of `id` and the hash of its newest event.
     pub fn get<A>(&self, tenant: Uuid, id: Uuid) -> Option<(Loaded<A>, Vec<u8>)>
     where
         A: Aggregate + Clone + 'static,
     {
+        self.read(tenant, id, |loaded: &Loaded<A>, hash| {
+            (loaded.clone(), hash.to_vec())
+        })
+    }
+
+    /// What `look` makes of the cached state of `id` and the hash of its newest event, without
+    /// copying the state (a lookup needs one flag of it). Counts as a use.
+    pub fn read<A, T>(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        look: impl FnOnce(&Loaded<A>, &[u8]) -> T,
+    ) -> Option<T>
+    where
+        A: Aggregate + 'static,
+    {
         let mut entries = self.entries();
         let entry = entries.get(&(tenant, A::TYPE, id))?;
         let loaded = entry.loaded.downcast_ref::<Loaded<A>>()?;
-        Some((loaded.clone(), entry.hash.clone()))
+        Some(look(loaded, &entry.hash))
     }
 
     /// Whether a state of the aggregate is cached: then it has events, and always will

@@ -135,10 +135,11 @@ impl TxLookups {
             id: Uuid,
         ) -> Option<(bool, i64, Vec<u8>)>
         where
-            Reference<K>: Aggregate + Clone,
+            Reference<K>: Aggregate,
         {
-            let (loaded, hash) = cache.get::<Reference<K>>(tenant, id)?;
-            Some((loaded.aggregate.active, loaded.version, hash))
+            cache.read(tenant, id, |loaded: &Loaded<Reference<K>>, hash| {
+                (loaded.aggregate.active, loaded.version, hash.to_vec())
+            })
         }
         let (active, sequence, hash) = match kind {
             ReferenceType::Supplier => active::<Supplier>(cache, self.tenant, id),

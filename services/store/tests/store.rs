@@ -964,13 +964,19 @@ async fn register_supplier_and_product(
     (supplier_id, product_id)
 }
 
-/// A purchase order's create from `supplier`, one line of `product`, with the number given.
-fn purchase_order_create(
+/// Creates a purchase order `id` through `commands`: from `supplier`, one line of `product`,
+/// numbered from the series.
+async fn create_purchase_order(
+    commands: &oms_store::Commands,
+    ctx: &oms_store::CommandContext,
+    id: Uuid,
     supplier: Uuid,
     product: Uuid,
-) -> impl Fn(Option<String>) -> oms_domain::purchase_order::PurchaseOrderCommand + Copy {
-    use oms_domain::purchase_order::{NewPurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader};
-    move |assigned: Option<String>| {
+) -> Result<oms_store::Executed, oms_store::CommandError> {
+    use oms_domain::purchase_order::{
+        NewPurchaseOrder, PurchaseOrder, PurchaseOrderCommand, PurchaseOrderHeader,
+    };
+    let create = move |assigned: Option<String>| {
         let header: PurchaseOrderHeader =
             serde_json::from_value(json!({"supplier_id": supplier, "order_date": "2026-11-02"}))
                 .unwrap();
@@ -982,7 +988,28 @@ fn purchase_order_create(
                 "product_id": product, "weight": "10", "price_per_unit": "2.00"}))
             .unwrap()],
         })
-    }
+    };
+    commands
+        .execute::<PurchaseOrder, _, _>(
+            ctx,
+            id,
+            Some(oms_domain::NumberSeries::PURCHASE_ORDER),
+            create,
+            no_reply,
+        )
+        .await
+}
+
+/// The events stored under purchase order `id`.
+async fn purchase_order_events(
+    store: &EventStore,
+    tenant: Uuid,
+    id: Uuid,
+) -> Vec<oms_store::StoredEvent> {
+    store
+        .load_stream(tenant, "purchase_order", id)
+        .await
+        .unwrap()
 }
 
 /// A create that takes a number is decided on the empty state without reading its stream
@@ -993,9 +1020,7 @@ fn purchase_order_create(
 #[tokio::test]
 async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_takes_no_number() {
     use oms_domain::error::DomainError;
-    use oms_domain::purchase_order::PurchaseOrder;
     use oms_domain::services::SystemClock;
-    use oms_domain::NumberSeries;
     use oms_store::idempotency::IdempotencyKey;
     use oms_store::{CommandContext, CommandError, Commands, Executed};
     use std::sync::Arc;
@@ -1007,25 +1032,13 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
     let other = Commands::new(store.clone(), Arc::new(SystemClock));
     let (supplier, product) =
         register_supplier_and_product(&one, &ctx, json!({"name": "Prairie Packers"})).await;
-    let create = purchase_order_create(supplier, product);
     let run = |commands: Commands, ctx: CommandContext, id: Uuid| async move {
-        commands
-            .execute::<PurchaseOrder, _, _>(
-                &ctx,
-                id,
-                Some(NumberSeries::PURCHASE_ORDER),
-                create,
-                no_reply,
-            )
-            .await
+        create_purchase_order(&commands, &ctx, id, supplier, product).await
     };
     let number_of = |id: Uuid| {
         let store = store.clone();
         async move {
-            let events = store
-                .load_stream(tenant, "purchase_order", id)
-                .await
-                .unwrap();
+            let events = purchase_order_events(&store, tenant, id).await;
             assert_eq!(events.len(), 1, "one event under {id}");
             events[0].payload["Created"]["order_number"].clone()
         }
@@ -1077,10 +1090,8 @@ async fn a_create_decided_without_reading_is_refused_on_an_id_with_events_and_ta
 async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_refused_and_takes_no_number(
 ) {
     use oms_domain::error::DomainError;
-    use oms_domain::purchase_order::PurchaseOrder;
     use oms_domain::reference::{Reference, ReferenceCommand, Supplier};
     use oms_domain::services::SystemClock;
-    use oms_domain::NumberSeries;
     use oms_store::{CommandError, Commands};
     use std::sync::Arc;
 
@@ -1111,30 +1122,8 @@ async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_r
                 .unwrap();
         }
     };
-    let create = purchase_order_create(supplier, product);
-    let run = |id: Uuid| {
-        let one = one.clone();
-        let ctx = ctx.clone();
-        async move {
-            one.execute::<PurchaseOrder, _, _>(
-                &ctx,
-                id,
-                Some(NumberSeries::PURCHASE_ORDER),
-                create,
-                no_reply,
-            )
-            .await
-        }
-    };
-    let events_of = |id: Uuid| {
-        let store = store.clone();
-        async move {
-            store
-                .load_stream(tenant, "purchase_order", id)
-                .await
-                .unwrap()
-        }
-    };
+    let run = |id: Uuid| create_purchase_order(&one, &ctx, id, supplier, product);
+    let events_of = |id: Uuid| purchase_order_events(&store, tenant, id);
     let set_aside = || one.group_commit_counters().alone.get();
 
     // The first create reads the references it does not hold and keeps them.
@@ -1184,10 +1173,8 @@ async fn a_create_decided_on_a_cached_reference_another_process_deactivated_is_r
 /// on the supplier, decided on that state, answers with them as a fresh read would.
 #[tokio::test]
 async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kept_decrypted() {
-    use oms_domain::purchase_order::PurchaseOrder;
     use oms_domain::reference::{Reference, ReferenceCommand, Supplier};
     use oms_domain::services::SystemClock;
-    use oms_domain::NumberSeries;
     use oms_store::Commands;
     use std::sync::{Arc, Mutex};
 
@@ -1202,33 +1189,19 @@ async fn a_supplier_with_personal_data_from_another_process_is_looked_up_and_kep
         json!({"name": "Prairie Packers", "contact_name": "Ann Smith"}),
     )
     .await;
-    let create = purchase_order_create(supplier, product);
 
     // A third process, each command in a transaction of its own, looks the supplier up in
     // its create's transaction.
     let alone = Commands::new(EventStore::new(pool.clone()), Arc::new(SystemClock))
         .with_group_commit(false);
-    alone
-        .execute::<PurchaseOrder, _, _>(
-            &ctx,
-            Uuid::now_v7(),
-            Some(NumberSeries::PURCHASE_ORDER),
-            create,
-            no_reply,
-        )
+    create_purchase_order(&alone, &ctx, Uuid::now_v7(), supplier, product)
         .await
         .unwrap();
 
     // This process's create looks the supplier up through the pool, and keeps it.
-    one.execute::<PurchaseOrder, _, _>(
-        &ctx,
-        Uuid::now_v7(),
-        Some(NumberSeries::PURCHASE_ORDER),
-        create,
-        no_reply,
-    )
-    .await
-    .unwrap();
+    create_purchase_order(&one, &ctx, Uuid::now_v7(), supplier, product)
+        .await
+        .unwrap();
 
     // Then renames it: the state it answers with still has the contact.
     let seen = Arc::new(Mutex::new(String::new()));

@@ -79,12 +79,7 @@ async fn commands_of_several_tenants_committed_together_keep_every_promise_and_a
                 .id,
         );
     }
-    let mut hold = app.pool.begin().await.unwrap();
-    sqlx::query("select 1 from tenant_heads where tenant_id = any($1) for update")
-        .bind(&tenants)
-        .fetch_all(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_heads(&tenants).await;
 
     // Act: eight supplier registrations per tenant at once; in the first tenant four of them
     // ask for the same code, which only one may get.
@@ -221,12 +216,7 @@ async fn numbered_commands_committed_together_get_gapless_numbers_in_their_event
         .unwrap();
     let other_product = id_of(&expect_json(other_product, StatusCode::CREATED).await);
     let grouped_before = counter(&app, "oms_group_commit_commands_total").await;
-    let mut hold = app.pool.begin().await.unwrap();
-    sqlx::query("select 1 from tenant_heads where tenant_id = any($1) for update")
-        .bind([app.tenant, other])
-        .fetch_all(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_heads(&[app.tenant, other]).await;
 
     // Act: while the heads are held, five purchase orders and two sales orders per tenant,
     // the two invoices, and one more purchase order asking for the taken PO-000003.
@@ -422,12 +412,7 @@ async fn a_command_on_a_stale_cached_state_is_set_aside_and_its_batch_commits_th
 
     // Act: the tenant's head is held while the six submits queue, the stale one among the
     // others, so that they are written in shared transactions once it lets go.
-    let mut hold = app.pool.begin().await.unwrap();
-    sqlx::query("select 1 from tenant_heads where tenant_id = $1 for update")
-        .bind(app.tenant)
-        .fetch_all(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_heads(&[app.tenant]).await;
     let token = app.admin();
     let mut tasks = Vec::new();
     // The stale one fourth: the two writers each take one and wait for the head, and the
@@ -513,12 +498,7 @@ async fn a_create_after_its_supplier_is_deactivated_in_the_same_batch_is_refused
     // Act: the tenant's head is held; two submits occupy the two writers, then the supplier
     // is deactivated and a create naming it is decided (on the cached supplier, still
     // active), both queued for the same batch, the deactivation first.
-    let mut hold = app.pool.begin().await.unwrap();
-    sqlx::query("select 1 from tenant_heads where tenant_id = $1 for update")
-        .bind(app.tenant)
-        .fetch_all(&mut *hold)
-        .await
-        .unwrap();
+    let hold = app.hold_heads(&[app.tenant]).await;
     let token = app.admin();
     let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
     let mut submits = Vec::new();

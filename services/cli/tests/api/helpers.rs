@@ -201,6 +201,19 @@ impl TestApp {
         expect_json(response, status).await
     }
 
+    /// Holds the head rows of `tenants` in a transaction of its own until it ends: the
+    /// commands sent meanwhile queue up for group commit and are written in shared
+    /// transactions once it lets go.
+    pub async fn hold_heads(&self, tenants: &[Uuid]) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut hold = self.pool.begin().await.unwrap();
+        sqlx::query("select 1 from tenant_heads where tenant_id = any($1) for update")
+            .bind(tenants)
+            .fetch_all(&mut *hold)
+            .await
+            .unwrap();
+        hold
+    }
+
     /// How many events the app's tenant has.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("select count(*) from events where tenant_id = $1")
