@@ -41,6 +41,17 @@ if [ -n "${OMS_TEST_DATABASE_URL:-}" ]; then
 else
   admin_url="$(DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/oms}" scripts/ensure-postgres.sh --admin)"
 fi
+# TLS to a Postgres on this very host protects nothing and costs every round trip, on both
+# sides (about a tenth of a rebuild's CPU, docs/benchmarks.md). Unless the URL or PGSSLMODE
+# says otherwise, the run reaches a Postgres on this host without it, as compose's services
+# reach theirs (the postgres image serves no TLS); every part of the run alike: pgbench, the
+# service, the baseline, the replay (libpq and sqlx both read PGSSLMODE). The summary
+# records which it was (machine.postgres_tls).
+parse_pg_url "$admin_url"
+if [[ "&$PG_QUERY" != *"&sslmode="* ]] && [ -z "${PGSSLMODE:-}" ] && is_local_host "$PG_HOST"; then
+  export PGSSLMODE=disable
+  log "Postgres is on this host: connecting without TLS (PGSSLMODE=disable)"
+fi
 OMS_NATS_SERVER_BIN="$(OMS_NATS_SERVER_BIN="${OMS_NATS_SERVER_BIN:-}" scripts/ensure-nats.sh bin)"
 export OMS_NATS_SERVER_BIN
 # pgbench comes with Postgres's client programs, which are not always on PATH.

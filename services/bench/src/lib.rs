@@ -553,13 +553,19 @@ async fn machine(database_url: &str) -> Value {
     let postgres = async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(database_url).await.ok()?;
-        sqlx::query_scalar::<_, String>("show server_version")
-            .fetch_one(&mut conn)
-            .await
-            .ok()
+        // Whether the run's connections are encrypted: TLS costs every round trip on both
+        // sides, so figures with and without it do not compare.
+        sqlx::query_as::<_, (String, bool)>(
+            "select current_setting('server_version'), \
+                    coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .ok()
     }
     .await;
-    json!({"cores": cores, "memory_gb": memory_gb, "postgres": postgres, "os": std::env::consts::OS})
+    json!({"cores": cores, "memory_gb": memory_gb, "postgres": postgres.as_ref().map(|p| &p.0),
+           "postgres_tls": postgres.map(|p| p.1), "os": std::env::consts::OS})
 }
 
 /// The fields every summary has (`make bench-smoke` checks them).
