@@ -9,10 +9,10 @@
 //! Rows are written from the document's own fields, so the typed columns are literally the
 //! document's values and adding a column needs no code here: an order's row binds each column
 //! of its table (read from the catalog) as the text of the document field of that name
-//! (`orders::write_orders`); the rows of lines, claims, lots and reference data are JSON
-//! objects whose keys are the column names, given to
-//! `jsonb_populate_recordset(null::read.<table>, $1)`; history's rows bind one typed array per
-//! column.
+//! (`orders::write_orders`), and its lines each column of theirs as the line's field of that
+//! name (`orders::write_lines`); the rows of claims, lots and reference data are JSON objects
+//! whose keys are the column names, given to `jsonb_populate_recordset(null::read.<table>,
+//! $1)`; history's rows bind one typed array per column.
 //!
 //! Applying is idempotent per aggregate: an event whose sequence the row already has is
 //! skipped, and a sequence that skips ahead is refused ([`ProjectionError::Payload`]), so a
@@ -264,27 +264,6 @@ async fn delete_rows(
     ))
     .bind(tenant)
     .bind(ids)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Inserts `rows` (JSON objects' text, whose keys are column names; missing columns are null)
-/// into `table`, in one statement: `jsonb_populate_recordset` turns each field into its
-/// column's type, so the typed columns are literally the JSON's values.
-async fn insert_rows(
-    conn: &mut PgConnection,
-    table: &str,
-    rows: &[String],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(&format!(
-        "insert into read.{table} \
-         select * from jsonb_populate_recordset(null::read.{table}, $1::jsonb)"
-    ))
-    .bind(json_array(rows))
     .execute(&mut *conn)
     .await?;
     Ok(())

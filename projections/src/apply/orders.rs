@@ -17,8 +17,7 @@ use uuid::Uuid;
 
 use super::lots::LotRows;
 use super::{
-    deleting_first, event_payload, grouped, json_array, load_many, payload_error, replace_rows,
-    row_text, Folded,
+    deleting_first, event_payload, grouped, json_array, load_many, payload_error, row_text, Folded,
 };
 use crate::documents::{self, DocumentText, FieldTexts, Stamp};
 use crate::{EventRecord, ProjectionError};
@@ -392,16 +391,27 @@ async fn apply_orders<A: OrderKind>(
                 claim_batch.extend(rows);
             }
         }
-        replace_orders(conn, A::TABLE, tenant, &replaced, rows).await?;
-        replace_rows(
-            conn,
-            A::LINES_TABLE,
-            "order_id",
-            tenant,
-            &relined,
-            &line_rows,
-        )
-        .await?;
+        if !replaced.is_empty() {
+            let columns = OrderColumns::read::<A>(conn).await?;
+            write_orders(
+                conn,
+                A::TABLE,
+                &columns.orders,
+                Some((tenant, &replaced)),
+                rows,
+            )
+            .await?;
+            if !relined.is_empty() {
+                write_lines(
+                    conn,
+                    A::LINES_TABLE,
+                    &columns.lines,
+                    Some((tenant, &relined)),
+                    line_rows,
+                )
+                .await?;
+            }
+        }
         upsert_claims(conn, &claim_batch).await?;
         lot_rows.insert(conn).await?;
     }
@@ -441,54 +451,66 @@ pub(super) fn order_row<A: OrderKind>(
     }
 }
 
-/// Replaces, in one statement, the rows of the orders `ids` of `tenant` in `table` with `rows`
-/// (see [`insert_orders`] for how a row is written, and `apply::replace_rows` for why the
-/// delete and the insert can share a statement).
-pub(super) async fn replace_orders(
-    conn: &mut PgConnection,
-    table: &str,
-    tenant: Uuid,
-    ids: &[Uuid],
-    rows: Vec<OrderRow>,
-) -> Result<(), sqlx::Error> {
-    if ids.is_empty() && rows.is_empty() {
-        return Ok(());
-    }
-    write_orders(conn, table, Some((tenant, ids)), rows).await
+/// The columns of an order kind's table and of its lines' table, in order, as the catalog has
+/// them. Read once per write of a group of orders (one small indexed read of the catalog for
+/// both tables, next to writing their rows) rather than kept: the schema is the migrations',
+/// and the code must write what the tables have when they are written, whichever migration
+/// that is.
+pub(super) struct OrderColumns {
+    /// `purchase_orders` or `sales_orders`.
+    pub(super) orders: Vec<Column>,
+    /// `purchase_order_lines` or `sales_order_lines`.
+    pub(super) lines: Vec<Column>,
 }
 
-/// Inserts the rows of orders into `table` (`purchase_orders` or `sales_orders`) in one
-/// statement.
+impl OrderColumns {
+    /// Reads both tables' columns in one statement.
+    pub(super) async fn read<A: OrderKind>(conn: &mut PgConnection) -> Result<Self, sqlx::Error> {
+        let columns: Vec<(String, String, String)> = sqlx::query_as(
+            "select c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+               from pg_attribute a join pg_class c on c.oid = a.attrelid \
+              where a.attrelid = any($1::text[]::regclass[]) and a.attnum > 0 \
+                and not a.attisdropped \
+              order by a.attrelid, a.attnum",
+        )
+        .bind([
+            format!("read.{}", A::TABLE),
+            format!("read.{}", A::LINES_TABLE),
+        ])
+        .fetch_all(&mut *conn)
+        .await?;
+        let (mut orders, mut lines) = (Vec::new(), Vec::new());
+        for (table, name, type_name) in columns {
+            let column = Column { name, type_name };
+            if table == A::TABLE {
+                orders.push(column);
+            } else {
+                lines.push(column);
+            }
+        }
+        Ok(Self { orders, lines })
+    }
+}
+
+/// Writes the rows of orders into `table` (`purchase_orders` or `sales_orders`; its
+/// `columns`, [`OrderColumns`]) in one statement, first deleting the rows of `replaced` (a
+/// tenant and its orders' ids), if any, in the same statement.
 ///
-/// Each column is bound as an array of its values' text, cast to the column's type in the
-/// statement: `state`, `document`, else the row's extra value or its document's field of the
-/// column's name (null when neither has it), so the typed columns are literally the document's
-/// values. The columns and their types are read from the catalog ([`table_columns`]). The rows
-/// used to be sent as JSON and given to `jsonb_populate_record` after merging the document, the
-/// state and the extra fields into one object: that read each document twice and copied it
-/// into the merged object, and made up about half of a rebuild's Postgres time. The document
-/// comes as its fields' JSON text ([`FieldTexts`]), which gives both the `document` column and
-/// the fields' columns without a JSON tree of the document in between.
-pub(super) async fn insert_orders(
+/// Each column's value is `state`, `document`, else the row's extra value or its document's
+/// field of the column's name (null when neither has it), so the typed columns are literally
+/// the document's values. The rows used to be sent as JSON and given to
+/// `jsonb_populate_record` after merging the document, the state and the extra fields into
+/// one object: that read each document twice and copied it into the merged object, and made
+/// up about half of a rebuild's Postgres time. The document comes as its fields' JSON text
+/// ([`FieldTexts`]), which gives both the `document` column and the fields' columns without a
+/// JSON tree of the document in between.
+pub(super) async fn write_orders(
     conn: &mut PgConnection,
     table: &str,
-    rows: Vec<OrderRow>,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    write_orders(conn, table, None, rows).await
-}
-
-/// [`insert_orders`], first deleting the rows of `replaced` (a tenant and its orders' ids) in
-/// the same statement.
-async fn write_orders(
-    conn: &mut PgConnection,
-    table: &str,
+    columns: &[Column],
     replaced: Option<(Uuid, &[Uuid])>,
     rows: Vec<OrderRow>,
 ) -> Result<(), sqlx::Error> {
-    let columns = table_columns(conn, table).await?;
     let mut values: Vec<Vec<Option<String>>> = columns
         .iter()
         .map(|_| Vec::with_capacity(rows.len()))
@@ -505,15 +527,60 @@ async fn write_orders(
             values.push(value);
         }
     }
+    write_columns(conn, table, "id", columns, replaced, &values).await
+}
+
+/// Writes the rows of orders' lines into `table` (`purchase_order_lines` or
+/// `sales_order_lines`; its `columns`, [`OrderColumns`]) in one statement, first deleting the
+/// lines of the orders of `replaced` (a tenant and its orders' ids), if any, in the same
+/// statement. Each column's value is the line's field of its name as
+/// `jsonb_populate_recordset` would read it ([`Column::text`]): the lines used to be sent as
+/// JSON to that function, which parsed every line (its lots too) into jsonb first, at twice
+/// the cost of these typed arrays.
+pub(super) async fn write_lines(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &[Column],
+    replaced: Option<(Uuid, &[Uuid])>,
+    rows: Vec<LineRow>,
+) -> Result<(), sqlx::Error> {
+    let mut values: Vec<Vec<Option<String>>> = columns
+        .iter()
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
+    for row in &rows {
+        for (column, values) in columns.iter().zip(values.iter_mut()) {
+            values.push(row.text(column));
+        }
+    }
+    write_columns(conn, table, "order_id", columns, replaced, &values).await
+}
+
+/// One statement inserting into `table` a row per element of the arrays in `values` (one
+/// array per column of `columns`, each bound as its values' text and cast to the column's
+/// type), first deleting the rows of `replaced` whose `key` is one of its ids, if any. Does
+/// nothing when there is nothing to delete or insert.
+async fn write_columns(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &str,
+    columns: &[Column],
+    replaced: Option<(Uuid, &[Uuid])>,
+    values: &[Vec<Option<String>>],
+) -> Result<(), sqlx::Error> {
+    let rows = values.first().map_or(0, Vec::len);
+    if rows == 0 && replaced.is_none_or(|(_, ids)| ids.is_empty()) {
+        return Ok(());
+    }
     let count = columns.len();
-    // The table name comes from the order kinds' constants, the columns from the catalog.
+    // The table and key come from the order kinds' constants, the columns from the catalog.
     let (delete, after_delete) = match replaced {
-        Some(_) => deleting_first(table, "id", count + 1, count + 2),
+        Some(_) => deleting_first(table, key, count + 1, count + 2),
         None => (String::new(), ""),
     };
     let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
     let cast: Vec<String> = (1..=count)
-        .zip(&columns[..])
+        .zip(columns)
         .map(|(i, c)| format!("u.c{i}::{}", c.type_name))
         .collect();
     let arrays: Vec<String> = (1..=count).map(|i| format!("${i}::text[]")).collect();
@@ -526,7 +593,7 @@ async fn write_orders(
         aliases.join(", ")
     );
     let mut query = sqlx::query(&sql);
-    for values in &values {
+    for values in values {
         query = query.bind(values);
     }
     if let Some((tenant, ids)) = replaced {
@@ -538,7 +605,7 @@ async fn write_orders(
 
 /// A column of a read table.
 #[derive(Debug)]
-struct Column {
+pub(super) struct Column {
     /// Its name.
     name: String,
     /// Its type, as SQL writes it (`numeric(24,2)`, `jsonb`, …).
@@ -570,45 +637,115 @@ impl Column {
     }
 }
 
-/// The columns of `read.<table>`, in order, as the catalog has them. Read for each statement
-/// (a small indexed read, next to writing a chunk of rows) rather than kept: the schema is the
-/// migrations', and the code must write what the table has when it is written, whichever
-/// migration that is.
-async fn table_columns(conn: &mut PgConnection, table: &str) -> Result<Vec<Column>, sqlx::Error> {
-    let columns: Vec<(String, String)> = sqlx::query_as(
-        "select attname::text, format_type(atttypid, atttypmod) from pg_attribute \
-          where attrelid = $1::regclass and attnum > 0 and not attisdropped order by attnum",
-    )
-    .bind(format!("read.{table}"))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(columns
-        .into_iter()
-        .map(|(name, type_name)| Column { name, type_name })
-        .collect())
+/// A line of an order as a row of its lines' table: the line's fields, and `tenant_id`,
+/// `order_id` and `line_no` (from 1, in order), which come before a field of the same name.
+pub(super) struct LineRow {
+    tenant: Uuid,
+    order: Uuid,
+    line_no: usize,
+    fields: Map<String, Value>,
 }
 
-/// The rows of an order's lines (`lines`: [`OrderKind::lines_json`]) as JSON text: each
-/// line's fields, `tenant_id`, `order_id` and `line_no` (from 1, in order); `None` when the
-/// lines are not a list (a bug of the aggregate's serde form).
+impl LineRow {
+    /// The text `column` is bound as (see [`Column::text`]).
+    fn text(&self, column: &Column) -> Option<String> {
+        match column.name.as_str() {
+            "tenant_id" => Some(self.tenant.to_string()),
+            "order_id" => Some(self.order.to_string()),
+            "line_no" => Some(self.line_no.to_string()),
+            name => self.fields.get(name).and_then(|value| column.text(value)),
+        }
+    }
+}
+
+/// The rows of an order's lines (`lines`: [`OrderKind::lines_json`]); `None` when the lines
+/// are not a list (a bug of the aggregate's serde form). A line that is not an object has no
+/// fields of its own.
 pub(super) fn line_rows_of(
     tenant: Uuid,
     id: Uuid,
     lines: Value,
-) -> Option<impl Iterator<Item = String>> {
+) -> Option<impl Iterator<Item = LineRow>> {
     let Value::Array(lines) = lines else {
         return None;
     };
-    let (tenant, id) = (json!(tenant).to_string(), json!(id).to_string());
-    Some(lines.into_iter().enumerate().map(move |(i, line)| {
-        let line_no = (i + 1).to_string();
-        row_text(
-            &line.to_string(),
-            &[
-                ("tenant_id", &tenant),
-                ("order_id", &id),
-                ("line_no", &line_no),
-            ],
-        )
+    Some(lines.into_iter().enumerate().map(move |(i, line)| LineRow {
+        tenant,
+        order: id,
+        line_no: i + 1,
+        fields: match line {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, type_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_name: type_name.into(),
+        }
+    }
+
+    /// What `jsonb_populate_recordset` made of a line's JSON, column by column: a string's
+    /// own text, a number's text, an object or array as JSON text, null for null or missing;
+    /// the row's own columns before the line's fields of the same names.
+    #[test]
+    fn a_lines_columns_are_bound_as_jsonb_populate_recordset_read_them() {
+        let (tenant, order) = (Uuid::new_v4(), Uuid::new_v4());
+        let lines = json!([
+            {"line_id": "l1", "weight": 20592, "price_per_unit": "2.1575", "description": null,
+             "lots": [{"lot": 1}], "order_id": "not this one", "line_no": 7},
+            "not an object"
+        ]);
+        let rows: Vec<LineRow> = line_rows_of(tenant, order, lines).unwrap().collect();
+        let columns = [
+            column("tenant_id", "uuid"),
+            column("order_id", "uuid"),
+            column("line_no", "integer"),
+            column("line_id", "uuid"),
+            column("weight", "numeric"),
+            column("price_per_unit", "numeric"),
+            column("description", "text"),
+            column("lots", "jsonb"),
+            column("quantity", "bigint"),
+        ];
+        let texts = |row: &LineRow| -> Vec<Option<String>> {
+            columns.iter().map(|c| row.text(c)).collect()
+        };
+        let some = |text: &str| Some(text.to_string());
+        assert_eq!(
+            texts(&rows[0]),
+            vec![
+                some(&tenant.to_string()),
+                some(&order.to_string()),
+                some("1"),
+                some("l1"),
+                some("20592"),
+                some("2.1575"),
+                None,
+                some(r#"[{"lot":1}]"#),
+                None,
+            ]
+        );
+        assert_eq!(
+            texts(&rows[1]),
+            vec![
+                some(&tenant.to_string()),
+                some(&order.to_string()),
+                some("2"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ]
+        );
+        assert!(line_rows_of(tenant, order, json!({"not": "a list"})).is_none());
+    }
 }

@@ -32,9 +32,10 @@ use uuid::Uuid;
 use super::history::{save_states, HistoryRows, Narrated};
 use super::lots::LotRows;
 use super::orders::{
-    claim_rows, insert_orders, line_rows_of, order_row, upsert_claims, ClaimTimes,
+    claim_rows, line_rows_of, order_row, upsert_claims, write_lines, write_orders, ClaimTimes,
+    OrderColumns,
 };
-use super::{delete_rows, event_payload, insert_rows, load_many, payload_error, reference, Folded};
+use super::{delete_rows, event_payload, load_many, payload_error, reference, Folded};
 use crate::documents::{DocumentText, Stamp};
 use crate::{EventRecord, Projection, ProjectionError};
 
@@ -408,8 +409,11 @@ async fn write<A: Narrated>(
         if output.orders {
             delete_rows(conn, A::TABLE, "id", tenant, &stored).await?;
             delete_rows(conn, A::LINES_TABLE, "order_id", tenant, &stored).await?;
-            insert_orders(conn, A::TABLE, rows).await?;
-            insert_rows(conn, A::LINES_TABLE, &line_rows).await?;
+            if !rows.is_empty() {
+                let columns = OrderColumns::read::<A>(conn).await?;
+                write_orders(conn, A::TABLE, &columns.orders, None, rows).await?;
+                write_lines(conn, A::LINES_TABLE, &columns.lines, None, line_rows).await?;
+            }
             upsert_claims(conn, &claims).await?;
         }
         if output.history {
