@@ -92,7 +92,8 @@ oms="$work/oms"
 cp "$built" "$oms"
 
 log "Postgres's ceiling for a command-shaped transaction (${ceiling_seconds} s, $clients clients)"
-ceiling="$(DATABASE_URL="$admin_url" scripts/pg-ceiling.sh "$ceiling_seconds" "$clients")"
+ceiling="$(DATABASE_URL="$admin_url" scripts/pg-ceiling.sh "$ceiling_seconds" "$clients")" ||
+  die "pg-ceiling failed (its reason is above)"
 printf '%s\n' "$ceiling" >&2
 tps="$(sed -n 's/.*tps=\([0-9]*\).*/\1/p' <<<"$ceiling")"
 [ -n "$tps" ] || die "pg-ceiling printed no tps"

@@ -36,7 +36,11 @@ insert into ev (tenant, stream, seq, payload) values (:tenant, :stream, 1,
   '{"type":"PurchaseOrderCreated","supplier_id":"0b9e3c1e-6a59-4f7e-9d7c-2d6f1f0b8a11","lines":[{"product_id":"5d1c","weight":"40000","price_per_unit":"2.1575"}]}');
 commit;
 SQL
-out=$(pgbench -n -c "$clients" -j 2 -T "$secs" -f "$script" "$base/$db" 2>&1)
+# pgbench's own words when it fails (set -e would otherwise end the script without them).
+out=$(pgbench -n -c "$clients" -j 2 -T "$secs" -f "$script" "$base/$db" 2>&1) || {
+  printf 'pg-ceiling: pgbench failed:\n%s\n' "$out" >&2
+  exit 1
+}
 tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
 [ -n "$tps" ] || { printf '%s\n' "$out" >&2; exit 1; }
 echo "pg-ceiling tps=${tps%.*} clients=$clients seconds=$secs"
