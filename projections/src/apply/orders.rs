@@ -511,22 +511,15 @@ pub(super) async fn write_orders(
     replaced: Option<(Uuid, &[Uuid])>,
     rows: Vec<OrderRow>,
 ) -> Result<(), sqlx::Error> {
-    let mut values: Vec<Vec<Option<String>>> = columns
-        .iter()
-        .map(|_| Vec::with_capacity(rows.len()))
-        .collect();
-    for row in rows {
-        let mut state = Some(row.state);
-        for (column, values) in columns.iter().zip(values.iter_mut()) {
-            let value = match (row.extra.get(&column.name), column.name.as_str()) {
-                (Some(value), _) => column.text(value),
-                (None, "state") => state.take(),
-                (None, "document") => Some(row.document.document()),
-                (None, name) => row.document.get(name).and_then(|text| column.text_of(text)),
-            };
-            values.push(value);
+    let values = column_arrays(columns, rows, |column, row| {
+        match (row.extra.get(&column.name), column.name.as_str()) {
+            (Some(value), _) => column.text(value),
+            // The state's text moves into its column: a table has one `state`.
+            (None, "state") => Some(std::mem::take(&mut row.state)),
+            (None, "document") => Some(row.document.document()),
+            (None, name) => row.document.get(name).and_then(|text| column.text_of(text)),
         }
-    }
+    });
     write_columns(conn, table, "id", columns, replaced, &values).await
 }
 
@@ -544,16 +537,27 @@ pub(super) async fn write_lines(
     replaced: Option<(Uuid, &[Uuid])>,
     rows: Vec<LineRow>,
 ) -> Result<(), sqlx::Error> {
+    let values = column_arrays(columns, rows, |column, row| row.text(column));
+    write_columns(conn, table, "order_id", columns, replaced, &values).await
+}
+
+/// The arrays [`write_columns`] binds: for each of `columns`, the text `text` gives of it for
+/// each of `rows`, in order.
+fn column_arrays<R>(
+    columns: &[Column],
+    rows: Vec<R>,
+    mut text: impl FnMut(&Column, &mut R) -> Option<String>,
+) -> Vec<Vec<Option<String>>> {
     let mut values: Vec<Vec<Option<String>>> = columns
         .iter()
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
-    for row in &rows {
+    for mut row in rows {
         for (column, values) in columns.iter().zip(values.iter_mut()) {
-            values.push(row.text(column));
+            values.push(text(column, &mut row));
         }
     }
-    write_columns(conn, table, "order_id", columns, replaced, &values).await
+    values
 }
 
 /// One statement inserting into `table` a row per element of the arrays in `values` (one
