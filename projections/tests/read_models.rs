@@ -1010,3 +1010,114 @@ async fn a_batch_with_a_gap_in_an_aggregates_sequence_is_refused_whole() {
     assert_eq!(orders, 0);
     db.drop().await;
 }
+
+/// The purchase orders of `tenant` written after `position` whose `column` is not the text
+/// `expected` gives of the row (an SQL expression over it), and how many were written then.
+async fn written_after(
+    pool: &PgPool,
+    tenant: Uuid,
+    position: i64,
+    column: &str,
+    expected: &str,
+) -> (i64, i64) {
+    sqlx::query_as(&format!(
+        "select count(*) filter (where {column}::text is distinct from {expected}), count(*) \
+           from read.purchase_orders where tenant_id = $1 and last_position > $2"
+    ))
+    .bind(tenant)
+    .bind(position)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_projector_writes_the_columns_a_migration_leaves_while_it_runs() {
+    // The projector keeps the order tables' columns from one batch to the next; a migration
+    // run meanwhile must be written to as if they were read for every batch.
+    let db = Db::fresh().await;
+    let today = db.today().await;
+    let a = trade(Uuid::new_v4(), today).await;
+    let events = &a.log.events;
+    let third = events.len() / 3;
+    let alter = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    apply_in_batches(&db.pool, &events[..third], 3).await;
+
+    // A column added for a document field that had none.
+    alter("alter table read.purchase_orders add column receipts jsonb").await;
+    apply_in_batches(&db.pool, &events[third..2 * third], 3).await;
+    let (wrong, written) = written_after(
+        &db.pool,
+        a.log.tenant,
+        events[third - 1].position,
+        "receipts",
+        "(document->'receipts')::text",
+    )
+    .await;
+    assert!(
+        written > 0,
+        "no purchase order was written after the column came"
+    );
+    assert_eq!(wrong, 0, "orders written without the new column's value");
+
+    // A column's type changed (the table rewritten): written, and as the new type.
+    alter("alter table read.purchase_orders alter column total type numeric(30,4)").await;
+    apply_in_batches(&db.pool, &events[2 * third..], 3).await;
+    let (wrong, written) = written_after(
+        &db.pool,
+        a.log.tenant,
+        events[2 * third - 1].position,
+        "total",
+        "(document->>'total')::numeric(30,4)::text",
+    )
+    .await;
+    assert!(
+        written > 0,
+        "no purchase order was written after the type changed"
+    );
+    assert_eq!(wrong, 0, "totals written as the old type");
+    let scale: i32 = sqlx::query_scalar(
+        "select min(scale(total)) from read.purchase_orders \
+          where tenant_id = $1 and last_position > $2",
+    )
+    .bind(a.log.tenant)
+    .bind(events[2 * third - 1].position)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(scale, 4);
+
+    // A column dropped: the first write fails (naming the column it had), and the batch
+    // delivered again is written without it.
+    alter("alter table read.purchase_orders drop column notes").await;
+    let b = trade(Uuid::new_v4(), today).await;
+    let apply = |events: Vec<EventRecord>| {
+        let pool = db.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("select set_config('app.tenant_id', $1, true)")
+                .bind(events[0].tenant_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            for projection in Projection::ALL {
+                projection.apply_batch(&mut tx, &events).await?;
+            }
+            tx.commit().await.map_err(ProjectionError::from)
+        }
+    };
+    let err = apply(b.log.events.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("notes"), "{err}");
+    apply(b.log.events.clone()).await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from read.purchase_orders where tenant_id = $1")
+            .bind(b.log.tenant)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(usize::try_from(rows).unwrap(), b.pos.len());
+    db.drop().await;
+}

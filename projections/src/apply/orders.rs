@@ -3,6 +3,7 @@
 //! received and shipped (`read.lots`, `lot_movements`).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -392,25 +393,7 @@ async fn apply_orders<A: OrderKind>(
             }
         }
         if !replaced.is_empty() {
-            let columns = OrderColumns::read::<A>(conn).await?;
-            write_orders(
-                conn,
-                A::TABLE,
-                &columns.orders,
-                Some((tenant, &replaced)),
-                rows,
-            )
-            .await?;
-            if !relined.is_empty() {
-                write_lines(
-                    conn,
-                    A::LINES_TABLE,
-                    &columns.lines,
-                    Some((tenant, &relined)),
-                    line_rows,
-                )
-                .await?;
-            }
+            replace_orders::<A>(conn, tenant, &replaced, &rows, &relined, &line_rows).await?;
         }
         upsert_claims(conn, &claim_batch).await?;
         lot_rows.insert(conn).await?;
@@ -452,24 +435,47 @@ pub(super) fn order_row<A: OrderKind>(
 }
 
 /// The columns of an order kind's table and of its lines' table, in order, as the catalog has
-/// them. Read once per write of a group of orders (one small indexed read of the catalog for
-/// both tables, next to writing their rows) rather than kept: the schema is the migrations',
-/// and the code must write what the tables have when they are written, whichever migration
-/// that is.
+/// them: the code writes whatever columns the tables have, whichever migration they are at.
+///
+/// The projector keeps them from one write to the next ([`OrderColumns::cached`]): reading
+/// them took a round trip and a join over the catalog on every tenant's batch, about a
+/// twentieth of the pipeline's Postgres time. Each write checks, in its own statement, that
+/// the table is still the one they were read from ([`TableColumns::shape`]); when it is not,
+/// the write inserts nothing and they are read again (see [`replace_orders`]). A rebuild
+/// reads them afresh ([`OrderColumns::read`]): it writes rarely, and holds the tables from
+/// its first statement, so they cannot change under it.
 pub(super) struct OrderColumns {
     /// `purchase_orders` or `sales_orders`.
-    pub(super) orders: Vec<Column>,
+    pub(super) orders: TableColumns,
     /// `purchase_order_lines` or `sales_order_lines`.
-    pub(super) lines: Vec<Column>,
+    pub(super) lines: TableColumns,
 }
+
+/// One table's columns, and how to tell they are still its columns.
+pub(super) struct TableColumns {
+    /// Its columns, in order.
+    columns: Vec<Column>,
+    /// The table's `relnatts` and `relfilenode` when its columns were read. A column added
+    /// moves the first; a column's type changed rewrites the table and moves the second (a
+    /// value cast to the old type on its way to the new one could lose what the new one
+    /// keeps, a scale's digits); a column dropped or renamed moves neither, but then the write
+    /// names a column the table no longer has and fails, and a failed write forgets the
+    /// cached columns.
+    shape: (i16, i64),
+}
+
+/// The columns [`OrderColumns::cached`] keeps, by order table: a process's every connection
+/// and database share them, each write checking them against its table.
+static CACHED: Mutex<Vec<(&str, Arc<OrderColumns>)>> = Mutex::new(Vec::new());
 
 impl OrderColumns {
     /// Reads both tables' columns in one statement.
     pub(super) async fn read<A: OrderKind>(conn: &mut PgConnection) -> Result<Self, sqlx::Error> {
-        let columns: Vec<(String, String, String)> = sqlx::query_as(
-            "select c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod) \
-               from pg_attribute a join pg_class c on c.oid = a.attrelid \
-              where a.attrelid = any($1::text[]::regclass[]) and a.attnum > 0 \
+        let columns: Vec<(String, i16, i64, String, String)> = sqlx::query_as(
+            "select c.relname::text, c.relnatts, c.relfilenode::int8, a.attname::text, \
+                    format_type(a.atttypid, a.atttypmod) \
+               from pg_class c join pg_attribute a on a.attrelid = c.oid \
+              where c.oid = any($1::text[]::regclass[]) and a.attnum > 0 \
                 and not a.attisdropped \
               order by a.attrelid, a.attnum",
         )
@@ -479,17 +485,113 @@ impl OrderColumns {
         ])
         .fetch_all(&mut *conn)
         .await?;
-        let (mut orders, mut lines) = (Vec::new(), Vec::new());
-        for (table, name, type_name) in columns {
-            let column = Column { name, type_name };
-            if table == A::TABLE {
-                orders.push(column);
+        let table = || TableColumns {
+            columns: Vec::new(),
+            shape: (0, 0),
+        };
+        let (mut orders, mut lines) = (table(), table());
+        for (table, natts, filenode, name, type_name) in columns {
+            let table = if table == A::TABLE {
+                &mut orders
             } else {
-                lines.push(column);
-            }
+                &mut lines
+            };
+            table.shape = (natts, filenode);
+            table.columns.push(Column { name, type_name });
         }
         Ok(Self { orders, lines })
     }
+
+    /// The columns this process read last for `A`'s tables, or [`OrderColumns::read`] (and
+    /// kept) when it has none.
+    async fn cached<A: OrderKind>(conn: &mut PgConnection) -> Result<Arc<Self>, sqlx::Error> {
+        let kept = cached()
+            .iter()
+            .find(|(table, _)| *table == A::TABLE)
+            .map(|(_, columns)| Arc::clone(columns));
+        match kept {
+            Some(columns) => Ok(columns),
+            None => Self::reread::<A>(conn).await,
+        }
+    }
+
+    /// [`OrderColumns::read`], kept in place of what this process had for `A`'s tables.
+    async fn reread<A: OrderKind>(conn: &mut PgConnection) -> Result<Arc<Self>, sqlx::Error> {
+        let columns = Arc::new(Self::read::<A>(conn).await?);
+        Self::forget::<A>();
+        cached().push((A::TABLE, Arc::clone(&columns)));
+        Ok(columns)
+    }
+
+    /// Drops what this process kept of `A`'s tables' columns: the next write reads them.
+    fn forget<A: OrderKind>() {
+        cached().retain(|(table, _)| *table != A::TABLE);
+    }
+}
+
+/// The cached columns, locked for a moment (never across an await); a panic while they were
+/// locked left nothing half-written, so a poisoned lock is taken as it is.
+fn cached() -> std::sync::MutexGuard<'static, Vec<(&'static str, Arc<OrderColumns>)>> {
+    CACHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The projector's write of a tenant's changed orders of kind `A`: their rows (`rows`, of
+/// the orders `replaced`) and, for the orders `relined`, their lines (`line_rows`), each
+/// replacing what the tables held for them, with the columns this process keeps
+/// ([`OrderColumns::cached`]). A write that finds its table changed since (it inserts nothing)
+/// is made again with the columns read afresh, in the same transaction (its delete finds
+/// nothing more to delete); a write that fails forgets the columns, so that the batch,
+/// delivered again, reads them.
+async fn replace_orders<A: OrderKind>(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    replaced: &[Uuid],
+    rows: &[OrderRow],
+    relined: &[Uuid],
+    line_rows: &[LineRow],
+) -> Result<(), ProjectionError> {
+    let mut columns = OrderColumns::cached::<A>(conn).await?;
+    for last_try in [false, true] {
+        let written = async {
+            Ok::<_, sqlx::Error>(
+                write_orders(
+                    conn,
+                    A::TABLE,
+                    &columns.orders,
+                    Some((tenant, replaced)),
+                    rows,
+                )
+                .await?
+                    && (relined.is_empty()
+                        || write_lines(
+                            conn,
+                            A::LINES_TABLE,
+                            &columns.lines,
+                            Some((tenant, relined)),
+                            line_rows,
+                        )
+                        .await?),
+            )
+        }
+        .await;
+        match written {
+            Ok(true) => return Ok(()),
+            Ok(false) if !last_try => columns = OrderColumns::reread::<A>(conn).await?,
+            Ok(false) => break,
+            Err(err) => {
+                OrderColumns::forget::<A>();
+                return Err(err.into());
+            }
+        }
+    }
+    OrderColumns::forget::<A>();
+    Err(ProjectionError::Database(sqlx::Error::Protocol(format!(
+        "the columns of read.{} or read.{} changed while they were written",
+        A::TABLE,
+        A::LINES_TABLE
+    ))))
 }
 
 /// Writes the rows of orders into `table` (`purchase_orders` or `sales_orders`; its
@@ -507,15 +609,14 @@ impl OrderColumns {
 pub(super) async fn write_orders(
     conn: &mut PgConnection,
     table: &str,
-    columns: &[Column],
+    columns: &TableColumns,
     replaced: Option<(Uuid, &[Uuid])>,
-    rows: Vec<OrderRow>,
-) -> Result<(), sqlx::Error> {
-    let values = column_arrays(columns, rows, |column, row| {
+    rows: &[OrderRow],
+) -> Result<bool, sqlx::Error> {
+    let values = column_arrays(&columns.columns, rows, |column, row| {
         match (row.extra.get(&column.name), column.name.as_str()) {
             (Some(value), _) => column.text(value),
-            // The state's text moves into its column: a table has one `state`.
-            (None, "state") => Some(std::mem::take(&mut row.state)),
+            (None, "state") => Some(row.state.clone()),
             (None, "document") => Some(row.document.document()),
             (None, name) => row.document.get(name).and_then(|text| column.text_of(text)),
         }
@@ -533,11 +634,11 @@ pub(super) async fn write_orders(
 pub(super) async fn write_lines(
     conn: &mut PgConnection,
     table: &str,
-    columns: &[Column],
+    columns: &TableColumns,
     replaced: Option<(Uuid, &[Uuid])>,
-    rows: Vec<LineRow>,
-) -> Result<(), sqlx::Error> {
-    let values = column_arrays(columns, rows, |column, row| row.text(column));
+    rows: &[LineRow],
+) -> Result<bool, sqlx::Error> {
+    let values = column_arrays(&columns.columns, rows, |column, row| row.text(column));
     write_columns(conn, table, "order_id", columns, replaced, &values).await
 }
 
@@ -545,16 +646,16 @@ pub(super) async fn write_lines(
 /// each of `rows`, in order.
 fn column_arrays<R>(
     columns: &[Column],
-    rows: Vec<R>,
-    mut text: impl FnMut(&Column, &mut R) -> Option<String>,
+    rows: &[R],
+    text: impl Fn(&Column, &R) -> Option<String>,
 ) -> Vec<Vec<Option<String>>> {
     let mut values: Vec<Vec<Option<String>>> = columns
         .iter()
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
-    for mut row in rows {
+    for row in rows {
         for (column, values) in columns.iter().zip(values.iter_mut()) {
-            values.push(text(column, &mut row));
+            values.push(text(column, row));
         }
     }
     values
@@ -564,33 +665,50 @@ fn column_arrays<R>(
 /// array per column of `columns`, each bound as its values' text and cast to the column's
 /// type), first deleting the rows of `replaced` whose `key` is one of its ids, if any. Does
 /// nothing when there is nothing to delete or insert.
+///
+/// Returns false, having inserted nothing (the delete done), when the table is no longer the
+/// one `columns` were read from ([`TableColumns::shape`]): the statement checks that once,
+/// before its first row, against the catalog's row of the table.
 async fn write_columns(
     conn: &mut PgConnection,
     table: &str,
     key: &str,
-    columns: &[Column],
+    columns: &TableColumns,
     replaced: Option<(Uuid, &[Uuid])>,
     values: &[Vec<Option<String>>],
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let rows = values.first().map_or(0, Vec::len);
     if rows == 0 && replaced.is_none_or(|(_, ids)| ids.is_empty()) {
-        return Ok(());
+        return Ok(true);
     }
-    let count = columns.len();
+    let count = columns.columns.len();
     // The table and key come from the order kinds' constants, the columns from the catalog.
     let (delete, after_delete) = match replaced {
-        Some(_) => deleting_first(table, key, count + 1, count + 2),
+        Some(_) => deleting_first(table, key, count + 3, count + 4),
         None => (String::new(), ""),
     };
-    let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let names: Vec<String> = columns
+        .columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
     let cast: Vec<String> = (1..=count)
-        .zip(columns)
+        .zip(&columns.columns)
         .map(|(i, c)| format!("u.c{i}::{}", c.type_name))
         .collect();
     let arrays: Vec<String> = (1..=count).map(|i| format!("${i}::text[]")).collect();
     let aliases: Vec<String> = (1..=count).map(|i| format!("c{i}")).collect();
+    let (natts, filenode) = (count + 1, count + 2);
+    let unchanged = format!(
+        "exists (select from pg_class where oid = 'read.{table}'::regclass \
+                    and relnatts = ${natts}::int2 and relfilenode::int8 = ${filenode}::int8)"
+    );
+    let condition = match after_delete {
+        "" => format!(" where {unchanged}"),
+        after_delete => format!("{after_delete} and {unchanged}"),
+    };
     let sql = format!(
-        "{delete}insert into read.{table} ({}) select {} from unnest({}) as u ({}){after_delete}",
+        "{delete}insert into read.{table} ({}) select {} from unnest({}) as u ({}){condition}",
         names.join(", "),
         cast.join(", "),
         arrays.join(", "),
@@ -600,11 +718,12 @@ async fn write_columns(
     for values in values {
         query = query.bind(values);
     }
+    query = query.bind(columns.shape.0).bind(columns.shape.1);
     if let Some((tenant, ids)) = replaced {
         query = query.bind(tenant).bind(ids);
     }
-    query.execute(&mut *conn).await?;
-    Ok(())
+    let inserted = query.execute(&mut *conn).await?.rows_affected();
+    Ok(inserted == u64::try_from(rows).unwrap_or(u64::MAX))
 }
 
 /// A column of a read table.

@@ -410,9 +410,18 @@ async fn write<A: Narrated>(
             delete_rows(conn, A::TABLE, "id", tenant, &stored).await?;
             delete_rows(conn, A::LINES_TABLE, "order_id", tenant, &stored).await?;
             if !rows.is_empty() {
+                // Read afresh: the tables are held since their rows were deleted, so these
+                // are their columns until the commit.
                 let columns = OrderColumns::read::<A>(conn).await?;
-                write_orders(conn, A::TABLE, &columns.orders, None, rows).await?;
-                write_lines(conn, A::LINES_TABLE, &columns.lines, None, line_rows).await?;
+                let written = write_orders(conn, A::TABLE, &columns.orders, None, &rows).await?
+                    && write_lines(conn, A::LINES_TABLE, &columns.lines, None, &line_rows).await?;
+                if !written {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "the columns of read.{} changed during a rebuild",
+                        A::TABLE
+                    ))
+                    .into());
+                }
             }
             upsert_claims(conn, &claims).await?;
         }
